@@ -1,0 +1,3 @@
+from sioplay.cli import main
+
+main()

@@ -1,0 +1,126 @@
+"""A simulated client: one python-socketio AsyncClient that joins a room and records what it hears."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import socketio
+
+from sioplay.errors import ClientError
+
+__all__ = ["ROOM_EVENTS", "RoomEvent", "SimClient"]
+
+ROOM_EVENTS = ("handshake", "socket-connected", "socket-disconnected", "identity-change")
+# Not a room event, but recorded with them so that a watcher sees the connection end.
+DISCONNECT = "disconnect"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RoomEvent:
+    name: str
+    data: Any
+    at: float
+
+
+class SimClient:
+    """Connects as `id_user` to `room`; every room event lands in `events` and goes to `on_event`.
+
+    A refused connection raises ClientError with the server's own message.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        id_user: str,
+        room: str,
+        *,
+        http_session: aiohttp.ClientSession | None = None,
+        on_event: Callable[[RoomEvent], None] | None = None,
+        reconnection: bool = False,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.id_user = id_user
+        self.room = room
+        self.on_event = on_event
+        self.events: list[RoomEvent] = []
+        self.handshake: dict[str, Any] | None = None
+        self.refusal: str | None = None
+        self._changed = asyncio.Event()
+        self.sio = socketio.AsyncClient(reconnection=reconnection, http_session=http_session)
+        for name in ROOM_EVENTS:
+            self.sio.on(name, self._recorder(name))
+        self.sio.on("connect_error", self._record_refusal)
+        self.sio.on(DISCONNECT, self._recorder(DISCONNECT))
+
+    def _recorder(self, name: str) -> Callable[[Any], Any]:
+        async def record(data: Any = None) -> None:
+            event = RoomEvent(name, data, time.time())
+            if name == "handshake":
+                self.handshake = data
+            self.events.append(event)
+            self._changed.set()
+            if self.on_event is not None:
+                self.on_event(event)
+
+        return record
+
+    async def _record_refusal(self, data: Any = None) -> None:
+        self.refusal = data.get("message") if isinstance(data, dict) else str(data)
+
+    @property
+    def sid(self) -> str | None:
+        return self.sio.get_sid("/")
+
+    @property
+    def connected(self) -> bool:
+        return self.sio.connected
+
+    async def connect(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Connect and wait for the handshake; returns it."""
+        query = urlencode({"id_user": self.id_user, "room": self.room})
+        try:
+            await self.sio.connect(
+                f"{self.url}?{query}", transports=["websocket"], wait_timeout=timeout, retry=False
+            )
+        except socketio.exceptions.ConnectionError as exc:
+            raise ClientError(self.refusal or f"cannot connect to {self.url}: {exc}") from None
+        await self.wait_for(lambda: self.handshake is not None, timeout, "the handshake")
+        assert self.handshake is not None
+        return self.handshake
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        """Wait until `predicate()` holds, re-checking after every event."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate():
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise ClientError(f"no {what} within {timeout:g} s") from None
+
+    async def wait_event(self, name: str, timeout: float = 5.0, **match: Any) -> RoomEvent:
+        """The first recorded event `name` whose data has every key/value in `match`."""
+
+        def found() -> RoomEvent | None:
+            for event in self.events:
+                if event.name == name and isinstance(event.data, dict):
+                    if all(event.data.get(key) == value for key, value in match.items()):
+                        return event
+            return None
+
+        await self.wait_for(lambda: found() is not None, timeout, f"{name} event {match}")
+        event = found()
+        assert event is not None
+        return event
+
+    async def emit(self, event: str, data: Any = None) -> None:
+        await self.sio.emit(event, data)
+
+    async def disconnect(self) -> None:
+        await self.sio.disconnect()

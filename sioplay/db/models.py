@@ -1,0 +1,60 @@
+"""The user table, the record the rest of sioplay sees, and the rules for a user's name."""
+
+from __future__ import annotations
+
+import dataclasses
+import unicodedata
+
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from sioplay.errors import ValidationError
+
+__all__ = ["NAME_MAX_CHARS", "SEED_USERS", "Base", "User", "UserRecord", "validate_name"]
+
+NAME_MAX_CHARS = 255
+# Control characters, lone surrogates (not encodable) and line/paragraph separators.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id_user: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX_CHARS))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UserRecord:
+    id_user: str
+    name: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"id_user": self.id_user, "name": self.name}
+
+
+SEED_USERS: tuple[UserRecord, ...] = tuple(
+    UserRecord(str(number), name)
+    for number, name in enumerate(
+        ("John", "Mary", "Mike", "Frank", "Stephanie", "Richard", "Sonia", "Charlie", "Rowan", "Victoria"), start=1
+    )
+)
+
+
+def validate_name(raw: object) -> str:
+    """``raw`` trimmed, if it is an acceptable user name; :class:`ValidationError` otherwise."""
+    if not isinstance(raw, str):
+        raise ValidationError(f"name must be a string, not {type(raw).__name__}")
+    name = raw.strip()
+    if not name:
+        raise ValidationError("name must not be empty")
+    if len(name) > NAME_MAX_CHARS:
+        raise ValidationError(f"name must be at most {NAME_MAX_CHARS} characters, not {len(name)}")
+    for char in name:
+        if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
+            raise ValidationError(f"name must not contain control characters (found U+{ord(char):04X})")
+    return name

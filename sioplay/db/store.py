@@ -1,0 +1,85 @@
+"""The users as the server nodes read and rename them, without blocking the event loop."""
+
+from __future__ import annotations
+
+import builtins
+from contextlib import AbstractContextManager
+from types import TracebackType
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sioplay.db.engine import create_engine, database_errors
+from sioplay.db.models import User, UserRecord, validate_name
+from sioplay.errors import UnknownUserError
+
+__all__ = ["UserStore"]
+
+
+class UserStore:
+    """Reads and renames users; database failures surface as DatabaseError.
+
+    Built from a URL it owns its engine and disposes it in :meth:`close`; an engine passed in stays open.
+    """
+
+    def __init__(self, target: str | AsyncEngine) -> None:
+        self._owns_engine = isinstance(target, str)
+        self._engine = create_engine(target) if isinstance(target, str) else target
+
+    @classmethod
+    async def open(cls, target: str | AsyncEngine) -> UserStore:
+        """A store whose users table answered, so that a node fails at start rather than on its first request."""
+        store = cls(target)
+        try:
+            with store._errors("read users from"):
+                async with store._engine.connect() as conn:
+                    await conn.execute(select(User.id_user).limit(1))
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def get(self, id_user: str) -> UserRecord:
+        with self._errors("read users from"):
+            async with self._engine.connect() as conn:
+                name = (await conn.execute(select(User.name).where(User.id_user == id_user))).scalar_one_or_none()
+        if name is None:
+            raise UnknownUserError(id_user)
+        return UserRecord(id_user, name)
+
+    async def rename(self, id_user: str, name: object) -> None:
+        """Give ``id_user`` a new name, validated first: nothing changes if it is refused."""
+        valid = validate_name(name)
+        with self._errors("rename a user in"):
+            async with self._engine.begin() as conn:
+                result = await conn.execute(update(User).where(User.id_user == id_user).values(name=valid))
+        if result.rowcount == 0:
+            raise UnknownUserError(id_user)
+
+    async def list(self) -> builtins.list[UserRecord]:
+        """Every user, numeric ids in numeric order first, then the others by string."""
+        with self._errors("read users from"):
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(select(User.id_user, User.name))).all()
+        return sorted((UserRecord(row.id_user, row.name) for row in rows), key=_id_order)
+
+    async def close(self) -> None:
+        if self._owns_engine:
+            await self._engine.dispose()
+
+    async def __aenter__(self) -> UserStore:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def _errors(self, doing: str) -> AbstractContextManager[None]:
+        return database_errors(self._engine.url, doing)
+
+
+def _id_order(record: UserRecord) -> tuple[int, int, str]:
+    if record.id_user.isascii() and record.id_user.isdigit():
+        return (0, int(record.id_user), record.id_user)
+    return (1, 0, record.id_user)

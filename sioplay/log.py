@@ -1,0 +1,41 @@
+"""Logging, configured once per process."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+__all__ = ["configure_cli_logging", "configure_node_logging"]
+
+
+class _NodeIdFilter(logging.Filter):
+    def __init__(self, node_id: str) -> None:
+        super().__init__()
+        self.node_id = node_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.node_id = self.node_id
+        return True
+
+
+def configure_node_logging(node_id: str, level: str = "INFO") -> None:
+    """Plain lines on stderr, every record stamped with the node id (the supervisor adds time and prefix)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_NodeIdFilter(node_id))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(node_id)s] %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # engine.io/socket.io log every packet at INFO; keep them for --log-level DEBUG.
+    for noisy in ("engineio.server", "socketio.server", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def configure_cli_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(show_path=False, console=None, rich_tracebacks=verbose)
+    logger = logging.getLogger("sioplay")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logger.propagate = False

@@ -1,0 +1,224 @@
+"""One node: a python-socketio server on aiohttp, its HTTP routes, and its lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+import socketio
+from aiohttp import web
+from engineio.async_drivers import aiohttp as engineio_aiohttp
+from redis.exceptions import RedisError
+
+from sioplay.db.store import UserStore
+from sioplay.node.bus import ClusterBus
+from sioplay.node.http import json_errors, json_response, roster_routes, user_routes
+from sioplay.node.manager import ClusterRedisManager
+from sioplay.node.metrics import Metrics
+from sioplay.node.realtime import NAMESPACE, RoomEvents
+from sioplay.node.roster import RosterService
+from sioplay.node.sockets import LocalSockets
+from sioplay.node.ui import ui_routes
+from sioplay.settings import Settings
+
+__all__ = ["Node", "run_node"]
+
+log = logging.getLogger(__name__)
+
+
+def _websocket_driver(compress: bool) -> type[engineio_aiohttp.WebSocket]:
+    """engine.io's aiohttp websocket wrapper with per-message compression as a setting.
+
+    aiohttp compresses every frame by default and engine.io does not turn it
+    off; under a join storm in a large room that costs more CPU than anything
+    else and drops clients.
+    """
+
+    class WebSocket(engineio_aiohttp.WebSocket):
+        async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+            request = environ["aiohttp.request"]
+            self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=compress)
+            await self._sock.prepare(request)
+            self.environ = environ
+            await self.handler(self)
+            return self._sock
+
+    return WebSocket
+
+
+class Node:
+    """A node listens on its own port and, when given, on the shared public port."""
+
+    def __init__(self, settings: Settings, node_id: str, port: int, public_port: int | None = None) -> None:
+        self.settings = settings
+        self.node_id = node_id
+        self.port = port
+        self.public_port = public_port
+        self.started_at = time.monotonic()
+        self.sockets = LocalSockets()
+        self.store = UserStore(settings.effective_db_url)
+        self.redis = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                settings.redis_url or "redis://127.0.0.1:6379/0",
+                max_connections=settings.redis_max_connections,
+                timeout=settings.roster_timeout_s,
+                socket_connect_timeout=2.0,
+                health_check_interval=10,
+            )
+        )
+        self.metrics = Metrics()
+        self.bus = ClusterBus(self.redis, settings, node_id, self.metrics)
+        self.roster = RosterService(self.bus, self.sockets, self.metrics)
+        self._bus_task: asyncio.Task[None] | None = None
+        self.manager = ClusterRedisManager(
+            self.redis, channel=f"{settings.cluster}:socketio", retry_max_s=settings.redis_retry_max_s
+        )
+        self.sio = socketio.AsyncServer(
+            client_manager=self.manager,
+            async_mode="aiohttp",
+            transports=["websocket"],
+            max_http_buffer_size=settings.max_http_body_bytes,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.sio.eio._async = {**self.sio.eio._async, "websocket": _websocket_driver(settings.ws_compression)}
+        self.events = RoomEvents(self.sio, self.store, self.sockets, node_id)
+        self.manager.on_connected = self.events.handle_connected
+        self.events.register()
+        self.app = self._build_app()
+        self._runner: web.AppRunner | None = None
+        self._sites: list[web.TCPSite] = []
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.settings.max_http_body_bytes, middlewares=[json_errors])
+        self.sio.attach(app)
+        app.add_routes(user_routes(self.store))
+        app.add_routes(ui_routes())
+        app.add_routes(
+            [
+                web.get("/healthz", self.handle_health),
+                web.get("/metrics", self.handle_metrics),
+                web.get("/cluster", self.handle_cluster),
+            ]
+        )
+        app.add_routes(roster_routes(self.roster, self.settings.roster_timeout_s))
+        return app
+
+    async def handle_health(self, request: web.Request) -> web.Response:
+        redis_state: dict[str, Any]
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(1.0):
+                await self.redis.ping()
+            redis_state = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
+        except (RedisError, OSError, TimeoutError) as exc:
+            redis_state = {"ok": False, "error": str(exc) or type(exc).__name__}
+        return json_response(
+            {
+                "node": self.node_id,
+                "pid": os.getpid(),
+                "cluster": self.settings.cluster,
+                "uptime_s": round(time.monotonic() - self.started_at, 3),
+                "sockets": len(self.sockets),
+                "redis": redis_state,
+                "bus": {"linked": self.bus.linked, "peers": len(self.bus.membership)},
+                "metrics": self.metrics.as_json(),
+            }
+        )
+
+    async def handle_metrics(self, request: web.Request) -> web.Response:
+        text = self.metrics.prometheus(self.node_id, len(self.sockets), len(self.bus.membership))
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+    async def handle_cluster(self, request: web.Request) -> web.Response:
+        now = time.monotonic()
+        nodes = [
+            {"node": self.node_id, "instance": self.bus.instance, "self": True, "sockets": len(self.sockets), "last_seen_s": 0.0}
+        ]
+        nodes += [
+            {
+                "node": peer.node_id,
+                "instance": peer.instance,
+                "self": False,
+                "sockets": peer.sockets,
+                "last_seen_s": round(now - peer.last_seen, 3),
+            }
+            for peer in self.bus.live_nodes()
+        ]
+        return json_response({"cluster": self.settings.cluster, "linked": self.bus.linked, "nodes": nodes})
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        host = self.settings.host
+        self._sites.append(web.TCPSite(self._runner, host, self.port))
+        if self.public_port is not None:
+            # The kernel spreads connections over every node bound here.
+            self._sites.append(web.TCPSite(self._runner, host, self.public_port, reuse_port=True))
+        for site in self._sites:
+            await site.start()
+        # Subscribe now rather than on the first client, as python-socketio would.
+        self.sio.manager_initialized = True
+        self.manager.initialize()
+        self._bus_task = asyncio.create_task(self.bus.run(), name="bus")
+        await self.bus.wait_subscribed(self.settings.roster_timeout_s)
+        log.info(
+            "node %s listening on port %d%s (cluster %r)",
+            self.node_id,
+            self.port,
+            f" and public port {self.public_port}" if self.public_port else "",
+            self.settings.cluster,
+        )
+
+    async def stop(self) -> None:
+        """Close the listeners, disconnect the sockets (the room hears it), then let go of Redis."""
+        log.info("node %s stopping: %d sockets to disconnect", self.node_id, len(self.sockets))
+        for site in self._sites:
+            await site.stop()
+        if self._bus_task is not None:
+            self._bus_task.cancel()
+            await asyncio.gather(self._bus_task, return_exceptions=True)
+        await self.bus.say_goodbye()
+        try:
+            async with asyncio.timeout(self.settings.shutdown_grace_s):
+                await asyncio.gather(
+                    *(self.sio.disconnect(sid, namespace=NAMESPACE, ignore_queue=True) for sid in self.sockets.ids())
+                )
+        except TimeoutError:
+            log.warning("node %s: sockets still open after %.1f s, closing anyway", self.node_id, self.settings.shutdown_grace_s)
+        await self.sio.shutdown()
+        if self.manager.thread is not None:
+            self.manager.thread.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.redis.aclose()
+        await self.store.close()
+        log.info("node %s stopped", self.node_id)
+
+
+async def run_node(settings: Settings, node_id: str, port: int, public_port: int | None = None) -> None:
+    """Run a node until SIGTERM or SIGINT; a second signal stops it at once."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def handle_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(1)
+        log.info("%s received", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, handle_signal, signum)
+    node = Node(settings, node_id, port, public_port)
+    await node.start()
+    try:
+        await stop.wait()
+    finally:
+        await node.stop()
+

@@ -1,0 +1,65 @@
+"""Which other nodes are alive, from what they say on the bus: nothing is stored in Redis.
+
+A peer is alive from its first message until it says goodbye or has been
+silent for `silence_s`. Plain logic over a clock, so it is tested without
+processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+__all__ = ["Membership", "Peer"]
+
+
+@dataclasses.dataclass(slots=True)
+class Peer:
+    node_id: str
+    instance: str
+    first_seen: float
+    last_seen: float
+    sockets: int = 0
+
+
+class Membership:
+    def __init__(self, silence_s: float, on_gone: Callable[[Peer, str], None] | None = None) -> None:
+        self.silence_s = silence_s
+        self.on_gone = on_gone
+        self._peers: dict[str, Peer] = {}
+
+    def seen(self, node_id: str, instance: str, now: float, sockets: int | None = None) -> bool:
+        """Record a sign of life; True when this peer is new."""
+        peer = self._peers.get(instance)
+        is_new = peer is None
+        if peer is None:
+            peer = self._peers[instance] = Peer(node_id, instance, first_seen=now, last_seen=now)
+        peer.last_seen = max(peer.last_seen, now)
+        if sockets is not None:
+            peer.sockets = sockets
+        return is_new
+
+    def gone(self, instance: str, reason: str) -> Peer | None:
+        peer = self._peers.pop(instance, None)
+        if peer is not None and self.on_gone is not None:
+            self.on_gone(peer, reason)
+        return peer
+
+    def expire(self, now: float) -> list[Peer]:
+        """Drop the peers silent for longer than `silence_s`."""
+        silent = [p.instance for p in self._peers.values() if now - p.last_seen > self.silence_s]
+        return [peer for instance in silent if (peer := self.gone(instance, "silent")) is not None]
+
+    def touch_all(self, now: float) -> None:
+        """Forgive the silence of every peer: our own link was down, not theirs."""
+        for peer in self._peers.values():
+            peer.last_seen = now
+
+    def peers(self) -> list[Peer]:
+        return sorted(self._peers.values(), key=lambda peer: (peer.node_id, peer.instance))
+
+    def __contains__(self, instance: object) -> bool:
+        return instance in self._peers
+
+    def __len__(self) -> int:
+        return len(self._peers)

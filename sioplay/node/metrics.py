@@ -1,0 +1,65 @@
+"""Counters a node keeps about its roster queries and its bus, for /healthz and /metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Any
+
+__all__ = ["Metrics"]
+
+
+@dataclasses.dataclass(slots=True)
+class Metrics:
+    roster_queries: int = 0
+    rooms_queries: int = 0
+    partial_answers: int = 0
+    timeouts: int = 0
+    bus_errors: int = 0
+    last_query_ms: float | None = None
+    bus_dropped: Counter[str] = dataclasses.field(default_factory=Counter)
+
+    def dropped(self, reason: str) -> None:
+        self.bus_dropped[reason] += 1
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "roster_queries": self.roster_queries,
+            "rooms_queries": self.rooms_queries,
+            "partial_answers": self.partial_answers,
+            "timeouts": self.timeouts,
+            "bus_errors": self.bus_errors,
+            "bus_dropped": sum(self.bus_dropped.values()),
+            "bus_dropped_by_reason": dict(self.bus_dropped),
+            "last_query_ms": self.last_query_ms,
+        }
+
+    def prometheus(self, node_id: str, sockets: int, peers: int) -> str:
+        """The counters in Prometheus' text exposition format."""
+        label = f'node="{node_id}"'
+        lines = [
+            "# TYPE sioplay_roster_queries_total counter",
+            f"sioplay_roster_queries_total{{{label}}} {self.roster_queries}",
+            "# TYPE sioplay_rooms_queries_total counter",
+            f"sioplay_rooms_queries_total{{{label}}} {self.rooms_queries}",
+            "# TYPE sioplay_partial_answers_total counter",
+            f"sioplay_partial_answers_total{{{label}}} {self.partial_answers}",
+            "# TYPE sioplay_query_timeouts_total counter",
+            f"sioplay_query_timeouts_total{{{label}}} {self.timeouts}",
+            "# TYPE sioplay_bus_errors_total counter",
+            f"sioplay_bus_errors_total{{{label}}} {self.bus_errors}",
+            "# TYPE sioplay_bus_dropped_total counter",
+        ]
+        lines += [
+            f'sioplay_bus_dropped_total{{{label},reason="{reason}"}} {count}'
+            for reason, count in sorted(self.bus_dropped.items())
+        ]
+        lines += [
+            "# TYPE sioplay_last_query_ms gauge",
+            f"sioplay_last_query_ms{{{label}}} {self.last_query_ms if self.last_query_ms is not None else 'NaN'}",
+            "# TYPE sioplay_sockets gauge",
+            f"sioplay_sockets{{{label}}} {sockets}",
+            "# TYPE sioplay_peers gauge",
+            f"sioplay_peers{{{label}}} {peers}",
+        ]
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,137 @@
+"""The one settings object of sioplay.
+
+The CLI builds a frozen :class:`Settings` from its options and ``SIOPLAY_*``
+variables and passes it explicitly to everything it starts; child processes
+get it back through :meth:`Settings.to_env`. This is the only module that reads
+the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sioplay.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "Settings"]
+
+ENV_PREFIX = "SIOPLAY_"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    # Where sioplay keeps its runtime files: database, pids, logs.
+    home: Path = Path(".sioplay")
+    # SQLAlchemy URL; None means the SQLite file in `home`.
+    db_url: str | None = None
+    # Redis URL; None means the embedded redis-server the supervisor starts.
+    redis_url: str | None = None
+    # Namespaces the Redis channels, so that clusters can share one Redis.
+    cluster: str = "sioplay"
+    host: str = "0.0.0.0"
+    public_port: int = 5009
+    log_level: str = "INFO"
+
+    # Node runtime.
+    ws_compression: bool = False
+    redis_max_connections: int = 50
+    redis_retry_max_s: float = 2.0
+    heartbeat_interval_s: float = 1.0
+    heartbeat_misses: int = 3
+    roster_timeout_s: float = 2.0
+    bus_max_message_bytes: int = 4 * 1024 * 1024
+    max_http_body_bytes: int = 64 * 1024
+    shutdown_grace_s: float = 5.0
+
+    # Supervisor.
+    stop_timeout_s: float = 10.0
+    start_timeout_s: float = 30.0
+    restart_backoff_initial_s: float = 0.1
+    restart_backoff_max_s: float = 15.0
+    restart_reset_after_s: float = 30.0
+    restart_max_crashes: int = 5
+    restart_crash_window_s: float = 60.0
+    max_memory_bytes: int | None = None
+    log_max_bytes: int = 5 * 1024 * 1024
+    log_backups: int = 3
+
+    @property
+    def effective_db_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite+aiosqlite:///{(self.home / 'sioplay.db').resolve()}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``SIOPLAY_*`` variables, then ``overrides`` that are not None."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            key = ENV_PREFIX + field.name.upper()
+            if key in environ and environ[key] != "":
+                values[field.name] = _parse(field, environ[key], key)
+        for name, value in overrides.items():
+            if name not in _FIELD_NAMES:
+                raise ConfigError(f"unknown setting {name!r}")
+            if value is not None:
+                values[name] = value
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_env(self) -> dict[str, str]:
+        """The variables that rebuild these settings in a child process."""
+        env: dict[str, str] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                value = "1" if value else "0"
+            if field.name == "home":
+                value = Path(value).resolve()
+            env[ENV_PREFIX + field.name.upper()] = str(value)
+        return env
+
+    def validate(self) -> None:
+        if not self.cluster or len(self.cluster) > 64 or not self.cluster.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"SIOPLAY_CLUSTER must be 1-64 letters, digits, '-' or '_', not {self.cluster!r}")
+        if not 0 < self.public_port < 65536:
+            raise ConfigError(f"SIOPLAY_PUBLIC_PORT must be a TCP port, not {self.public_port}")
+        for name in ("heartbeat_interval_s", "roster_timeout_s", "stop_timeout_s", "start_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"SIOPLAY_{name.upper()} must be positive, not {getattr(self, name)}")
+        if self.heartbeat_misses < 1:
+            raise ConfigError(f"SIOPLAY_HEARTBEAT_MISSES must be at least 1, not {self.heartbeat_misses}")
+
+
+_FIELD_NAMES = {field.name for field in dataclasses.fields(Settings)}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse(field: dataclasses.Field[Any], raw: str, key: str) -> Any:
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    try:
+        if kind.startswith("bool"):
+            lowered = raw.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError(raw)
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+        if kind.startswith("Path"):
+            return Path(raw)
+    except ValueError:
+        raise ConfigError(f"{key}={raw!r} is not a valid {kind.split(' ')[0]}") from None
+    return raw

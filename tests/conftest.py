@@ -1,0 +1,66 @@
+"""Fixtures that start real parts: a redis-server, a seeded database, node processes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sioplay.cluster.redis_server import EmbeddedRedis
+from sioplay.db import schema
+from sioplay.settings import Settings
+from tests.helpers import NodeHandle
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_server: EmbeddedRedis) -> Settings:
+    """Settings for one test: its own state directory, Redis, cluster name, and short timers."""
+    home = tmp_path / "home"
+    home.mkdir()
+    return Settings(
+        home=home,
+        redis_url=redis_server.url,
+        cluster=f"t{uuid.uuid4().hex[:10]}",
+        host="127.0.0.1",
+        heartbeat_interval_s=0.2,
+        heartbeat_misses=3,
+        roster_timeout_s=1.0,
+        redis_retry_max_s=0.5,
+        shutdown_grace_s=2.0,
+    )
+
+
+@pytest.fixture
+def seeded_settings(settings: Settings) -> Settings:
+    asyncio.run(schema.reset(settings.effective_db_url))
+    return settings
+
+
+@pytest.fixture
+def start_node(seeded_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., NodeHandle]]:
+    """Start real `sioplay node run` processes; every one is stopped by PID at teardown."""
+    started: list[NodeHandle] = []
+
+    def start(node_id: str, settings: Settings | None = None, public_port: int | None = None) -> NodeHandle:
+        handle = NodeHandle(settings or seeded_settings, node_id, tmp_path / "logs", public_port=public_port)
+        started.append(handle)
+        return handle.start()
+
+    try:
+        yield start
+    finally:
+        for handle in started:
+            handle.stop()
