@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from sioplay import __version__
+from sioplay.commands import client as client_commands
 from sioplay.commands import cluster, db, node
 from sioplay.commands._common import CliState, handles_errors
 from sioplay.log import configure_cli_logging
@@ -26,6 +27,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(node.app, name="node")
 app.add_typer(cluster.app, name="cluster")
+client_commands.register(app)
 
 
 def _version(value: bool) -> None:
@@ -40,16 +42,16 @@ def root(
     ctx: typer.Context,
     home: Annotated[
         Path | None,
-        typer.Option("--home", help="State directory (database, pids, logs). [env: SIOPLAY_HOME]", show_default=False),
+        typer.Option("--home", help="State directory (database, pids, logs). \\[env: SIOPLAY_HOME]", show_default=False),
     ] = None,
     db_url: Annotated[
-        str | None, typer.Option("--db-url", help="SQLAlchemy URL of the user database. [env: SIOPLAY_DB_URL]")
+        str | None, typer.Option("--db-url", help="SQLAlchemy URL of the user database. \\[env: SIOPLAY_DB_URL]")
     ] = None,
     redis_url: Annotated[
-        str | None, typer.Option("--redis-url", help="Redis URL; default: the embedded Redis. [env: SIOPLAY_REDIS_URL]")
+        str | None, typer.Option("--redis-url", help="Redis URL; default: the embedded Redis. \\[env: SIOPLAY_REDIS_URL]")
     ] = None,
     cluster_name: Annotated[
-        str | None, typer.Option("--cluster", help="Cluster name, namespaces Redis channels. [env: SIOPLAY_CLUSTER]")
+        str | None, typer.Option("--cluster", help="Cluster name, namespaces Redis channels. \\[env: SIOPLAY_CLUSTER]")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks.")] = False,
     version: Annotated[

@@ -215,14 +215,17 @@ class ClusterBus:
         if envelope.instance == self.instance:
             self._heard_self_at = now
             return
-        sockets = envelope.body.get("sockets") if envelope.kind in ("hello", "heartbeat") else None
         if envelope.kind == "goodbye":
             self.membership.gone(envelope.instance, "goodbye")
             return
-        is_new = self.membership.seen(envelope.origin, envelope.instance, now, sockets)
-        if envelope.kind == "hello" or (is_new and envelope.kind == "heartbeat"):
-            # Let a newcomer know about this node now rather than at the next heartbeat.
-            self._spawn(self._publish(self.channel, "heartbeat", {"sockets": self.presence()}))
+        if envelope.kind in ("hello", "heartbeat"):
+            is_new = self.membership.seen(envelope.origin, envelope.instance, now, envelope.body.get("sockets"))
+            if envelope.kind == "hello" or is_new:
+                # Let a newcomer know about this node now rather than at its next heartbeat.
+                self._spawn(self._publish(self.channel, "heartbeat", {"sockets": self.presence()}))
+        elif envelope.instance in self.membership:
+            # Only presence messages make a member; anything else is merely a sign of life.
+            self.membership.seen(envelope.origin, envelope.instance, now)
         if envelope.kind in REQUEST_KINDS:
             self._answer(envelope)
         elif envelope.kind in REPLY_KINDS:

@@ -5,19 +5,22 @@ from __future__ import annotations
 import logging
 import os
 from typing import Any
+from urllib.parse import parse_qs
 
 import socketio
 
 from sioplay.db.store import UserStore
 from sioplay.errors import DatabaseError, UnknownUserError, ValidationError
 from sioplay.node.sockets import LocalSocket, LocalSockets
-from sioplay.node.validation import connect_params
+from sioplay.node.validation import connect_params, validate_room
 
-__all__ = ["RoomEvents"]
+__all__ = ["NAMESPACE", "WATCH_NAMESPACE", "RoomEvents"]
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/"
+# Observers (`sioplay who --watch`) hear a room's events here without being members of it.
+WATCH_NAMESPACE = "/watch"
 
 
 class RoomEvents:
@@ -33,6 +36,20 @@ class RoomEvents:
         self.sio.on("connect", self.handle_connect, namespace=NAMESPACE)
         self.sio.on("disconnect", self.handle_disconnect, namespace=NAMESPACE)
         self.sio.on("identity-change", self.handle_identity_change, namespace=NAMESPACE)
+        self.sio.on("connect", self.handle_watch_connect, namespace=WATCH_NAMESPACE)
+
+    async def handle_watch_connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        raw_room = auth.get("room") if isinstance(auth, dict) else (query.get("room") or [None])[0]
+        try:
+            room = validate_room(raw_room)
+        except ValidationError as exc:
+            raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
+        await self.sio.enter_room(sid, room, namespace=WATCH_NAMESPACE)
+
+    async def _tell_room(self, event: str, data: dict[str, Any], room: str, skip_sid: str) -> None:
+        await self.sio.emit(event, data, room=room, skip_sid=skip_sid, namespace=NAMESPACE)
+        await self.sio.emit(event, data, room=room, namespace=WATCH_NAMESPACE)
 
     async def handle_connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
         """Refuse with a message the client can show, or remember who this socket is.
@@ -75,24 +92,18 @@ class RoomEvents:
             namespace=namespace,
             ignore_queue=True,
         )
-        await self.sio.emit("socket-connected", entry.as_member(), room=entry.room, skip_sid=sid, namespace=namespace)
+        await self._tell_room("socket-connected", entry.as_member(), entry.room, skip_sid=sid)
 
     async def handle_disconnect(self, sid: str, reason: object = None) -> None:
         entry = self.sockets.remove(sid)
         if entry is None:
             return
         log.info("socket %s (id_user %s) left room %r: %s", sid, entry.id_user, entry.room, reason)
-        await self.sio.emit("socket-disconnected", entry.as_member(), room=entry.room, skip_sid=sid, namespace=NAMESPACE)
+        await self._tell_room("socket-disconnected", entry.as_member(), entry.room, skip_sid=sid)
 
     async def handle_identity_change(self, sid: str, data: object = None) -> None:
         # The payload is ignored on purpose: a client may only announce a change of its own identity.
         entry = self.sockets.get(sid)
         if entry is None:
             return
-        await self.sio.emit(
-            "identity-change",
-            {"id_user": entry.id_user, "id_socket": sid},
-            room=entry.room,
-            skip_sid=sid,
-            namespace=NAMESPACE,
-        )
+        await self._tell_room("identity-change", {"id_user": entry.id_user, "id_socket": sid}, entry.room, skip_sid=sid)

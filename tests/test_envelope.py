@@ -1,0 +1,53 @@
+"""Bus envelopes: what is accepted, and why the rest is refused."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from sioplay.errors import BusError
+from sioplay.node.envelope import Envelope, decode, encode
+
+LIMIT = 4096
+
+
+def raw(**fields: object) -> bytes:
+    message = {"v": 1, "kind": "heartbeat", "origin": "node-1", "instance": "abc", "body": {"sockets": 2}}
+    message.update(fields)
+    return orjson.dumps(message)
+
+
+def test_round_trip() -> None:
+    envelope = Envelope("roster-request", "node-1", "abc", {"room": "Maths"}, request_id="r1")
+    assert decode(encode(envelope), LIMIT) == envelope
+
+
+def test_reply_members_are_checked() -> None:
+    good = raw(kind="roster-reply", request_id="r", body={"room": "Maths", "members": [["s1", "1"]]})
+    assert decode(good, LIMIT).body["members"] == [["s1", "1"]]
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\x80\x04pickle", "not JSON"),
+        (b'"just a string"', "not a JSON object"),
+        (raw(v=2), "unsupported protocol version 2"),
+        (raw(kind="reboot"), "unknown kind 'reboot'"),
+        (raw(origin=""), "origin must be"),
+        (raw(origin="x" * 65), "origin must be"),
+        (raw(instance=None), "instance must be"),
+        (raw(kind="roster-request", body={"room": "Maths"}), "request_id must be"),
+        (raw(request_id="r"), "heartbeat carries a request_id"),
+        (raw(body=[]), "body is not an object"),
+        (raw(body={"sockets": "many"}), "sockets must be"),
+        (raw(kind="roster-request", request_id="r", body={"room": "a\x00b"}), "bad room"),
+        (raw(kind="roster-reply", request_id="r", body={"room": "M", "members": [["s1"]]}), "each member"),
+        (raw(kind="roster-reply", request_id="r", body={"room": "M", "members": [["s1", 7]]}), "id_user must be"),
+        (raw(kind="rooms-reply", request_id="r", body={"rooms": {"M": "1"}}), "each room must list"),
+        (b" " * (LIMIT + 1), "oversized message"),
+    ],
+)
+def test_refused_with_a_reason(payload: bytes, reason: str) -> None:
+    with pytest.raises(BusError, match=reason.replace("(", r"\(")):
+        decode(payload, LIMIT)
