@@ -9,7 +9,7 @@ import typer
 
 from sioplay import __version__
 from sioplay.commands import client as client_commands
-from sioplay.commands import cluster, db, node
+from sioplay.commands import bench, cluster, db, node
 from sioplay.commands._common import CliState, handles_errors
 from sioplay.log import configure_cli_logging
 from sioplay.settings import Settings
@@ -27,6 +27,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(node.app, name="node")
 app.add_typer(cluster.app, name="cluster")
+app.add_typer(bench.app, name="bench")
 client_commands.register(app)
 
 

@@ -1,0 +1,122 @@
+"""A throw-away cluster for benchmarks: an embedded Redis, a seeded database and N node processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import psutil
+
+from sioplay.cluster.ports import free_port
+from sioplay.cluster.redis_server import EmbeddedRedis
+from sioplay.db import schema
+from sioplay.errors import ClusterError
+from sioplay.settings import Settings
+
+__all__ = ["Fleet", "fleet"]
+
+
+class Fleet:
+    def __init__(self, settings: Settings, redis: EmbeddedRedis | None) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.public_port = free_port()
+        self.ports: list[int] = []
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.ports]
+
+    def pids(self) -> list[int]:
+        pids = [process.pid for process in self.processes]
+        if self.redis is not None and self.redis.pid is not None:
+            pids.append(self.redis.pid)
+        return pids
+
+    def start_nodes(self, count: int, log_dir: Path) -> None:
+        env = {**_inherited_env(), **self.settings.to_env()}
+        for index in range(1, count + 1):
+            port = free_port()
+            args = [sys.executable, "-m", "sioplay", "node", "run", "--port", str(port), "--node-id", f"node-{index}",
+                    "--public-port", str(self.public_port)]
+            with (log_dir / f"node-{index}.log").open("ab") as log:
+                self.processes.append(
+                    subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                )
+            self.ports.append(port)
+        asyncio.run(self._wait_healthy(count))
+
+    async def _wait_healthy(self, count: int) -> None:
+        deadline = time.monotonic() + self.settings.start_timeout_s
+        async with aiohttp.ClientSession() as session:
+            for url, process in zip(self.urls, self.processes, strict=True):
+                while True:
+                    if process.poll() is not None:
+                        raise ClusterError(f"bench node on {url} exited with {process.returncode}")
+                    with contextlib.suppress(aiohttp.ClientError, OSError):
+                        async with session.get(url + "/cluster") as response:
+                            if response.status == 200 and len((await response.json())["nodes"]) == count:
+                                break
+                    if time.monotonic() > deadline:
+                        raise ClusterError(f"bench node on {url} did not see {count} nodes in time")
+                    await asyncio.sleep(0.05)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(self.settings.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+        self.ports.clear()
+
+
+def _inherited_env() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if not key.startswith("SIOPLAY_")}
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time consumed so far by these processes."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+    return total
+
+
+@contextlib.contextmanager
+def fleet(nodes: int, base: Settings) -> Iterator[Fleet]:
+    """Redis (embedded unless `base.redis_url`), a fresh SQLite database, and `nodes` nodes; all stopped after."""
+    with tempfile.TemporaryDirectory(prefix="sioplay-bench-") as tmp:
+        home = Path(tmp)
+        redis = None if base.redis_url else EmbeddedRedis(home / "redis")
+        if redis is not None:
+            redis.start()
+        try:
+            # Always a fresh SQLite: a benchmark must not rename the users of a real database.
+            settings = dataclasses.replace(base, home=home, db_url=None, redis_url=base.redis_url or (redis.url if redis else None))
+            asyncio.run(schema.reset(settings.effective_db_url))
+            running = Fleet(settings, redis)
+            try:
+                running.start_nodes(nodes, home)
+                yield running
+            finally:
+                running.stop()
+        finally:
+            if redis is not None:
+                redis.stop()

@@ -1,0 +1,169 @@
+"""`sioplay bench roster`: latency and throughput of the cluster-wide roster query."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+
+import aiohttp
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sioplay.bench.fleet import Fleet, cpu_seconds, fleet
+from sioplay.client.sim import SimClient
+from sioplay.errors import ClientError
+from sioplay.settings import Settings
+
+__all__ = ["RosterFigures", "run_roster_bench"]
+
+ROOM = "Maths"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RosterFigures:
+    nodes: int
+    clients: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    requests_per_s: float
+    cpu_ms_per_query: float
+    exact: bool
+
+
+class ClientPool:
+    """Simulated clients spread round-robin over the nodes' own ports, users 1-10 in turn."""
+
+    def __init__(self, urls: list[str], session: aiohttp.ClientSession) -> None:
+        self.urls = urls
+        self.session = session
+        self.clients: list[SimClient] = []
+
+    async def grow_to(self, count: int, progress: Progress) -> None:
+        task = progress.add_task(f"connecting {count} clients", total=count, completed=len(self.clients))
+        gate = asyncio.Semaphore(100)
+
+        async def one(index: int) -> None:
+            client = SimClient(self.urls[index % len(self.urls)], str(index % 10 + 1), ROOM, http_session=self.session)
+            async with gate:
+                await client.connect(timeout=30)
+            self.clients.append(client)
+            progress.advance(task)
+
+        await asyncio.gather(*(one(index) for index in range(len(self.clients), count)))
+        progress.remove_task(task)
+
+    def expected(self) -> set[tuple[str, str]]:
+        return {(client.sid or "", client.id_user) for client in self.clients}
+
+    async def close(self) -> None:
+        await asyncio.gather(*(client.disconnect() for client in self.clients), return_exceptions=True)
+
+
+async def _roster_matches(session: aiohttp.ClientSession, urls: list[str], expected: set[tuple[str, str]]) -> bool:
+    for url in urls:
+        async with session.get(f"{url}/rooms/{ROOM}") as response:
+            body = await response.json()
+        got = {(member["id_socket"], member["id_user"]) for member in body["users"]}
+        if not body["complete"] or got != expected:
+            return False
+    return True
+
+
+async def _latencies(session: aiohttp.ClientSession, urls: list[str], requests: int) -> list[float]:
+    timings: list[float] = []
+    for index in range(requests):
+        started = time.perf_counter()
+        async with session.get(f"{urls[index % len(urls)]}/{ROOM}/users") as response:
+            await response.read()
+            if response.status != 200 or response.headers.get("X-Sioplay-Complete") != "true":
+                raise ClientError(f"roster request failed: {response.status} {response.headers.get('X-Sioplay-Error', '')}")
+        timings.append((time.perf_counter() - started) * 1000)
+    return timings
+
+
+async def _throughput(session: aiohttp.ClientSession, urls: list[str], workers: int, duration_s: float) -> int:
+    deadline = time.perf_counter() + duration_s
+    done = 0
+
+    async def worker(offset: int) -> None:
+        nonlocal done
+        index = offset
+        while time.perf_counter() < deadline:
+            async with session.get(f"{urls[index % len(urls)]}/{ROOM}/users") as response:
+                await response.read()
+            done += 1
+            index += 1
+
+    await asyncio.gather(*(worker(offset) for offset in range(workers)))
+    return done
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 3)
+
+
+async def _measure(
+    running: Fleet,
+    client_counts: list[int],
+    requests: int,
+    workers: int,
+    duration_s: float,
+    progress: Progress,
+) -> list[RosterFigures]:
+    figures: list[RosterFigures] = []
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        pool = ClientPool(running.urls, session)
+        try:
+            for count in sorted(client_counts):
+                await pool.grow_to(count, progress)
+                exact = await _roster_matches(session, running.urls, pool.expected())
+                await _latencies(session, running.urls, min(50, requests))
+                timings = await _latencies(session, running.urls, requests)
+                cpu_before = cpu_seconds(running.pids())
+                done = await _throughput(session, running.urls, workers, duration_s)
+                cpu_used = cpu_seconds(running.pids()) - cpu_before
+                figures.append(
+                    RosterFigures(
+                        nodes=len(running.urls),
+                        clients=count,
+                        p50_ms=round(statistics.median(timings), 3),
+                        p95_ms=_percentile(timings, 0.95),
+                        p99_ms=_percentile(timings, 0.99),
+                        requests_per_s=round(done / duration_s, 1),
+                        cpu_ms_per_query=round(cpu_used * 1000 / max(done, 1), 3),
+                        exact=exact,
+                    )
+                )
+        finally:
+            await pool.close()
+    return figures
+
+
+def run_roster_bench(
+    settings: Settings,
+    node_counts: list[int],
+    client_counts: list[int],
+    requests: int = 500,
+    workers: int = 8,
+    duration_s: float = 10.0,
+    on_figures: Callable[[RosterFigures], None] | None = None,
+) -> list[RosterFigures]:
+    """Every node count × client count; each node count gets a fresh Redis, database and nodes."""
+    results: list[RosterFigures] = []
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+    ) as progress:
+        for nodes in node_counts:
+            starting = progress.add_task(f"starting {nodes} node(s)", total=None)
+            with fleet(nodes, settings) as running:
+                progress.remove_task(starting)
+                for figures in asyncio.run(_measure(running, client_counts, requests, workers, duration_s, progress)):
+                    results.append(figures)
+                    if on_figures is not None:
+                        on_figures(figures)
+    return results
