@@ -1,0 +1,61 @@
+"""The official JavaScript socket.io-client 4.x against real nodes on a shared public port."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from sioplay.cluster.ports import free_port
+from tests.helpers import NodeHandle
+
+JS_DIR = Path(__file__).parent / "js"
+
+
+@pytest.fixture(scope="session")
+def js_client_dir() -> Path:
+    """tests/js with its pinned socket.io-client installed (`npm ci` when .ci/run has not done it)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("Node.js and npm are needed to run the official socket.io-client")
+    if not (JS_DIR / "node_modules" / "socket.io-client").exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True, capture_output=True, timeout=300)
+    return JS_DIR
+
+
+def test_official_client_keeps_the_contract(js_client_dir: Path, start_node: Callable[..., NodeHandle]) -> None:
+    public_port = free_port()
+    first = start_node("node-1", public_port=public_port)
+    second = start_node("node-2", public_port=public_port)
+    public_url = f"http://127.0.0.1:{public_port}"
+
+    run = subprocess.run(
+        ["node", "interop.mjs", public_url, second.url],
+        cwd=js_client_dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout)
+
+    assert seen["john_handshake"]["id_socket"] == seen["john_id"]
+    assert seen["john_handshake"]["node"] in ("node-1", "node-2")
+    assert seen["john_handshake"]["procid"] in (first.pid, second.pid)
+    assert seen["mary_handshake"] == {"node": "node-2", "procid": second.pid, "id_socket": seen["mary_id"]}
+    assert seen["john_saw_connect"] == {"id_socket": seen["mary_id"], "id_user": "2"}
+    assert seen["john_saw_identity_change"] == {"id_user": "2", "id_socket": seen["mary_id"]}, "server-stamped"
+    assert seen["roster_status"] == 200
+    assert seen["roster"] == [
+        {"id_socket": seen["john_id"], "id_user": "1"},
+        {"id_socket": seen["mary_id"], "id_user": "2"},
+    ]
+    assert seen["bad_user"] == "unknown id_user '99'"
+    assert seen["missing_user"].startswith("id_user is missing")
+    assert seen["bad_room"] == "room name is missing or empty"
+    assert seen["long_room"] == "room name is longer than 64 characters (65)"
+    assert seen["john_saw_disconnect"] == {"id_socket": seen["mary_id"], "id_user": "2"}
+    assert seen["roster_after"] == [{"id_socket": seen["john_id"], "id_user": "1"}]
