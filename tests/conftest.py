@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -45,7 +46,9 @@ def settings(tmp_path: Path, redis_server: EmbeddedRedis) -> Settings:
 
 @pytest.fixture
 def seeded_settings(settings: Settings) -> Settings:
-    asyncio.run(schema.reset(settings.effective_db_url))
+    # In a thread of its own: a sync test may already run an event loop here (Playwright's does).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, schema.reset(settings.effective_db_url)).result()
     return settings
 
 
