@@ -30,8 +30,9 @@ from sioplay.db import (
     validate_name,
 )
 from sioplay.db.engine import SQLITE_BUSY_TIMEOUT_MS
-from sioplay.db.schema import VERSION_TABLE
+from sioplay.db.schema import _LOCK_KEY, VERSION_TABLE
 from sioplay.errors import ConfigError, DatabaseError, UnknownUserError, ValidationError
+from tests.helpers import async_wait_until
 
 PG_URL = os.environ.get("SIOPLAY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # CI sets this where a server runs: a PostgreSQL that does not answer there is a failure, not a skip.
@@ -59,20 +60,18 @@ async def _pg_admin() -> asyncpg.Connection:
 
 
 @contextlib.asynccontextmanager
-async def _pg_schema_engine() -> AsyncIterator[AsyncEngine]:
-    # Tests may run in parallel against one database: each gets a schema of its own, and the
-    # engine's search_path holds only that schema, so nothing else in the database is visible.
+async def _pg_schema() -> AsyncIterator[str]:
+    """A fresh schema, dropped afterwards; engines built with it as search_path see nothing else."""
+    # Tests may run in parallel against one database, so each gets a schema of its own.
     schema = f"sioplay_test_{uuid.uuid4().hex}"
     admin = await _pg_admin()
     try:
         await admin.execute(f'CREATE SCHEMA "{schema}"')
     finally:
         await admin.close()
-    engine = create_engine(PG_URL, search_path=schema)
     try:
-        yield engine
+        yield schema
     finally:
-        await engine.dispose()
         admin = await _pg_admin()
         try:
             await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
@@ -87,8 +86,10 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield sqlite_engine
         await sqlite_engine.dispose()
     else:
-        async with _pg_schema_engine() as pg_engine:
+        async with _pg_schema() as schema:
+            pg_engine = create_engine(PG_URL, search_path=schema)
             yield pg_engine
+            await pg_engine.dispose()
 
 
 @pytest.fixture
@@ -306,6 +307,11 @@ async def test_sqlite_writers_in_several_engines_wait_for_each_other(tmp_path: P
             await store.close()
 
 
+async def test_sqlite_concurrent_ensure_in_one_loop(tmp_path: Path) -> None:
+    results = await asyncio.gather(*(ensure(f"sqlite:///{tmp_path}/{n % 2}.db") for n in range(4)))
+    assert sorted(results) == [False, False, True, True]
+
+
 async def test_sqlite_search_path_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="PostgreSQL"):
         create_engine(f"sqlite:///{tmp_path}/x.db", search_path="elsewhere")
@@ -351,33 +357,73 @@ async def test_postgresql_unknown_database() -> None:
 
 @pytest.mark.postgres
 async def test_postgresql_concurrent_ensure_seeds_once() -> None:
-    async with _pg_schema_engine() as first:
-        second = create_engine(PG_URL, search_path=first.url.query.get("search_path") or _search_path(first))
-        try:
-            results = await asyncio.gather(ensure(first), ensure(second))
-        finally:
-            await second.dispose()
+    # Two supervisors starting at once against one fresh database (threads with loops of their
+    # own stand in for processes on two hosts): one creates and seeds, the other waits and finds it.
+    async with _pg_schema() as schema:
+        results = await asyncio.gather(*(asyncio.to_thread(asyncio.run, _ensure_in(schema)) for _ in range(2)))
         assert sorted(results) == [False, True]
-        async with UserStore(first) as store:
-            assert await store.list() == SEEDED
+        pg_engine = create_engine(PG_URL, search_path=schema)
+        try:
+            async with UserStore(pg_engine) as store:
+                assert await store.list() == SEEDED
+        finally:
+            await pg_engine.dispose()
+
+
+async def _ensure_in(schema: str) -> bool:
+    pg_engine = create_engine(PG_URL, search_path=schema)
+    try:
+        return await ensure(pg_engine)
+    finally:
+        await pg_engine.dispose()
 
 
 @pytest.mark.postgres
-async def test_postgresql_tables_stay_in_their_schema() -> None:
-    async with _pg_schema_engine() as pg_engine:
-        await reset(pg_engine)
-        schema = _search_path(pg_engine)
-        async with pg_engine.connect() as conn:
-            found = (
-                await conn.execute(
-                    text("SELECT table_name FROM information_schema.tables WHERE table_schema = :schema"),
-                    {"schema": schema},
+async def test_postgresql_schema_changes_wait_for_the_advisory_lock() -> None:
+    async with _pg_schema() as schema:
+        pg_engine = create_engine(PG_URL, search_path=schema)
+        admin = await _pg_admin()
+        try:
+            # The pool keeps this one connection, so ensure() below runs on this backend.
+            async with pg_engine.connect() as conn:
+                pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            await admin.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+            try:
+                ensuring = asyncio.create_task(ensure(pg_engine))
+                await async_wait_until(
+                    lambda: _waits_for_advisory_lock(admin, pid), 10, "ensure() to wait for the advisory lock"
                 )
-            ).scalars()
-            assert set(found) == {"users", VERSION_TABLE}
+                assert not ensuring.done()
+            finally:
+                await admin.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+            assert await asyncio.wait_for(ensuring, 10) is True
+        finally:
+            await admin.close()
+            await pg_engine.dispose()
 
 
-def _search_path(engine: AsyncEngine) -> str:
-    connect_args = engine.dialect.create_connect_args(engine.url)[1]
-    assert not connect_args.get("server_settings")
-    return str(engine.pool._creator.__closure__)  # pragma: no cover
+async def _waits_for_advisory_lock(admin: asyncpg.Connection, pid: int) -> bool:
+    granted = await admin.fetchval("SELECT granted FROM pg_locks WHERE locktype = 'advisory' AND pid = $1", pid)
+    return granted is False
+
+
+@pytest.mark.postgres
+async def test_postgresql_tables_are_created_in_the_search_path_schema() -> None:
+    async with _pg_schema() as schema:
+        pg_engine = create_engine(PG_URL, search_path=schema)
+        try:
+            await reset(pg_engine)
+        finally:
+            await pg_engine.dispose()
+        admin = await _pg_admin()
+        try:
+            rows = await admin.fetch(
+                "SELECT table_schema, table_name FROM information_schema.tables WHERE table_name = ANY($1)",
+                ["users", VERSION_TABLE],
+            )
+        finally:
+            await admin.close()
+        assert {(row["table_schema"], row["table_name"]) for row in rows if row["table_schema"] == schema} == {
+            (schema, "users"),
+            (schema, VERSION_TABLE),
+        }

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import threading
+import weakref
 import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -26,6 +29,12 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 # Supervisors on several hosts may start against one PostgreSQL at once; they take turns.
 _LOCK_KEY = zlib.crc32(b"sioplay.db.schema")
 
+# Alembic keeps the running migration context in module globals: one migration at a time per process.
+# Callers on one event loop queue on its asyncio lock (a thread lock would block their shared thread);
+# event loops in other threads then queue on the thread lock.
+_ALEMBIC_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+_ALEMBIC_THREAD_LOCK = threading.Lock()
+
 T = TypeVar("T")
 
 
@@ -45,7 +54,8 @@ async def ensure(target: str | AsyncEngine) -> bool:
 
 
 async def _run(target: str | AsyncEngine, doing: str, work: Callable[[Connection], T]) -> T:
-    async with _engine_for(target) as engine:
+    alembic_lock = _ALEMBIC_LOCKS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with alembic_lock, _engine_for(target) as engine:
         with database_errors(engine.url, doing, also=(CommandError,)):
             async with engine.begin() as conn:
                 return await conn.run_sync(_locked, work)
@@ -66,7 +76,8 @@ async def _engine_for(target: str | AsyncEngine) -> AsyncIterator[AsyncEngine]:
 def _locked(conn: Connection, work: Callable[[Connection], T]) -> T:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-    return work(conn)
+    with _ALEMBIC_THREAD_LOCK:
+        return work(conn)
 
 
 def _upgrade(conn: Connection) -> None:
