@@ -26,6 +26,11 @@ def configure_node_logging(node_id: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Undo the CLI's Rich console logging: a node's lines go to its log file as plain text.
+    package = logging.getLogger("sioplay")
+    package.handlers.clear()
+    package.setLevel(logging.NOTSET)
+    package.propagate = True
     # engine.io/socket.io log every packet at INFO; keep them for --log-level DEBUG.
     for noisy in ("engineio.server", "socketio.server", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

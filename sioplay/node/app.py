@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import time
 from typing import Any
 
@@ -31,8 +32,8 @@ __all__ = ["Node", "run_node"]
 log = logging.getLogger(__name__)
 
 
-def _websocket_driver(compress: bool) -> type[engineio_aiohttp.WebSocket]:
-    """engine.io's aiohttp websocket wrapper with per-message compression as a setting.
+def _websocket_driver(compress: bool, send_buffer_bytes: int | None) -> type[engineio_aiohttp.WebSocket]:
+    """engine.io's aiohttp websocket wrapper with compression and the send buffer as settings.
 
     aiohttp compresses every frame by default and engine.io does not turn it
     off; under a join storm in a large room that costs more CPU than anything
@@ -44,6 +45,9 @@ def _websocket_driver(compress: bool) -> type[engineio_aiohttp.WebSocket]:
             request = environ["aiohttp.request"]
             self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=compress)
             await self._sock.prepare(request)
+            raw_socket = request.transport.get_extra_info("socket") if request.transport else None
+            if send_buffer_bytes is not None and raw_socket is not None:
+                raw_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
             self.environ = environ
             await self.handler(self)
             return self._sock
@@ -76,7 +80,10 @@ class Node:
         self.roster = RosterService(self.bus, self.sockets, self.metrics)
         self._bus_task: asyncio.Task[None] | None = None
         self.manager = ClusterRedisManager(
-            self.redis, channel=f"{settings.cluster}:socketio", retry_max_s=settings.redis_retry_max_s
+            self.redis,
+            channel=f"{settings.cluster}:socketio",
+            retry_max_s=settings.redis_retry_max_s,
+            max_backlog=settings.max_socket_backlog,
         )
         self.sio = socketio.AsyncServer(
             client_manager=self.manager,
@@ -86,7 +93,10 @@ class Node:
             logger=False,
             engineio_logger=False,
         )
-        self.sio.eio._async = {**self.sio.eio._async, "websocket": _websocket_driver(settings.ws_compression)}
+        self.sio.eio._async = {
+            **self.sio.eio._async,
+            "websocket": _websocket_driver(settings.ws_compression, settings.ws_send_buffer_bytes),
+        }
         self.events = RoomEvents(self.sio, self.store, self.sockets, node_id)
         self.manager.on_connected = self.events.handle_connected
         self.events.register()

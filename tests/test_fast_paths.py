@@ -1,0 +1,109 @@
+"""The room broadcast fast path keeps each socket's frame order and bounds a socket that stops reading."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import os
+import socket
+from collections.abc import Callable
+
+from sioplay.client.sim import SimClient
+from sioplay.settings import Settings
+from tests.helpers import NodeHandle, async_wait_until, http_json
+
+
+async def test_handshake_first_and_joins_in_order_during_a_flood(start_node: Callable[..., NodeHandle]) -> None:
+    a, b = start_node("node-a"), start_node("node-b")
+    observer = SimClient(a.url, "1", "Burst")
+    flooder = SimClient(b.url, "2", "Burst")
+    joiners = [SimClient(b.url, str(index % 10 + 1), "Burst") for index in range(20)]
+    await observer.connect()
+    await flooder.connect()
+
+    async def flood() -> None:
+        while True:
+            await flooder.emit("identity-change", {})
+            await asyncio.sleep(0)
+
+    flooding = asyncio.create_task(flood())
+    try:
+        for joiner in joiners:
+            await joiner.connect()
+        joined = [joiner.sid for joiner in joiners]
+        await observer.wait_for(
+            lambda: [e.data["id_socket"] for e in observer.events if e.name == "socket-connected"][-1:] == joined[-1:],
+            10,
+            "every join to reach the observer",
+        )
+    finally:
+        flooding.cancel()
+        await asyncio.gather(flooding, return_exceptions=True)
+    try:
+        seen = [e.data["id_socket"] for e in observer.events if e.name == "socket-connected"]
+        assert seen == [flooder.sid, *joined], "joins arrive in the order they happened"
+        for joiner in joiners:
+            assert joiner.events[0].name == "handshake", "nothing overtakes the handshake"
+        assert sum(e.name == "identity-change" for e in observer.events) > 0, "the flood was delivered too"
+    finally:
+        await asyncio.gather(*(c.disconnect() for c in [observer, flooder, *joiners]), return_exceptions=True)
+
+
+def _masked_text_frame(text: str) -> bytes:
+    payload = text.encode()
+    mask = os.urandom(4)
+    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+
+
+async def _connect_and_stop_reading(port: int, id_user: str, room: str) -> socket.socket:
+    """A websocket client with a tiny receive buffer that joins `room`, then never reads again."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET /socket.io/?EIO=4&transport=websocket&id_user={id_user}&room={room} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, request.encode())
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += await loop.sock_recv(sock, 1024)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    await loop.sock_sendall(sock, _masked_text_frame("40"))
+    return sock
+
+
+async def test_a_client_that_stops_reading_is_disconnected(start_node: Callable[..., NodeHandle], seeded_settings: Settings) -> None:
+    bounded = dataclasses.replace(seeded_settings, max_socket_backlog=50, ws_send_buffer_bytes=8192)
+    node = start_node("node-a", bounded)
+    observer = SimClient(node.url, "1", "Flood")
+    flooder = SimClient(node.url, "2", "Flood")
+    await observer.connect()
+    await flooder.connect()
+    stalled = await _connect_and_stop_reading(node.port, "3", "Flood")
+    try:
+        joined = await observer.wait_event("socket-connected", id_user="3")
+        stalled_sid = joined.data["id_socket"]
+
+        async def flood_until_dropped() -> bool:
+            for _ in range(200):
+                await flooder.emit("identity-change", {})
+            return any(e.name == "socket-disconnected" and e.data["id_socket"] == stalled_sid for e in observer.events)
+
+        await async_wait_until(flood_until_dropped, 30, "the stalled socket to be disconnected")
+        assert "it stopped reading" in node.log_text()
+        before = sum(e.name == "identity-change" for e in observer.events)
+        await flooder.emit("identity-change", {})
+        await observer.wait_for(
+            lambda: sum(e.name == "identity-change" for e in observer.events) > before, 5, "the room to keep working"
+        )
+        status, body, _ = http_json(node.url + "/rooms/Flood")
+        assert status == 200 and sorted(m["id_user"] for m in body["users"]) == ["1", "2"]
+    finally:
+        stalled.close()
+        await asyncio.gather(observer.disconnect(), flooder.disconnect(), return_exceptions=True)
