@@ -44,6 +44,10 @@ class Settings:
     roster_timeout_s: float = 2.0
     bus_max_message_bytes: int = 4 * 1024 * 1024
     max_http_body_bytes: int = 64 * 1024
+    # Packets queued for one socket that is not reading; past this it is disconnected.
+    max_socket_backlog: int = 1000
+    # Kernel send buffer of each websocket (SO_SNDBUF); None leaves it to the kernel's autotuning.
+    ws_send_buffer_bytes: int | None = None
     shutdown_grace_s: float = 5.0
 
     # Supervisor.
@@ -57,6 +61,12 @@ class Settings:
     max_memory_bytes: int | None = None
     log_max_bytes: int = 5 * 1024 * 1024
     log_backups: int = 3
+    # How often the supervisor polls a running node's /healthz, and how long a
+    # node may go unanswered before it counts as hung and is killed.
+    health_interval_s: float = 2.0
+    health_timeout_s: float = 10.0
+    # None: every node gets a free port of its own; else node-N starts on base+N-1.
+    node_port_base: int | None = None
 
     @property
     def effective_db_url(self) -> str:
@@ -99,14 +109,31 @@ class Settings:
             env[ENV_PREFIX + field.name.upper()] = str(value)
         return env
 
+    def child_env(self) -> dict[str, str]:
+        """The environment of a child process: ours without any ``SIOPLAY_*``, plus :meth:`to_env`."""
+        env = {key: value for key, value in os.environ.items() if not key.startswith(ENV_PREFIX)}
+        env.update(self.to_env())
+        return env
+
     def validate(self) -> None:
         if not self.cluster or len(self.cluster) > 64 or not self.cluster.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"SIOPLAY_CLUSTER must be 1-64 letters, digits, '-' or '_', not {self.cluster!r}")
         if not 0 < self.public_port < 65536:
             raise ConfigError(f"SIOPLAY_PUBLIC_PORT must be a TCP port, not {self.public_port}")
-        for name in ("heartbeat_interval_s", "roster_timeout_s", "stop_timeout_s", "start_timeout_s"):
+        for name in (
+            "heartbeat_interval_s",
+            "roster_timeout_s",
+            "stop_timeout_s",
+            "start_timeout_s",
+            "health_interval_s",
+            "health_timeout_s",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"SIOPLAY_{name.upper()} must be positive, not {getattr(self, name)}")
+        if self.node_port_base is not None and not 0 < self.node_port_base < 65536:
+            raise ConfigError(f"SIOPLAY_NODE_PORT_BASE must be a TCP port, not {self.node_port_base}")
+        if self.max_memory_bytes is not None and self.max_memory_bytes <= 0:
+            raise ConfigError(f"SIOPLAY_MAX_MEMORY_BYTES must be positive, not {self.max_memory_bytes}")
         if self.heartbeat_misses < 1:
             raise ConfigError(f"SIOPLAY_HEARTBEAT_MISSES must be at least 1, not {self.heartbeat_misses}")
 
