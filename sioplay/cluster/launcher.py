@@ -1,0 +1,129 @@
+"""The CLI's side of the supervisor: start it detached and wait until the cluster runs, stop it, find it."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from sioplay.cluster.pids import ProcessRef, find
+from sioplay.cluster.preflight import check_can_start, clean_up_after
+from sioplay.cluster.state import ClusterState, cluster_dir, is_running, read_state
+from sioplay.errors import ClusterError
+from sioplay.settings import Settings
+
+__all__ = ["Started", "Stopped", "running_state", "start_detached", "stop_cluster", "supervisor_output"]
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.05
+# Beyond the nodes' own start timeout: starting Redis, migrating the database, the supervisor's own start.
+_START_MARGIN_S = 30.0
+# Beyond the nodes' stop timeout: stopping Redis and writing the last state.
+_STOP_MARGIN_S = 10.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Started:
+    state: ClusterState
+    supervisor: subprocess.Popen[bytes]
+
+
+def supervisor_output(home: Path) -> Path:
+    return cluster_dir(home) / "supervisor.out"
+
+
+def start_detached(settings: Settings, nodes: int) -> Started:
+    """Spawn `sioplay cluster supervise` in its own session; return once every node is online."""
+    check_can_start(settings, nodes)
+    output = supervisor_output(settings.home)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("wb") as out:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "sioplay", "cluster", "supervise", "--nodes", str(nodes)],
+            env=settings.child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        return Started(_wait_running(settings, supervisor), supervisor)
+    except KeyboardInterrupt:
+        supervisor.send_signal(signal.SIGTERM)
+        raise
+
+
+def _wait_running(settings: Settings, supervisor: subprocess.Popen[bytes]) -> ClusterState:
+    patience = settings.start_timeout_s + _START_MARGIN_S
+    deadline = time.monotonic() + patience
+    while True:
+        state = read_state(settings.home)
+        if state is not None and state.supervisor.pid == supervisor.pid:
+            if state.phase == "running":
+                return state
+            if state.phase in ("failed", "stopped"):
+                supervisor.wait(settings.stop_timeout_s + _STOP_MARGIN_S)
+                raise ClusterError(state.error or "the supervisor stopped before the cluster was running")
+        code = supervisor.poll()
+        if code is not None:
+            raise ClusterError(f"the supervisor exited with code {code}: {_last_words(settings.home)}")
+        if time.monotonic() > deadline:
+            supervisor.send_signal(signal.SIGTERM)
+            raise ClusterError(
+                f"the cluster was not running after {patience:g} s; stopping it (see 'sioplay cluster logs')"
+            )
+        time.sleep(_POLL_S)
+
+
+def _last_words(home: Path) -> str:
+    try:
+        lines = supervisor_output(home).read_text(errors="replace").strip().splitlines()
+    except FileNotFoundError:
+        return "no output"
+    return lines[-1].removeprefix("error: ") if lines else "no output"
+
+
+def running_state(home: Path) -> ClusterState:
+    """The state of the running cluster of `home`; ClusterError if none runs."""
+    state = read_state(home)
+    if state is None or not is_running(state):
+        raise ClusterError(f"no cluster is running from {home}; start one with 'sioplay cluster start'")
+    return state
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stopped:
+    state: ClusterState | None  # the final state; None if no cluster ever ran from this home
+    was_running: bool
+    cleaned_up: list[ProcessRef]  # processes left by a supervisor that had died, or was stuck
+
+
+def stop_cluster(settings: Settings) -> Stopped:
+    """Ask the supervisor to stop (SIGTERM) and wait; if it is dead or stuck, stop what it recorded here."""
+    home = settings.home
+    state = read_state(home)
+    if state is None:
+        return Stopped(None, False, [])
+    supervisor = find(state.supervisor) if is_running(state) else None
+    if supervisor is not None:
+        supervisor.send_signal(signal.SIGTERM)
+        try:
+            supervisor.wait(settings.stop_timeout_s + _STOP_MARGIN_S)
+        except psutil.TimeoutExpired:
+            log.warning("supervisor pid %d did not stop in time: killing it", supervisor.pid)
+            supervisor.kill()
+            supervisor.wait(5.0)
+    final = read_state(home)
+    assert final is not None
+    cleaned: list[ProcessRef] = []
+    if final.phase in ("starting", "running", "stopping") or any(find(ref) for ref in final.processes()):
+        cleaned = clean_up_after(home, final, settings.stop_timeout_s)
+        final = read_state(home)
+    return Stopped(final, supervisor is not None, cleaned)

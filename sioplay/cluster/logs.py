@@ -1,0 +1,240 @@
+"""Log files of a cluster: one per node plus the supervisor's, size-rotated, and their merged view.
+
+Every line is written as ``<ISO local time with ms> <text>``, so that lines of
+different files merge in time order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import logging.handlers
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+from rich.text import Text
+
+__all__ = [
+    "SUPERVISOR",
+    "LogFile",
+    "LogLine",
+    "configure_supervisor_logging",
+    "follow",
+    "format_line",
+    "log_dir",
+    "log_sources",
+    "merged_tail",
+    "node_log_path",
+    "stamp",
+]
+
+SUPERVISOR = "supervisor"
+_NODE_FILE = re.compile(r"^node-(\d+)\.log$")
+_COLOURS = ("cyan", "green", "magenta", "yellow", "blue", "bright_cyan", "bright_green", "bright_magenta")
+_READ_BACK = 64 * 1024
+
+
+def log_dir(home: Path) -> Path:
+    return home / "logs"
+
+
+def node_log_path(home: Path, node_id: str) -> Path:
+    return log_dir(home) / f"{node_id}.log"
+
+
+def stamp(at: float | None = None) -> str:
+    moment = datetime.datetime.fromtimestamp(time.time() if at is None else at)
+    return moment.isoformat(timespec="milliseconds")
+
+
+class LogFile:
+    """Appends stamped lines to `path`; past `max_bytes` it becomes path.1, path.1 becomes path.2, ..."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[bytes] = path.open("ab")
+        self._size = self._file.tell()
+
+    def write(self, text: str, at: float | None = None) -> None:
+        data = f"{stamp(at)} {text}\n".encode(errors="replace")
+        if self._size and self._size + len(data) > self.max_bytes:
+            self._rotate()
+        self._file.write(data)
+        self._file.flush()
+        self._size += len(data)
+
+    def _rotate(self) -> None:
+        self._file.close()
+        if self.backups > 0:
+            for index in range(self.backups - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{index}")
+                if older.exists():
+                    older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        self._file = self.path.open("wb")
+        self._size = 0
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def configure_supervisor_logging(
+    home: Path, max_bytes: int, backups: int, extra: logging.Handler | None = None
+) -> None:
+    """The supervisor's own records go to <home>/logs/supervisor.log, stamped like the node lines."""
+    path = log_dir(home) / f"{SUPERVISOR}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
+    )
+    logger = logging.getLogger("sioplay")
+    logger.handlers[:] = [handler] if extra is None else [handler, extra]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LogLine:
+    source: str  # node id, or "supervisor"
+    at: str  # ISO local time, as written
+    text: str
+
+    @classmethod
+    def parse(cls, source: str, raw: str) -> LogLine:
+        at, _, text = raw.partition(" ")
+        if len(at) < 19 or at[10] != "T":
+            return cls(source, "", raw)
+        return cls(source, at, text)
+
+
+def log_sources(home: Path, node: str | None = None) -> list[tuple[str, Path]]:
+    """(source, path) of the node logs in node order, then the supervisor's; or only `node`'s."""
+    folder = log_dir(home)
+    if node is not None:
+        return [(node, folder / f"{node}.log")]
+    numbered = sorted(
+        (int(match.group(1)), path) for path in folder.glob("node-*.log") if (match := _NODE_FILE.match(path.name))
+    )
+    sources = [(path.stem, path) for _, path in numbered]
+    supervisor = folder / f"{SUPERVISOR}.log"
+    if supervisor.exists():
+        sources.append((SUPERVISOR, supervisor))
+    return sources
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    if lines <= 0:
+        return []
+    try:
+        with path.open("rb") as file:
+            size = file.seek(0, 2)
+            chunk = min(size, _READ_BACK)
+            while True:
+                file.seek(size - chunk)
+                data = file.read(chunk)
+                if data.count(b"\n") > lines or chunk == size:
+                    break
+                chunk = min(size, chunk * 4)
+    except FileNotFoundError:
+        return []
+    text = data.decode(errors="replace").splitlines()
+    if chunk < size:
+        text = text[1:]  # the first line was cut by the seek
+    return text[-lines:]
+
+
+def merged_tail(sources: list[tuple[str, Path]], lines: int) -> list[LogLine]:
+    """The last `lines` lines of every source, merged in time order (pm2 logs --merge-logs)."""
+    merged = [LogLine.parse(source, raw) for source, path in sources for raw in _tail(path, lines)]
+    merged.sort(key=lambda line: line.at)
+    return merged
+
+
+def follow(
+    sources: Callable[[], list[tuple[str, Path]]],
+    should_stop: Callable[[], bool],
+    poll_s: float = 0.2,
+) -> Iterator[LogLine]:
+    """Lines appended to the sources from now on, like ``tail -F``: through rotation, and files that appear later."""
+    tails = {path: _Tail(source, path, from_end=True) for source, path in sources()}
+    try:
+        while not should_stop():
+            for source, path in sources():
+                tail = tails.get(path)
+                if tail is None:
+                    tail = tails[path] = _Tail(source, path, from_end=False)
+                yield from tail.read()
+            time.sleep(poll_s)
+    finally:
+        for tail in tails.values():
+            tail.close()
+
+
+class _Tail:
+    """One followed file; it keeps the old file open across a rotation until it has read it to the end."""
+
+    def __init__(self, source: str, path: Path, from_end: bool) -> None:
+        self.source = source
+        self.path = path
+        self._pending = b""
+        self._file = self._open(from_end)
+
+    def _open(self, from_end: bool) -> IO[bytes] | None:
+        try:
+            file = self.path.open("rb")
+        except FileNotFoundError:
+            return None
+        if from_end:
+            file.seek(0, os.SEEK_END)
+        return file
+
+    def read(self) -> Iterator[LogLine]:
+        if self._file is None:
+            self._file = self._open(from_end=False)
+            if self._file is None:
+                return
+        if os.fstat(self._file.fileno()).st_size < self._file.tell():
+            self._file.seek(0)  # truncated in place
+        data = self._file.read()
+        if self._rotated():
+            self._file.close()
+            self._file = self._open(from_end=False)
+            data += self._file.read() if self._file is not None else b""
+        *lines, self._pending = (self._pending + data).split(b"\n")
+        for raw in lines:
+            yield LogLine.parse(self.source, raw.decode(errors="replace"))
+
+    def _rotated(self) -> bool:
+        assert self._file is not None
+        try:
+            return self.path.stat().st_ino != os.fstat(self._file.fileno()).st_ino
+        except FileNotFoundError:
+            return False
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def format_line(line: LogLine, width: int = 10) -> Text:
+    """``HH:MM:SS node-2     | text`` with a colour per source."""
+    colour = "dim" if line.source == SUPERVISOR else _colour(line.source)
+    text = Text()
+    text.append(f"{line.at[11:19] or '--:--:--'} ", style="dim")
+    text.append(f"{line.source:<{width}} |", style=colour)
+    text.append(f" {line.text}")
+    return text
+
+
+def _colour(source: str) -> str:
+    match = re.search(r"(\d+)$", source)
+    return _COLOURS[(int(match.group(1)) - 1) % len(_COLOURS)] if match else "white"

@@ -1,0 +1,232 @@
+"""What `cluster status` shows: the state file, plus live CPU, memory (psutil) and sockets (/healthz)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from sioplay.cluster.pids import ProcessRef, find
+from sioplay.cluster.state import ClusterState
+from sioplay.cluster.units import format_bytes, format_duration
+from sioplay.cluster.urls import local_url, ui_url
+from sioplay.db.url import hide_password
+
+__all__ = ["StatusCollector", "not_running", "render_status"]
+
+_STATUS_STYLES = {
+    "online": "green",
+    "launching": "yellow",
+    "waiting-restart": "yellow",
+    "stopping": "dim",
+    "stopped": "dim",
+    "errored": "bold red",
+}
+
+
+class StatusCollector:
+    """Keeps psutil handles between calls, so that a watched table shows CPU without sampling each time."""
+
+    def __init__(self, health_timeout_s: float = 1.0) -> None:
+        self.health_timeout_s = health_timeout_s
+        self._processes: dict[ProcessRef, psutil.Process] = {}
+
+    def collect(self, state: ClusterState, cpu_sample_s: float = 0.0) -> dict[str, Any]:
+        """The JSON of `cluster status --json` for a running cluster."""
+        refs = [node.process for node in state.nodes] + [process.process for process in state.transient]
+        cpu = self._cpu_percent([ref for ref in refs if ref is not None], cpu_sample_s)
+        ports = {ref.pid: port for ref, port in self._ports(state) if ref is not None}
+        sockets = self._sockets(state.host, ports)
+        now = time.time()
+        nodes = [
+            {
+                "id": node.id,
+                "pid": node.pid,
+                "port": node.port,
+                "status": node.status,
+                "restarts": node.restarts,
+                "uptime_s": round(now - node.started_at, 1) if node.started_at and node.pid else None,
+                "cpu_percent": cpu.get(node.pid) if node.pid else None,
+                "rss_bytes": self._rss(node.process),
+                "sockets": sockets.get(node.pid) if node.pid else None,
+                "last_exit": node.last_exit,
+                "reason": node.reason,
+                "log_tail": node.log_tail,
+            }
+            for node in state.nodes
+        ]
+        transient = [
+            {
+                "id": process.id,
+                "pid": process.pid,
+                "port": process.port,
+                "role": process.role,
+                "cpu_percent": cpu.get(process.pid),
+                "rss_bytes": self._rss(process.process),
+                "sockets": sockets.get(process.pid),
+            }
+            for process in state.transient
+        ]
+        return {
+            "running": True,
+            "cluster": state.cluster,
+            "phase": state.phase,
+            "home": state.home,
+            "public_port": state.public_port,
+            "ui_url": ui_url(state.public_port),
+            "redis_url": hide_password(state.redis_url) if state.redis_url else None,
+            "redis": {"embedded": state.redis is not None, "pid": state.redis.pid if state.redis else None},
+            "db_url": hide_password(state.db_url),
+            "supervisor": state.supervisor.as_json(),
+            "uptime_s": round(now - state.started_at, 1),
+            "max_memory_bytes": state.max_memory_bytes,
+            "nodes": nodes,
+            "transient": transient,
+        }
+
+    @staticmethod
+    def _ports(state: ClusterState) -> list[tuple[ProcessRef | None, int | None]]:
+        found = [(node.process, node.port) for node in state.nodes]
+        return found + [(process.process, process.port) for process in state.transient]
+
+    def _process(self, ref: ProcessRef) -> psutil.Process | None:
+        process = self._processes.get(ref)
+        if process is None or not process.is_running():
+            process = find(ref)
+            if process is None:
+                self._processes.pop(ref, None)
+                return None
+            self._processes[ref] = process
+            try:
+                process.cpu_percent(None)  # the first call only starts the measurement
+            except psutil.Error:
+                return None
+        return process
+
+    def _cpu_percent(self, refs: list[ProcessRef], sample_s: float) -> dict[int, float | None]:
+        primed = {ref for ref in refs if ref not in self._processes}
+        processes = {ref: self._process(ref) for ref in refs}
+        if primed and sample_s > 0:
+            time.sleep(sample_s)
+        measured: dict[int, float | None] = {}
+        for ref, process in processes.items():
+            if process is None or (ref in primed and sample_s <= 0):
+                measured[ref.pid] = None
+                continue
+            try:
+                measured[ref.pid] = round(process.cpu_percent(None), 1)
+            except psutil.Error:
+                measured[ref.pid] = None
+        return measured
+
+    def _rss(self, ref: ProcessRef | None) -> int | None:
+        process = self._process(ref) if ref is not None else None
+        try:
+            return int(process.memory_info().rss) if process is not None else None
+        except psutil.Error:
+            return None
+
+    def _sockets(self, host: str, ports: dict[int, int | None]) -> dict[int, int | None]:
+        targets = {pid: port for pid, port in ports.items() if port is not None}
+        if not targets:
+            return {}
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(targets), 16)) as pool:
+            futures = {pid: pool.submit(self._health, local_url(host, port)) for pid, port in targets.items()}
+        sockets: dict[int, int | None] = {}
+        for pid, future in futures.items():
+            body = future.result()
+            # Only the answer of this very process counts: the port may have been reused.
+            sockets[pid] = body.get("sockets") if isinstance(body, dict) and body.get("pid") == pid else None
+        return sockets
+
+    def _health(self, base_url: str) -> Any:
+        try:
+            with urllib.request.urlopen(base_url + "/healthz", timeout=self.health_timeout_s) as response:
+                return json.loads(response.read())
+        except (OSError, ValueError):
+            return None
+
+
+def not_running(home: Path, state: ClusterState | None) -> dict[str, Any]:
+    """The JSON of `cluster status --json` when no cluster runs from `home`."""
+    return {
+        "running": False,
+        "home": str(home),
+        "message": f"no cluster is running from {home}",
+        "last_phase": state.phase if state else None,
+        "last_error": state.error if state else None,
+        "nodes": [
+            {
+                "id": node.id,
+                "status": node.status,
+                "restarts": node.restarts,
+                "last_exit": node.last_exit,
+                "reason": node.reason,
+            }
+            for node in state.nodes
+        ]
+        if state
+        else [],
+    }
+
+
+def render_status(status: dict[str, Any]) -> RenderableType:
+    """A `pm2 list`-like table, the Redis and database in use, the UI address, and why nodes are down."""
+    table = Table(
+        title=Text(f"cluster {status['cluster']} · {status['phase']} · public port {status['public_port']}"),
+        title_justify="left",
+    )
+    for column in ("node", "pid", "port", "status", "↺", "uptime", "cpu", "mem", "sockets"):
+        table.add_column(column, justify="left" if column in ("node", "status") else "right")
+    for node in status["nodes"]:
+        table.add_row(
+            Text(node["id"]),
+            _cell(node["pid"]),
+            _cell(node["port"]),
+            Text(node["status"], style=_STATUS_STYLES.get(node["status"], "")),
+            str(node["restarts"]),
+            format_duration(node["uptime_s"]),
+            _percent(node["cpu_percent"]),
+            format_bytes(node["rss_bytes"]),
+            _cell(node["sockets"]),
+        )
+    for process in status["transient"]:
+        table.add_row(
+            Text(f"{process['id']} ({process['role']})", style="dim"),
+            _cell(process["pid"]),
+            _cell(process["port"]),
+            Text("launching" if process["role"] == "replacement" else "stopping", style="yellow"),
+            "",
+            "",
+            _percent(process["cpu_percent"]),
+            format_bytes(process["rss_bytes"]),
+            _cell(process["sockets"]),
+        )
+    redis = status["redis"]
+    details = [
+        Text(f"redis    {status['redis_url']}" + (f" (embedded, pid {redis['pid']})" if redis["embedded"] else "")),
+        Text(f"database {status['db_url']}"),
+        Text(f"UI       {status['ui_url']}"),
+    ]
+    for node in status["nodes"]:
+        if node["status"] in ("errored", "waiting-restart") and node["reason"]:
+            details.append(Text(f"{node['id']}: {node['reason']}", style="red"))
+            details.extend(Text(f"    {line}", style="dim") for line in node["log_tail"][-5:])
+    return Group(table, *details)
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"

@@ -1,0 +1,529 @@
+"""The supervisor: Redis first, then N nodes on one public port, kept running until told to stop.
+
+Signal handlers only record the signal. The main loop ticks: it handles the
+recorded signals by name, reaps nodes that exited and restarts them with the
+restart policy, checks health and memory, runs requests from the CLI one at a
+time (rolling restart, scale), and writes the state file when it changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+from sioplay.cluster import control
+from sioplay.cluster.control import Request
+from sioplay.cluster.logs import LogFile, node_log_path
+from sioplay.cluster.pids import ProcessRef
+from sioplay.cluster.policy import Crash, RestartPolicy
+from sioplay.cluster.ports import free_port
+from sioplay.cluster.preflight import check_can_start, supervisor_lock
+from sioplay.cluster.process import LineSink, NodeProcess, describe_exit
+from sioplay.cluster.redis_server import EmbeddedRedis
+from sioplay.cluster.state import (
+    ClusterState,
+    NodeRecord,
+    NodeStatus,
+    Phase,
+    TransientProcess,
+    TransientRole,
+    write_state,
+)
+from sioplay.cluster.units import format_bytes
+from sioplay.db import schema
+from sioplay.db.url import hide_password
+from sioplay.errors import ClusterError, SioplayError
+from sioplay.settings import Settings
+
+__all__ = ["MAX_NODES", "Supervisor"]
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.1
+MAX_NODES = 64
+_HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclasses.dataclass(slots=True)
+class Slot:
+    """One node id and the process that currently serves it."""
+
+    node_id: str
+    index: int  # 0-based, for node_port_base
+    status: NodeStatus = "launching"
+    process: NodeProcess | None = None
+    successor: NodeProcess | None = None  # during a rolling restart, until it is healthy
+    restarts: int = 0
+    crashes: list[Crash] = dataclasses.field(default_factory=list)
+    restart_at: float | None = None
+    last_exit: str | None = None
+    reason: str | None = None
+    log_tail: list[str] = dataclasses.field(default_factory=list)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        nodes: int,
+        on_line: LineSink | None = None,
+        on_running: Callable[[ClusterState], None] | None = None,
+    ) -> None:
+        if not 1 <= nodes <= MAX_NODES:
+            raise ClusterError(f"the number of nodes must be between 1 and {MAX_NODES}, not {nodes}")
+        self.settings = settings.replace(db_url=settings.effective_db_url)
+        self.home = settings.home
+        self.policy = RestartPolicy.from_settings(settings)
+        self.slots = [Slot(f"node-{index + 1}", index) for index in range(nodes)]
+        self.phase: Phase = "starting"
+        self.error: str | None = None
+        self.redis: EmbeddedRedis | None = None
+        self.on_line = on_line
+        self.on_running = on_running
+        self._redis_ref: ProcessRef | None = None
+        self._ref = ProcessRef.of(os.getpid())
+        self._started_wall = time.time()
+        self._signals: list[signal.Signals] = []
+        self._stopping = False
+        self._force = False
+        self._queue: collections.deque[Request] = collections.deque()
+        self._operation: asyncio.Task[None] | None = None
+        self._draining: list[NodeProcess] = []
+        self._logs: dict[str, LogFile] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._next_health_check = 0.0
+        self._written: dict[str, object] | None = None
+
+    # Lifecycle ---------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Start, serve until INT or TERM, stop; 0 after a clean stop, 1 if the cluster failed."""
+        with supervisor_lock(self.home):
+            check_can_start(self.settings, len(self.slots))
+            control.clear_requests(self.home)
+            self._install_signal_handlers()
+            self._save()
+            try:
+                if await self._boot():
+                    await self._serve()
+            except SioplayError as exc:
+                self.error = str(exc)
+                log.error("%s", exc)
+            except Exception as exc:
+                # A bug: still stop every process below, and leave the traceback in supervisor.log.
+                self.error = f"the supervisor failed: {exc!r}"
+                log.exception("the supervisor failed")
+            finally:
+                await self._shutdown()
+        return 1 if self.error else 0
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in _HANDLED_SIGNALS:
+            loop.add_signal_handler(signum, self._signals.append, signum)
+
+    async def _boot(self) -> bool:
+        """Redis, database, nodes; True once every node is online, False if told to stop first."""
+        if self.settings.redis_url is None:
+            self.redis = EmbeddedRedis(self.home / "redis")
+            await asyncio.to_thread(self.redis.start)
+            assert self.redis.pid is not None
+            self._redis_ref = ProcessRef.of(self.redis.pid)
+            self.settings = self.settings.replace(redis_url=self.redis.url)
+            log.info("embedded redis-server pid %d on %s", self.redis.pid, self.redis.url)
+        if await schema.ensure(self.settings.effective_db_url):
+            log.info("created and seeded %s", hide_password(self.settings.effective_db_url))
+        self._handle_signals()
+        if self._stopping:
+            return False
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0))
+        for slot in self.slots:
+            await self._launch(slot)
+        deadline = time.monotonic() + self.settings.start_timeout_s
+        while not self._settled(self.slots, deadline):
+            await self._tick()
+            if self._stopping:
+                return False
+        self.phase = "running"
+        state = self._save()
+        log.info(
+            "cluster %r running: %d nodes on public port %d",
+            self.settings.cluster,
+            len(self.slots),
+            self.settings.public_port,
+        )
+        if self.on_running is not None:
+            self.on_running(state)
+        return True
+
+    def _settled(self, slots: list[Slot], deadline: float) -> bool:
+        """True when every slot is online; raises if one is errored or time is up."""
+        for slot in slots:
+            if slot.status == "errored":
+                raise ClusterError(f"{slot.node_id} errored: {slot.reason}")
+        if all(slot.status == "online" for slot in slots):
+            return True
+        if time.monotonic() > deadline:
+            late = ", ".join(slot.node_id for slot in slots if slot.status != "online")
+            raise ClusterError(
+                f"{late} not healthy within {self.settings.start_timeout_s:g} s; see 'sioplay cluster logs'"
+            )
+        return False
+
+    async def _serve(self) -> None:
+        while not self._stopping:
+            await self._tick()
+
+    async def _shutdown(self) -> None:
+        """SIGTERM to every node (they drain), SIGKILL at the deadline, reap; Redis last."""
+        self._stopping = True
+        self.phase = "stopping"
+        if self._operation is not None:
+            self._operation.cancel()
+            await asyncio.gather(self._operation, return_exceptions=True)
+        processes = self._all_processes()
+        for slot in self.slots:
+            if slot.status != "errored":
+                slot.status = "stopping"
+        for process in processes:
+            process.expected = True
+            if self._force:
+                process.kill()
+            else:
+                process.terminate()
+        self._save()
+        deadline = time.monotonic() + self.settings.stop_timeout_s
+        while any(process.running for process in processes) and not self._force and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            self._handle_signals()
+        for process in processes:
+            if process.running:
+                log.warning("%s (pid %s) did not stop in time: killing it", process.node_id, process.pid)
+                process.kill()
+        codes = await asyncio.gather(*(process.wait(5.0) for process in processes))
+        for process, code in zip(processes, codes, strict=True):
+            self._note(process, f"stopped ({describe_exit(code)})")
+        await asyncio.gather(*(process.close() for process in processes))
+        for slot in self.slots:
+            slot.process = slot.successor = None
+            if slot.status != "errored":
+                slot.status = "stopped"
+        self._draining.clear()
+        if self.redis is not None:
+            await asyncio.to_thread(self.redis.stop, self.settings.stop_timeout_s)
+            self._redis_ref = None
+        if self._session is not None:
+            await self._session.close()
+        for file in self._logs.values():
+            file.close()
+        self.phase = "failed" if self.error else "stopped"
+        self._save()
+        log.info("cluster %r %s", self.settings.cluster, self.phase)
+
+    def _all_processes(self) -> list[NodeProcess]:
+        processes = [process for slot in self.slots for process in (slot.process, slot.successor) if process]
+        return processes + self._draining
+
+    # The tick ----------------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        await asyncio.sleep(TICK_S)
+        self._handle_signals()
+        await self._reap()
+        await self._restart_due()
+        self._check_launching()
+        self._check_health()
+        self._take_requests()
+        self._save()
+
+    def _handle_signals(self) -> None:
+        while self._signals:
+            signum = self._signals.pop(0)
+            getattr(self, f"handle_{signum.name.removeprefix('SIG').lower()}")()
+
+    def handle_int(self) -> None:
+        if self._stopping:
+            log.warning("second SIGINT: killing the nodes now")
+            self._force = True
+        else:
+            log.info("SIGINT: stopping")
+            self._stopping = True
+
+    def handle_term(self) -> None:
+        if not self._stopping:
+            log.info("SIGTERM: stopping")
+        self._stopping = True
+
+    def handle_hup(self) -> None:
+        log.info("SIGHUP: rolling restart of every node")
+        self._queue.append(Request("restart"))
+
+    async def _reap(self) -> None:
+        for slot in self.slots:
+            process = slot.process
+            if process is None or process.running or process.expected:
+                continue
+            slot.process = None
+            await process.close()
+            self._crashed(slot, process)
+
+    def _crashed(self, slot: Slot, process: NodeProcess) -> None:
+        now = time.monotonic()
+        slot.crashes.append(Crash(at=now, uptime_s=now - process.started_at))
+        slot.last_exit = describe_exit(process.returncode)
+        slot.log_tail = list(process.tail)
+        why = f"exited with {slot.last_exit}" + (f" ({process.kill_reason})" if process.kill_reason else "")
+        verdict = self.policy.decide(slot.crashes, now)
+        if verdict.restart:
+            slot.status = "waiting-restart"
+            slot.restart_at = now + verdict.delay_s
+            slot.reason = why
+            log.warning("%s (pid %s) %s: %s", slot.node_id, process.pid, why, verdict.reason)
+            self._note(process, f"{why}: {verdict.reason}")
+            return
+        slot.status = "errored"
+        slot.restart_at = None
+        last = slot.log_tail[-1] if slot.log_tail else "no output"
+        slot.reason = f"{why}, {verdict.reason}; left down. Last output: {last}"
+        log.error("%s (pid %s) %s", slot.node_id, process.pid, slot.reason)
+        self._note(process, f"{why}: {verdict.reason}; errored, left down")
+
+    async def _restart_due(self) -> None:
+        now = time.monotonic()
+        for slot in self.slots:
+            if slot.status == "waiting-restart" and slot.restart_at is not None and now >= slot.restart_at:
+                slot.restarts += 1
+                await self._launch(slot)
+
+    def _check_launching(self) -> None:
+        now = time.monotonic()
+        for slot in self.slots:
+            process = slot.process
+            if slot.status != "launching" or process is None or not process.running:
+                continue
+            if process.online:
+                slot.status = "online"
+                log.info("%s online: pid %s, port %d", slot.node_id, process.pid, process.port)
+            elif now - process.started_at > self.settings.start_timeout_s:
+                process.kill(f"not healthy within {self.settings.start_timeout_s:g} s")
+
+    def _check_health(self) -> None:
+        now = time.monotonic()
+        if now < self._next_health_check:
+            return
+        self._next_health_check = now + self.settings.health_interval_s
+        ceiling = self.settings.max_memory_bytes
+        for slot in self.slots:
+            process = slot.process
+            if slot.status != "online" or process is None or not process.running:
+                continue
+            silent = now - process.last_ok
+            if silent > self.settings.health_timeout_s:
+                process.kill(f"no healthy /healthz answer for {silent:.0f} s")
+                continue
+            rss = process.rss_bytes()
+            if ceiling is not None and rss is not None and rss > ceiling and not self._restart_pending(slot):
+                log.warning(
+                    "%s uses %s, above %s: restarting it", slot.node_id, format_bytes(rss), format_bytes(ceiling)
+                )
+                self._queue.append(Request("restart", node=slot.node_id))
+
+    def _restart_pending(self, slot: Slot) -> bool:
+        return slot.successor is not None or any(
+            request.action == "restart" and request.node in (None, slot.node_id) for request in self._queue
+        )
+
+    # Requests ----------------------------------------------------------------------------
+
+    def _take_requests(self) -> None:
+        if self.phase != "running":
+            return
+        for taken in control.take_requests(self.home):
+            if isinstance(taken, str):
+                log.warning("%s", taken)
+            else:
+                self._queue.append(taken)
+        if self._queue and (self._operation is None or self._operation.done()):
+            self._operation = asyncio.create_task(self._perform(self._queue.popleft()), name="operation")
+
+    async def _perform(self, request: Request) -> None:
+        try:
+            if request.action == "restart":
+                message = await self.restart(request.node)
+            else:
+                message = await self.scale(request.nodes)
+            ok = True
+        except ClusterError as exc:
+            ok, message = False, str(exc)
+            log.error("%s", message)
+        except Exception as exc:
+            # A bug: the CLI still gets an answer, and supervisor.log the traceback.
+            ok, message = False, f"the supervisor failed to {request.action}: {exc!r}"
+            log.exception("%s", message)
+        if request.id is not None:
+            self._save()  # the CLI prints the state as soon as it has the reply
+            control.reply(self.home, request.id, ok, message)
+
+    async def restart(self, node_id: str | None) -> str:
+        """Rolling restart: each node's replacement is healthy before the old process is stopped."""
+        slots = self.slots if node_id is None else [self._slot(node_id)]
+        for slot in slots:
+            await self._replace(slot)
+        return f"restarted {', '.join(slot.node_id for slot in slots)}"
+
+    async def scale(self, nodes: int | None) -> str:
+        if nodes is None or not 1 <= nodes <= MAX_NODES:
+            raise ClusterError(f"the number of nodes must be between 1 and {MAX_NODES}, not {nodes}")
+        before = len(self.slots)
+        if nodes > before:
+            added = [Slot(f"node-{index + 1}", index) for index in range(before, nodes)]
+            self.slots.extend(added)
+            for slot in added:
+                await self._launch(slot)
+            deadline = time.monotonic() + self.settings.start_timeout_s
+            while not self._settled(added, deadline):
+                await asyncio.sleep(TICK_S)
+        elif nodes < before:
+            removed = self.slots[nodes:]
+            leaving = [slot.process for slot in removed if slot.process is not None]
+            for slot in removed:
+                slot.status, slot.process = "stopping", None
+            await asyncio.gather(*(self._retire(process) for process in leaving))
+            del self.slots[nodes:]
+        log.info("scaled from %d to %d nodes", before, nodes)
+        return f"scaled from {before} to {nodes} nodes"
+
+    def _slot(self, node_id: str) -> Slot:
+        for slot in self.slots:
+            if slot.node_id == node_id:
+                return slot
+        raise ClusterError(f"no node {node_id!r}; the nodes are {', '.join(slot.node_id for slot in self.slots)}")
+
+    async def _replace(self, slot: Slot) -> None:
+        new = await self._spawn(slot, fresh_port=True)
+        slot.successor = new
+        # Cancelled here (stop), the replacement stays recorded as successor and the shutdown stops it.
+        healthy = await new.wait_online(self.settings.start_timeout_s)
+        slot.successor = None
+        if not healthy:
+            await self._retire(new)
+            detail = describe_exit(new.returncode) if new.returncode is not None else "no healthy /healthz"
+            raise ClusterError(
+                f"{slot.node_id}: the replacement did not become healthy ({detail}); the old process keeps serving"
+            )
+        old, slot.process = slot.process, new
+        slot.status = "online"
+        slot.restarts += 1
+        slot.crashes.clear()
+        slot.restart_at = slot.reason = None
+        log.info("%s replaced: pid %s on port %d is online", slot.node_id, new.pid, new.port)
+        if old is not None:
+            await self._retire(old)
+
+    async def _retire(self, process: NodeProcess) -> None:
+        """Stop `process` on purpose and wait for it; it stays visible as draining meanwhile."""
+        process.expected = True
+        self._draining.append(process)
+        # Cancelled here (stop), it stays in _draining and the shutdown stops it.
+        code = await process.stop(self.settings.stop_timeout_s)
+        self._note(process, f"stopped ({describe_exit(code)})")
+        self._draining.remove(process)
+        await process.close()
+
+    # Starting nodes ----------------------------------------------------------------------
+
+    async def _launch(self, slot: Slot) -> None:
+        slot.process = await self._spawn(slot, fresh_port=False)
+        slot.status = "launching"
+        slot.restart_at = None
+
+    async def _spawn(self, slot: Slot, fresh_port: bool) -> NodeProcess:
+        base = self.settings.node_port_base
+        port = base + slot.index if base is not None and not fresh_port else free_port(self.settings.host)
+        process = NodeProcess(self.settings, slot.node_id, port, self._write_line)
+        assert self._session is not None
+        await process.start(self._session)
+        log.info("%s starting: pid %s, port %d", slot.node_id, process.pid, port)
+        self._note(process, f"started on port {port} and public port {self.settings.public_port}")
+        return process
+
+    def _write_line(self, node_id: str, line: str) -> None:
+        self._log_file(node_id).write(line)
+        if self.on_line is not None:
+            self.on_line(node_id, line)
+
+    def _note(self, process: NodeProcess, event: str) -> None:
+        """A lifecycle line in the node's own log, as pm2 writes 'App [x] exited with code 1'."""
+        self._log_file(process.node_id).write(f"[supervisor] pid {process.pid} {event}")
+
+    def _log_file(self, node_id: str) -> LogFile:
+        log_file = self._logs.get(node_id)
+        if log_file is None:
+            log_file = self._logs[node_id] = LogFile(
+                node_log_path(self.home, node_id), self.settings.log_max_bytes, self.settings.log_backups
+            )
+        return log_file
+
+    # State -------------------------------------------------------------------------------
+
+    def state(self) -> ClusterState:
+        return ClusterState(
+            cluster=self.settings.cluster,
+            phase=self.phase,
+            home=str(Path(self.home).resolve()),
+            host=self.settings.host,
+            public_port=self.settings.public_port,
+            redis_url=self.settings.redis_url,
+            db_url=self.settings.effective_db_url,
+            supervisor=self._ref,
+            started_at=self._started_wall,
+            redis=self._redis_ref,
+            nodes=[self._record(slot) for slot in self.slots],
+            transient=self._transient(),
+            max_memory_bytes=self.settings.max_memory_bytes,
+            error=self.error,
+        )
+
+    def _record(self, slot: Slot) -> NodeRecord:
+        process = slot.process
+        ref = process.ref if process is not None else None
+        return NodeRecord(
+            id=slot.node_id,
+            status=slot.status,
+            pid=ref.pid if ref else None,
+            create_time=ref.create_time if ref else None,
+            port=process.port if process else None,
+            restarts=slot.restarts,
+            started_at=process.started_wall if process else None,
+            last_exit=slot.last_exit,
+            reason=slot.reason,
+            log_tail=slot.log_tail,
+        )
+
+    def _transient(self) -> list[TransientProcess]:
+        found: list[tuple[NodeProcess, TransientRole]] = [
+            (slot.successor, "replacement") for slot in self.slots if slot.successor is not None
+        ]
+        found += [(process, "draining") for process in self._draining]
+        return [
+            TransientProcess(process.node_id, process.ref.pid, process.ref.create_time, process.port, role)
+            for process, role in found
+            if process.ref is not None
+        ]
+
+    def _save(self) -> ClusterState:
+        state = self.state()
+        value = state.as_json()
+        if value != self._written:
+            write_state(self.home, state)
+            self._written = value
+        return state

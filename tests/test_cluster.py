@@ -1,0 +1,232 @@
+"""The supervisor with real processes: a real redis-server, real nodes on one public port, real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from sioplay.client.sim import RoomEvent, SimClient
+from sioplay.cluster import control
+from sioplay.cluster.control import Request
+from sioplay.cluster.launcher import start_detached
+from sioplay.cluster.state import read_state
+from sioplay.cluster.status import StatusCollector
+from sioplay.errors import ClientError, ClusterError, PortInUseError
+from tests.cluster_fixtures import Clusters, RunningCluster, alive_refs, can_listen, clusters  # noqa: F401
+from tests.helpers import async_wait_until, http_json, wait_until
+
+
+def roster(cluster: RunningCluster, port: int, room: str = "Maths") -> dict:
+    status, body, _ = http_json(f"http://127.0.0.1:{port}/rooms/{room}", timeout=3.0)
+    assert status == 200, body
+    return body
+
+
+def roster_complete_everywhere(cluster: RunningCluster, sockets: int) -> bool:
+    for node in cluster.state().nodes:
+        body = roster(cluster, node.port)
+        if not (body["complete"] and body["sockets"] == sockets):
+            return False
+    return True
+
+
+async def disconnect_all(clients: list[SimClient]) -> None:
+    await asyncio.gather(*(client.disconnect() for client in clients), return_exceptions=True)
+
+
+async def test_three_nodes_share_the_public_port_and_stop_leaves_nothing(clusters: Clusters) -> None:
+    cluster = clusters.start(nodes=3)
+    state = cluster.state()
+    assert [node.id for node in state.nodes] == ["node-1", "node-2", "node-3"]
+    assert {node.status for node in state.nodes} == {"online"}
+    ports = [node.port for node in state.nodes]
+    assert len(set(ports)) == 3 and state.public_port not in ports
+    status = StatusCollector().collect(state)
+    assert [(node["pid"], node["sockets"]) for node in status["nodes"]] == [(node.pid, 0) for node in state.nodes]
+
+    clients = [SimClient(cluster.public_url, str(index % 10 + 1), "Maths") for index in range(30)]
+    try:
+        handshakes = await asyncio.gather(*(client.connect() for client in clients))
+        landed = collections.Counter(handshake["node"] for handshake in handshakes)
+        assert len(landed) > 1, f"the kernel sent every connection to one node: {landed}"
+        for node in state.nodes:
+            body = roster(cluster, node.port)
+            assert body["complete"] is True and body["sockets"] == 30, body
+    finally:
+        await disconnect_all(clients)
+
+    final = cluster.stop()
+    assert final.phase == "stopped"
+    assert {node.status for node in final.nodes} == {"stopped"} and final.processes() == []
+    assert alive_refs(cluster.seen) == []
+    redis_port = int(state.redis_url.rsplit(":", 1)[1].split("/")[0])
+    for port in [state.public_port, *ports, redis_port]:
+        assert can_listen(port), f"port {port} still taken"
+
+
+async def test_a_killed_node_is_restarted_and_the_roster_heals(clusters: Clusters) -> None:
+    cluster = clusters.start(nodes=2)
+    node_1, node_2 = cluster.state().nodes
+    client = SimClient(f"http://127.0.0.1:{node_2.port}", "1", "Maths")
+    try:
+        await client.connect()
+        started = time.monotonic()
+        os.kill(node_1.pid, signal.SIGKILL)
+        back = wait_until(
+            lambda: (node := cluster.node("node-1")).status == "online" and node.pid != node_1.pid and node,
+            10,
+            "node-1 to be back online",
+        )
+        assert back.restarts == 1 and back.last_exit == "signal SIGKILL"
+        assert time.monotonic() - started < 5, "back-off of 0.05 s, then a node start"
+        wait_until(lambda: roster_complete_everywhere(cluster, 1), 10, "a complete roster from both nodes")
+    finally:
+        await client.disconnect()
+
+
+def test_a_node_that_fails_at_start_ends_errored_and_start_says_why(clusters: Clusters) -> None:
+    started = time.monotonic()
+    with pytest.raises(ClusterError) as failed:
+        clusters.start(nodes=1, log_level="NOPE")
+    message = str(failed.value)
+    assert "errored" in message and "code 1" in message and "3 crashes" in message and "NOPE" in message
+    assert time.monotonic() - started < 20
+    state = read_state(clusters.clusters[-1].home)
+    assert state is not None and state.phase == "failed"
+    errored = [node for node in state.nodes if node.status == "errored"]
+    assert errored and all(node.restarts == 2 and node.last_exit == "code 1" for node in errored)
+    assert state.processes() == []
+
+
+def test_a_taken_public_port_is_refused_naming_its_owner(clusters: Clusters) -> None:
+    settings = clusters.settings()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", settings.public_port))
+        taken.listen()
+        cluster = clusters.track(settings)
+        with pytest.raises(PortInUseError) as refused:
+            start_detached(settings, 2)
+    assert f"public port {settings.public_port} is already in use by" in str(refused.value)
+    assert f"pid {os.getpid()}" in str(refused.value)
+    assert read_state(cluster.home) is None, "nothing was started"
+
+
+class HealthWatch:
+    """Polls, in a thread, every node process the state lists (own port) and the public port."""
+
+    def __init__(self, cluster: RunningCluster) -> None:
+        self.cluster = cluster
+        self.min_healthy: int | None = None
+        self.public_failures: list[str] = []
+        self.polls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> HealthWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            state = read_state(self.cluster.home)
+            assert state is not None
+            targets = {node.pid: node.port for node in state.nodes if node.pid}
+            targets.update({process.pid: process.port for process in state.transient})
+            healthy = sum(1 for pid, port in targets.items() if self._answers(port, pid))
+            self.min_healthy = healthy if self.min_healthy is None else min(self.min_healthy, healthy)
+            try:
+                status, _, _ = http_json(self.cluster.public_url + "/healthz", timeout=2.0)
+                if status != 200:
+                    self.public_failures.append(f"status {status}")
+            except OSError as exc:
+                self.public_failures.append(repr(exc))
+            self.polls += 1
+            self._stop.wait(0.05)
+
+    @staticmethod
+    def _answers(port: int, pid: int) -> bool:
+        try:
+            status, body, _ = http_json(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
+        except OSError:
+            return False
+        return status == 200 and body["pid"] == pid
+
+
+class Rejoiner:
+    """Reconnects, through the public port, the clients a draining node disconnected.
+
+    A Socket.IO client never reconnects by itself after the server's own
+    disconnect ("io server disconnect"), which is how a node drains, even with
+    reconnection=True: the page has to, as this does.
+    """
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.rejoins = 0
+
+    def watch(self, client: SimClient) -> SimClient:
+        def on_event(event: RoomEvent) -> None:
+            if event.name == "disconnect":
+                task = asyncio.get_running_loop().create_task(self._rejoin(client))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+
+        client.on_event = on_event
+        return client
+
+    async def _rejoin(self, client: SimClient) -> None:
+        # The disconnect event comes before the client has closed its transport.
+        await async_wait_until(lambda: client.sio.eio.state == "disconnected", 5.0, "the transport to close")
+        for _ in range(100):
+            client.handshake = None
+            try:
+                await client.connect(timeout=5.0)
+            except ClientError:
+                await asyncio.sleep(0.1)
+                continue
+            self.rejoins += 1
+            return
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def test_rolling_restart_keeps_n_minus_1_nodes_serving(clusters: Clusters) -> None:
+    cluster = clusters.start(nodes=3)
+    before = {node.id: node.pid for node in cluster.state().nodes}
+    rejoiner = Rejoiner()
+    clients = [rejoiner.watch(SimClient(cluster.public_url, str(index + 1), "Maths")) for index in range(9)]
+    try:
+        first = {id(client): (await client.connect())["procid"] for client in clients}
+        state = cluster.state()
+        with HealthWatch(cluster) as watch:
+            reply = await asyncio.to_thread(control.ask, cluster.home, state, Request("restart"), 60.0)
+        assert reply.ok, reply.message
+        assert watch.polls > 10 and watch.min_healthy is not None and watch.min_healthy >= 2, vars(watch)
+        assert watch.public_failures == []
+        after = cluster.state().nodes
+        assert all(node.status == "online" and node.restarts == 1 and node.pid != before[node.id] for node in after)
+        current = {node.pid for node in after}
+        await async_wait_until(
+            lambda: all(c.connected and c.handshake and c.handshake["procid"] in current for c in clients),
+            20,
+            "every client reconnected to a new process",
+        )
+        assert all(client.handshake["procid"] != first[id(client)] for client in clients)
+        wait_until(lambda: roster_complete_everywhere(cluster, 9), 10, "a complete roster of 9 from every node")
+    finally:
+        await rejoiner.close()
+        await disconnect_all(clients)

@@ -1,0 +1,85 @@
+"""Requests to a running supervisor, a dead supervisor, and the memory ceiling, with real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from sioplay.cli import app
+from sioplay.cluster import control
+from sioplay.cluster.control import Request
+from sioplay.cluster.launcher import start_detached
+from sioplay.cluster.state import is_running, read_state
+from tests.cluster_fixtures import Clusters, alive_refs, clusters  # noqa: F401
+from tests.helpers import wait_until
+
+runner = CliRunner()
+
+
+def test_restart_one_node_then_scale_up_and_down(clusters: Clusters) -> None:
+    cluster = clusters.start(nodes=2)
+    node_1, node_2 = cluster.state().nodes
+    home = ["--home", str(cluster.home)]
+
+    result = runner.invoke(app, [*home, "cluster", "restart", "--node", "node-2"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "restarted node-2" in result.output
+    after = cluster.state()
+    assert after.node("node-1").pid == node_1.pid and after.node("node-1").restarts == 0
+    assert after.node("node-2").pid != node_2.pid and after.node("node-2").restarts == 1
+    assert after.node("node-2").status == "online"
+    assert alive_refs({node_2.process}) == [], "the old node-2 was stopped"
+
+    result = runner.invoke(app, [*home, "cluster", "restart", "--node", "node-9"])
+    assert result.exit_code == 1 and "no node 'node-9'" in result.output
+
+    result = runner.invoke(app, [*home, "cluster", "scale", "3"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert [(node.id, node.status) for node in cluster.state().nodes] == [
+        ("node-1", "online"),
+        ("node-2", "online"),
+        ("node-3", "online"),
+    ]
+    removed = {node.process for node in cluster.state().nodes[1:]}
+
+    reply = control.ask(cluster.home, cluster.state(), Request("scale", nodes=1), timeout=30)
+    assert reply.ok and reply.message == "scaled from 3 to 1 nodes"
+    assert [node.id for node in cluster.state().nodes] == ["node-1"]
+    assert alive_refs(removed) == []
+
+
+def test_a_dead_supervisor_is_detected_and_the_next_start_cleans_up(clusters: Clusters) -> None:
+    cluster = clusters.start(nodes=1)
+    state = cluster.state()
+    os.kill(state.supervisor.pid, signal.SIGKILL)
+    wait_until(lambda: not is_running(cluster.state()), 5, "the supervisor to be seen dead")
+    leftovers = set(state.processes())
+    assert len(alive_refs(leftovers)) == 2, "its node and Redis are still there"
+
+    start_detached(cluster.settings, 1)
+    assert alive_refs(leftovers) == [], "the old node and Redis were stopped by pid and create time"
+    restarted = cluster.state()
+    assert is_running(restarted) and restarted.supervisor != state.supervisor
+    assert restarted.node("node-1").status == "online"
+
+
+def test_a_node_above_the_memory_ceiling_is_replaced_gracefully(clusters: Clusters) -> None:
+    cluster = clusters.start(nodes=1, max_memory_bytes=1024 * 1024)
+    first = cluster.node("node-1")
+    replaced = wait_until(
+        lambda: (node := cluster.node("node-1")).restarts >= 1 and node.status == "online" and node,
+        15,
+        "node-1 to be replaced for its memory",
+    )
+    assert replaced.pid != first.pid and replaced.last_exit is None, "a replacement, not a crash"
+    log = (cluster.home / "logs" / "supervisor.log").read_text()
+    assert "above 1.0 MiB: restarting it" in log
+
+
+def test_requests_need_a_running_cluster(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["--home", str(tmp_path), "cluster", "restart"])
+    assert result.exit_code == 1 and "no cluster is running" in result.output
+    assert read_state(tmp_path) is None
