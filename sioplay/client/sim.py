@@ -52,7 +52,9 @@ class SimClient:
         self.handshake: dict[str, Any] | None = None
         self.refusal: str | None = None
         self._changed = asyncio.Event()
-        self.sio = socketio.AsyncClient(reconnection=reconnection, http_session=http_session)
+        # python-socketio's own SIGINT handler disconnects every client and cancels every task;
+        # the CLI leaves rooms itself, in its `finally` blocks.
+        self.sio = socketio.AsyncClient(reconnection=reconnection, http_session=http_session, handle_sigint=False)
         for name in ROOM_EVENTS:
             self.sio.on(name, self._recorder(name))
         self.sio.on("connect_error", self._record_refusal)
@@ -121,6 +123,15 @@ class SimClient:
 
     async def emit(self, event: str, data: Any = None) -> None:
         await self.sio.emit(event, data)
+
+    async def call(self, event: str, data: Any = None, timeout: float = 10.0) -> Any:
+        """Emit and wait for the server's acknowledgement, i.e. until its handler has run."""
+        try:
+            return await self.sio.call(event, data, timeout=timeout)
+        except socketio.exceptions.TimeoutError:
+            raise ClientError(f"no acknowledgement of {event} within {timeout:g} s") from None
+        except socketio.exceptions.BadNamespaceError:
+            raise ClientError(f"cannot send {event}: not connected") from None
 
     async def disconnect(self) -> None:
         await self.sio.disconnect()

@@ -2,10 +2,212 @@
 
 from __future__ import annotations
 
-import typer
+import asyncio
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
 
-__all__ = ["register"]
+import typer
+from rich.text import Text
+
+from sioplay.client import join as join_room
+from sioplay.client import swarm as swarming
+from sioplay.client.http import open_api
+from sioplay.client.names import NameCache
+from sioplay.client.roster import fetch_roster, roster_view
+from sioplay.client.sim import SimClient
+from sioplay.client.swarm_view import SwarmDisplay, summary_table
+from sioplay.client.target import resolve_url
+from sioplay.client.watch import JsonLinesDisplay, LiveDisplay, RosterWatch, SnapshotDisplay
+from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
+from sioplay.errors import ClientError
+
+__all__ = ["join", "register", "rename", "swarm", "who"]
+
+T = TypeVar("T")
+
+RoomArgument = Annotated[str, typer.Argument(help="Room name, e.g. Maths.", show_default=False)]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="A node or the cluster's public port; default: the running cluster's, else http://localhost:5009.",
+        show_default=False,
+    ),
+]
+NodeOption = Annotated[
+    str | None,
+    typer.Option("--node", help="Aim at this node's own port, from the running cluster's state.", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="JSON for scripts instead of tables and text.")]
+ForOption = Annotated[
+    float | None,
+    typer.Option("--for", min=0, help="Stop after this many seconds (default: until Ctrl-C).", show_default=False),
+]
 
 
 def register(app: typer.Typer) -> None:
     """Add the client commands to the top-level app."""
+    for name, command in (("join", join), ("who", who), ("rename", rename), ("swarm", swarm)):
+        app.command(name, rich_help_panel="Clients")(command)
+
+
+@handles_errors
+def join(
+    ctx: typer.Context,
+    room: RoomArgument,
+    user: Annotated[str, typer.Option("--user", "-u", help="id_user to connect as.", show_default=False)],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Change this user's name once joined, and tell the room.")
+    ] = None,
+    duration: ForOption = None,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    node: NodeOption = None,
+) -> None:
+    """Join ROOM as one simulated client and print the room's events as they arrive."""
+    base = resolve_url(state_of(ctx).settings.home, url, node)
+    printer = join_room.JsonEventPrinter() if as_json else join_room.TextEventPrinter(console)
+
+    async def run() -> None:
+        async with open_api(base) as api:
+            await join_room.join(api, room, user, printer, rename_to=name, duration=duration)
+
+    _run(run())
+
+
+@handles_errors
+def who(
+    ctx: typer.Context,
+    room: RoomArgument,
+    as_json: JsonOption = False,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep the table current as the room changes.")] = False,
+    duration: ForOption = None,
+    refresh: Annotated[
+        float, typer.Option("--refresh", min=0.1, help="With --watch: refresh at least this often (seconds).")
+    ] = 5.0,
+    url: UrlOption = None,
+    node: NodeOption = None,
+) -> None:
+    """Who is in ROOM, across all nodes, with names; partial answers are marked."""
+    base = resolve_url(state_of(ctx).settings.home, url, node)
+    if not watch:
+        envelope = _run(_fetch_once(base, room))
+        if as_json:
+            print_json(envelope)
+        else:
+            console.print(roster_view(envelope))
+        return
+
+    async def run_watch() -> None:
+        async with open_api(base) as api:
+            if as_json:
+                await RosterWatch(api, room, JsonLinesDisplay(err_console), refresh).run(duration)
+            elif console.is_terminal:
+                with LiveDisplay(console, refresh) as display:
+                    await RosterWatch(api, room, display, refresh).run(duration)
+            else:
+                await RosterWatch(api, room, SnapshotDisplay(console, err_console), refresh).run(duration)
+
+    _run(run_watch())
+
+
+async def _fetch_once(base: str, room: str) -> dict[str, Any]:
+    async with open_api(base) as api:
+        return await fetch_roster(api, NameCache(api), room)
+
+
+@handles_errors
+def rename(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option("--user", "-u", help="id_user to rename.", show_default=False)],
+    name: Annotated[str, typer.Option("--name", help="The new name.", show_default=False)],
+    room: Annotated[
+        str | None, typer.Option("--room", help="Tell this room (connect as the user, identity-change, leave).")
+    ] = None,
+    url: UrlOption = None,
+    node: NodeOption = None,
+) -> None:
+    """Change a user's name and, with --room, tell that room as the browser page does."""
+    base = resolve_url(state_of(ctx).settings.home, url, node)
+    told = _run(_rename(base, user, name, room))
+    line = f"renamed {user} to {name!r}"
+    line += f" and told room {room!r} (via {told})" if told else " (no room told: give --room to announce it)"
+    console.print(Text(line), highlight=False, soft_wrap=True)
+
+
+async def _rename(base: str, user: str, name: str, room: str | None) -> str | None:
+    """The node that relayed the identity-change, if a room was told."""
+    async with open_api(base) as api:
+        if room is None:
+            await api.rename(user, name)
+            return None
+        await api.health()
+        # Connect first: a refused user or room then changes nothing.
+        client = SimClient(api.url, user, room, http_session=api.session)
+        handshake = await client.connect(timeout=api.timeout_s)
+        try:
+            await join_room.announce_rename(api, client, name)
+        finally:
+            await client.disconnect()
+        return str(handshake.get("node"))
+
+
+@handles_errors
+def swarm(
+    ctx: typer.Context,
+    room: RoomArgument,
+    clients: Annotated[int, typer.Option("--clients", "-n", min=1, help="How many clients.", show_default=False)],
+    users: Annotated[
+        str, typer.Option("--users", help="id_users to give out round-robin: '1-10' or '1,4,7'.")
+    ] = "1-10",
+    ramp: Annotated[
+        float | None, typer.Option("--ramp", min=0.1, help="Start at most this many clients per second.")
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option("--for", min=0, help="Hold this many seconds once all are connected (default: until Ctrl-C)."),
+    ] = None,
+    as_json: JsonOption = False,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Handshakes in flight at once.")] = 100,
+    connect_timeout: Annotated[
+        float,
+        typer.Option("--connect-timeout", min=0.1, help="Stop waiting for everyone to connect after this many s."),
+    ] = 600.0,
+    url: UrlOption = None,
+    node: NodeOption = None,
+) -> None:
+    """Hold --clients simulated clients in ROOM from one process: progress, a live summary, then a table per node."""
+    base = resolve_url(state_of(ctx).settings.home, url, node)
+    ids = swarming.parse_users(users)
+    swarming.raise_open_files_limit(clients)
+    shown_on = err_console if as_json else console
+    title = f"swarm in {room}"
+
+    async def run() -> dict[str, Any]:
+        async with open_api(base) as api:
+            await swarming.preflight(api, room, ids)
+            crowd = swarming.Swarm(api, room, ids, clients, ramp=ramp, concurrency=concurrency)
+            stop = asyncio.Event()
+            with swarming.stop_on_signals(stop), SwarmDisplay(shown_on, title, base) as display:
+                return await swarming.run(
+                    crowd, stop=stop, connect_timeout_s=connect_timeout, duration=duration, tick=display
+                )
+
+    summary = _run(run())
+    if as_json:
+        print_json(summary)
+    else:
+        console.print(summary_table(summary, title, base))
+    if summary["connected"] < clients:
+        raise ClientError(
+            f"only {summary['connected']} of {clients} clients were connected at the end "
+            f"(errors: {summary['errors']}, last: {summary['last_error'] or 'none'})"
+        )
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coroutine)
+    except asyncio.CancelledError:
+        # A second Ctrl-C cancels the command outright: report it as an interrupt, not a traceback.
+        raise KeyboardInterrupt from None

@@ -1,0 +1,93 @@
+"""A small JSON client for a node's HTTP routes; every failure becomes one ClientError line."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from sioplay.errors import ClientError
+
+__all__ = ["Api", "open_api"]
+
+NOT_RUNNING_HINT = "is a cluster running? start one with 'sioplay cluster start', or give --url"
+
+
+class Api:
+    """GET/PUT JSON against one base URL, sharing the caller's aiohttp session."""
+
+    def __init__(self, url: str, session: aiohttp.ClientSession, timeout_s: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.session = session
+        self.timeout_s = timeout_s
+
+    async def health(self) -> dict[str, Any]:
+        return await self._request("GET", "/healthz")
+
+    async def roster(self, room: str) -> dict[str, Any]:
+        return await self._request("GET", f"/rooms/{quote(room, safe='')}")
+
+    async def user(self, id_user: str) -> dict[str, Any] | None:
+        """The user, or None when there is no such user."""
+        try:
+            return await self._request("GET", f"/users/{quote(id_user, safe='')}")
+        except _NotFound:
+            return None
+
+    async def rename(self, id_user: str, name: str) -> None:
+        await self._request("PUT", f"/users/{quote(id_user, safe='')}", {"name": name})
+
+    async def _request(self, method: str, path: str, body: Any = None) -> Any:
+        url = self.url + path
+        with _mapped(method, url, self.timeout_s):
+            async with self.session.request(
+                method,
+                url,
+                data=None if body is None else orjson.dumps(body),
+                headers={"Content-Type": "application/json"} if body is not None else None,
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            ) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    raise _http_error(method, path, response.status, raw)
+                return orjson.loads(raw) if raw else None
+
+
+class _NotFound(ClientError):
+    """The resource does not exist (HTTP 404)."""
+
+
+def _http_error(method: str, path: str, status: int, raw: bytes) -> ClientError:
+    try:
+        message = orjson.loads(raw).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        message = None
+    if not isinstance(message, str):
+        message = raw[:200].decode(errors="replace").strip() or "no message"
+    error = _NotFound if status == 404 else ClientError
+    return error(f"{message} ({method} {path}: HTTP {status})")
+
+
+@contextlib.contextmanager
+def _mapped(method: str, url: str, timeout_s: float) -> Iterator[None]:
+    try:
+        yield
+    except aiohttp.ClientConnectorError as exc:
+        raise ClientError(f"cannot reach {url}: {exc.os_error.strerror or exc}; {NOT_RUNNING_HINT}") from exc
+    except TimeoutError as exc:
+        raise ClientError(f"{method} {url}: no answer within {timeout_s:g} s") from exc
+    except orjson.JSONDecodeError as exc:
+        raise ClientError(f"{method} {url}: the answer is not JSON") from exc
+    except aiohttp.ClientError as exc:
+        raise ClientError(f"{method} {url}: {exc}") from exc
+
+
+@contextlib.asynccontextmanager
+async def open_api(url: str, timeout_s: float = 10.0) -> AsyncIterator[Api]:
+    """An Api with its own session; the connection limit is lifted so that swarms can share it."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        yield Api(url, session, timeout_s)

@@ -1,0 +1,92 @@
+"""Room rosters as the CLI shows them: the server's envelope hydrated with names, as a Rich table."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from sioplay.client.http import Api
+from sioplay.client.names import NameCache
+from sioplay.errors import ClientError
+
+__all__ = ["completeness_line", "fetch_roster", "roster_view", "same_roster", "user_rows"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UserRow:
+    id_user: str
+    name: str | None
+    sockets: int
+    nodes: list[str]
+
+
+async def fetch_roster(api: Api, names: NameCache, room: str) -> dict[str, Any]:
+    """GET /rooms/{room}, with every entry given its user's `name` (None if unknown)."""
+    envelope = await api.roster(room)
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("users"), list):
+        raise ClientError(f"{api.url} did not answer with a sioplay roster")
+    by_id = await names.hydrate(str(entry["id_user"]) for entry in envelope["users"])
+    return {**envelope, "users": [{**entry, "name": by_id[str(entry["id_user"])]} for entry in envelope["users"]]}
+
+
+def same_roster(a: dict[str, Any] | None, b: dict[str, Any]) -> bool:
+    """Equal but for the time the query took."""
+    return a is not None and {**a, "took_ms": None} == {**b, "took_ms": None}
+
+
+def user_rows(envelope: dict[str, Any]) -> list[UserRow]:
+    """One row per user, in the server's order, with their sockets counted and nodes merged."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for entry in envelope["users"]:
+        grouped.setdefault(str(entry["id_user"]), []).append(entry)
+    return [
+        UserRow(id_user, entries[0].get("name"), len(entries), sorted({str(e.get("node", "?")) for e in entries}))
+        for id_user, entries in grouped.items()
+    ]
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _complete(envelope: dict[str, Any]) -> bool:
+    return envelope.get("complete") is True
+
+
+def completeness_line(envelope: dict[str, Any]) -> Text:
+    nodes = envelope.get("nodes") or {}
+    missing = nodes.get("missing") or []
+    answered = f"nodes {len(nodes.get('answered') or [])}/{nodes.get('expected', '?')} answered"
+    if missing:
+        answered += f", missing: {', '.join(map(str, missing))}"
+    if nodes.get("error"):
+        answered += f", error: {nodes['error']}"
+    counts = f"{_plural(envelope.get('unique_users', 0), 'user')}, {_plural(envelope.get('sockets', 0), 'socket')}"
+    took = f"{float(envelope.get('took_ms', 0.0)):.1f} ms"
+    if _complete(envelope):
+        return Text(f"{counts} · {answered} · {took}", style="green")
+    return Text(f"PARTIAL: {counts} known · {answered} · {took}", style="bold red")
+
+
+def roster_view(envelope: dict[str, Any], heading: str | None = None) -> Group:
+    """The table of users and, under it, how complete the answer is; `heading` goes above it."""
+    complete = _complete(envelope)
+    title = str(envelope.get("room", ""))
+    table = Table(
+        "id_user", "name", "sockets", "nodes", title=title if complete else f"{title} (PARTIAL)", title_justify="left"
+    )
+    for row in user_rows(envelope):
+        # Names are user input: never let them be read as Rich markup.
+        name = Text(row.name) if row.name is not None else Text("?", style="dim")
+        table.add_row(Text(row.id_user), name, str(row.sockets), Text(", ".join(row.nodes)))
+    if not complete:
+        missing = (envelope.get("nodes") or {}).get("missing") or []
+        unknown = f"no answer from {', '.join(map(str, missing))}" if missing else "the query failed"
+        table.add_row("?", "not known", "?", unknown, style="bold red")
+    if heading is None:
+        return Group(table, completeness_line(envelope))
+    return Group(Text(heading, style="bold"), table, completeness_line(envelope))

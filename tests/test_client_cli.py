@@ -1,0 +1,351 @@
+"""`sioplay join | who | rename` against a real 2-node cluster sharing one public port."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import psutil
+import pytest
+from typer.testing import CliRunner, Result
+
+from sioplay.cli import app
+from sioplay.client.sim import SimClient
+from sioplay.client.target import DEFAULT_URL, resolve_url
+from sioplay.cluster.ports import free_port
+from sioplay.errors import ClientError
+from sioplay.settings import Settings
+from tests.helpers import NodeHandle, child_env, http_json, wait_until
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    a: NodeHandle
+    b: NodeHandle
+    url: str
+    settings: Settings
+
+
+def start_cluster(start_node: Callable[..., NodeHandle], settings: Settings) -> Cluster:
+    public_port = free_port()
+    a = start_node("node-a", settings, public_port=public_port)
+    b = start_node("node-b", settings, public_port=public_port)
+    for node in (a, b):
+        peers = lambda node=node: len(http_json(node.url + "/cluster")[1]["nodes"]) == 2  # noqa: E731
+        wait_until(peers, 5, f"{node.node_id} to see 2 nodes")
+    return Cluster(a, b, f"http://127.0.0.1:{public_port}", settings)
+
+
+@pytest.fixture
+def cluster(start_node: Callable[..., NodeHandle], seeded_settings: Settings) -> Cluster:
+    return start_cluster(start_node, seeded_settings)
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[SimClient]]:
+    made: list[SimClient] = []
+    yield made
+    await asyncio.gather(*(client.disconnect() for client in made), return_exceptions=True)
+
+
+def cli(home: Path, *args: str) -> Result:
+    return CliRunner().invoke(app, ["--home", str(home), *args])
+
+
+class Output:
+    """A `python -m sioplay ...` process whose stdout lines are kept with the time each arrived."""
+
+    def __init__(self, settings: Settings, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sioplay", *args],
+            env={**child_env(settings), "COLUMNS": "100"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[tuple[float, str]] = []
+        self.errors: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.process.stdout, self._line), daemon=True),
+            threading.Thread(target=self._read, args=(self.process.stderr, self.errors.append), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _line(self, line: str) -> None:
+        self.lines.append((time.monotonic(), line.rstrip("\n")))
+
+    @staticmethod
+    def _read(stream: IO[str] | None, keep: Callable[[str], None]) -> None:
+        assert stream is not None
+        for line in stream:
+            keep(line)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(line for _, line in list(self.lines))
+
+    def interrupt(self, timeout: float = 10.0) -> tuple[int, str]:
+        """Ctrl-C, then (exit code, stderr)."""
+        self.process.send_signal(signal.SIGINT)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 10.0) -> tuple[int, str]:
+        """(exit code, stderr) once the process has ended."""
+        code = self.process.wait(timeout)
+        for reader in self._readers:
+            reader.join(5)
+        return code, "".join(self.errors)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Output]]:
+    started: list[Output] = []
+    yield started
+    for output in started:
+        output.stop()
+
+
+def test_join_prints_the_handshake_and_room_events_with_names(cluster: Cluster, processes: list[Output]) -> None:
+    john = Output(cluster.settings, "join", "Maths", "--user", "1", "--for", "30", "--url", cluster.url)
+    processes.append(john)
+    handshake = wait_until(
+        lambda: re.search(r"joined Maths as 1 \(John\) on (node-[ab]), socket (\S+) \(pid (\d+)\)", john.text),
+        10,
+        f"john's handshake line (so far: {john.text!r})",
+    )
+    node, sid, pid = handshake.groups()
+    assert int(pid) == {"node-a": cluster.a.pid, "node-b": cluster.b.pid}[node]
+    roster = http_json(cluster.a.url + "/rooms/Maths")[1]
+    assert [(u["id_socket"], u["node"]) for u in roster["users"]] == [(sid, node)]
+
+    mary = cli(
+        cluster.settings.home, "join", "Maths", "--user", "2", "--name", "Marie", "--for", "0.3", "--json",
+        "--url", cluster.b.url,
+    )
+    assert mary.exit_code == 0, mary.output
+    events = [json.loads(line) for line in mary.stdout.splitlines()]
+    assert [event["event"] for event in events] == ["handshake", "renamed", "left"]
+    assert events[0]["data"]["node"] == "node-b" and events[0]["name"] == "Mary"
+    assert events[1] == {"at": events[1]["at"], "event": "renamed", "id_user": "2", "name": "Marie"}
+    mary_sid = events[0]["data"]["id_socket"]
+
+    left = f"socket-disconnected  2 (Marie)  socket {mary_sid}"
+    wait_until(lambda: left in john.text, 10, f"mary leaving in {john.text!r}")
+    seen = [line.split("  ", 1)[1] for line in john.text.splitlines()[1:]]
+    assert re.fullmatch(rf"socket-connected +2 \((Mary|Marie)\)  socket {mary_sid}", seen[0]), seen
+    assert seen[1:] == [
+        f"identity-change      2 (Marie)  socket {mary_sid}",
+        f"socket-disconnected  2 (Marie)  socket {mary_sid}",
+    ]
+
+    code, stderr = john.interrupt()
+    assert code == 130 and "Traceback" not in stderr, stderr
+    assert http_json(cluster.a.url + "/rooms/Maths")[1]["sockets"] == 0, "Ctrl-C leaves the room"
+
+
+async def test_who_json_is_the_server_envelope_with_names(cluster: Cluster, clients: list[SimClient]) -> None:
+    for node, id_user in ((cluster.a, "1"), (cluster.b, "2"), (cluster.a, "2")):
+        clients.append(SimClient(node.url, id_user, "Maths"))
+        await clients[-1].connect()
+
+    result = await asyncio.to_thread(cli, cluster.settings.home, "who", "Maths", "--json", "--url", cluster.url)
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    server = http_json(cluster.b.url + "/rooms/Maths")[1]
+    names = {"1": "John", "2": "Mary"}
+    expected = {**server, "users": [{**user, "name": names[user["id_user"]]} for user in server["users"]]}
+    assert {**shown, "took_ms": 0} == {**expected, "took_ms": 0}
+    assert shown["complete"] is True and shown["sockets"] == 3
+
+    table = await asyncio.to_thread(cli, cluster.settings.home, "who", "Maths", "--url", cluster.url)
+    assert table.exit_code == 0, table.output
+    rows = [re.split(r"\s*│\s*", line.strip("│ ")) for line in table.stdout.splitlines() if line.startswith("│")]
+    assert rows == [["1", "John", "1", "node-a"], ["2", "Mary", "2", "node-a, node-b"]]
+    assert "2 users, 3 sockets · nodes 2/2 answered" in table.stdout
+
+
+def test_who_marks_a_partial_answer(start_node: Callable[..., NodeHandle], seeded_settings: Settings) -> None:
+    # A stopped node stays expected for 10 s, and the roster gives up on it after 0.5 s.
+    patient = dataclasses.replace(seeded_settings, heartbeat_interval_s=1.0, heartbeat_misses=10, roster_timeout_s=0.5)
+    cluster = start_cluster(start_node, patient)
+    stopped = psutil.Process(cluster.b.pid)
+    stopped.suspend()
+    try:
+        table = cli(patient.home, "who", "Maths", "--url", cluster.a.url)
+        shown = json.loads(cli(patient.home, "who", "Maths", "--json", "--url", cluster.a.url).stdout)
+    finally:
+        stopped.resume()
+    assert table.exit_code == 0, table.output
+    words = " ".join(table.stdout.split())
+    assert "Maths (PARTIAL)" in words and "no answer from node-b" in words
+    assert "PARTIAL: 0 users, 0 sockets known · nodes 1/2 answered, missing: node-b" in words
+    assert shown["complete"] is False and shown["nodes"]["missing"] == ["node-b"]
+
+
+async def test_who_watch_follows_joins_renames_and_leaves_within_a_second(
+    cluster: Cluster, clients: list[SimClient], processes: list[Output]
+) -> None:
+    # --refresh 60: whatever changes within the test was pushed by an event, not found by the timer.
+    watch = Output(cluster.settings, "who", "Maths", "--watch", "--refresh", "60", "--for", "60", "--url", cluster.url)
+    processes.append(watch)
+
+    def snapshots() -> list[tuple[float, str]]:
+        """(arrival of its heading, text) of every table printed so far."""
+        found: list[tuple[float, list[str]]] = []
+        for at, line in list(watch.lines):
+            if line.startswith("Maths at "):
+                found.append((at, []))
+            if found:
+                found[-1][1].append(line)
+        return [(at, "\n".join(lines)) for at, lines in found if lines[-1].endswith(" ms")]
+
+    async def shows(what: str, since: float) -> None:
+        def arrived() -> float | None:
+            return next((at for at, text in snapshots() if at >= since and what in text), None)
+
+        at = await asyncio.to_thread(wait_until, arrived, 5, f"{what!r} in the watched table: {watch.text}")
+        assert at - since < 1.0, f"{what!r} shown {at - since:.2f} s after the change"
+
+    await asyncio.to_thread(wait_until, snapshots, 10, f"the first table (stderr: {watch.errors})")
+    assert "0 users, 0 sockets · nodes 2/2 answered" in snapshots()[0][1]
+
+    since = time.monotonic()
+    mary = SimClient(cluster.b.url, "2", "Maths")
+    clients.append(mary)
+    await mary.connect()
+    await shows("│ 2       │ Mary │ 1       │ node-b │", since)
+
+    roster = http_json(cluster.a.url + "/rooms/Maths")[1]
+    assert [user["id_socket"] for user in roster["users"]] == [mary.sid], "the observer is not a member"
+    assert sum(http_json(node.url + "/healthz")[1]["sockets"] for node in (cluster.a, cluster.b)) == 1
+
+    since = time.monotonic()
+    assert http_json(cluster.b.url + "/users/2", "PUT", {"name": "Marianne"})[0] == 204
+    await mary.call("identity-change", {"id_user": "2"})
+    await shows("│ 2       │ Marianne │", since)
+
+    since = time.monotonic()
+    await mary.disconnect()
+    await shows("0 users, 0 sockets · nodes 2/2 answered", since)
+
+    code, stderr = watch.interrupt()
+    assert code == 130 and "Traceback" not in stderr, stderr
+
+
+async def test_rename_tells_the_room_only_when_asked(cluster: Cluster, clients: list[SimClient]) -> None:
+    john = SimClient(cluster.a.url, "1", "Maths")
+    clients.append(john)
+    await john.connect()
+    home = cluster.settings.home
+
+    quiet = await asyncio.to_thread(cli, home, "rename", "--user", "3", "--name", "Mikey", "--url", cluster.url)
+    assert quiet.exit_code == 0, quiet.output
+    assert "renamed 3 to 'Mikey' (no room told: give --room to announce it)" in quiet.stdout
+    assert http_json(cluster.a.url + "/users/3")[1]["name"] == "Mikey"
+
+    told = await asyncio.to_thread(
+        cli, home, "rename", "--user", "3", "--name", "Michael", "--room", "Maths", "--url", cluster.url
+    )
+    assert told.exit_code == 0, told.output
+    assert re.search(r"renamed 3 to 'Michael' and told room 'Maths' \(via node-[ab]\)", told.stdout)
+    change = await john.wait_event("identity-change", id_user="3")
+    left = await john.wait_event("socket-disconnected", id_user="3")
+    assert change.at <= left.at and change.data["id_socket"] == left.data["id_socket"]
+    assert http_json(cluster.b.url + "/users/3")[1]["name"] == "Michael"
+    assert [event.name for event in john.events if event.data and event.data.get("id_user") == "3"] == [
+        "socket-connected",
+        "identity-change",
+        "socket-disconnected",
+    ]
+
+
+def test_refusals_and_unreachable_clusters_say_why_and_exit_non_zero(cluster: Cluster) -> None:
+    home, url = cluster.settings.home, cluster.url
+    nobody = f"http://127.0.0.1:{free_port()}"
+    cases = [
+        (["join", "Maths", "--user", "99", "--url", url], "error: unknown id_user '99'"),
+        (["join", "x" * 65, "--user", "1", "--url", url], "error: room name is longer than 64 characters (65)"),
+        (["rename", "--user", "1", "--name", "X", "--room", "", "--url", url], "error: room name is missing or empty"),
+        (["rename", "--user", "99", "--name", "X", "--url", url], "error: unknown id_user '99'"),
+        (["who", "x" * 65, "--url", url], "error: room name is longer than 64 characters (65)"),
+        (["who", "Maths", "--url", nobody], f"error: cannot reach {nobody}/rooms/Maths"),
+        (["join", "Maths", "--user", "1", "--url", nobody], f"error: cannot reach {nobody}/healthz"),
+        (["who", "Maths", "--watch", "--url", nobody], "is a cluster running? start one with 'sioplay cluster start'"),
+        (["who", "Maths", "--node", "node-a"], "error: --node node-a: no running cluster"),
+    ]
+    for args, message in cases:
+        result = cli(home, *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.output and result.stdout == "", (args, result.output)
+    assert http_json(cluster.a.url + "/users/1")[1]["name"] == "John", "a refused rename changed nothing"
+
+    verbose = CliRunner().invoke(app, ["--home", str(home), "--verbose", "who", "Maths", "--url", nobody])
+    assert verbose.exit_code == 1 and "Traceback" in verbose.stderr
+
+
+def write_state(home: Path, cluster: Cluster | None, **changes: object) -> None:
+    me = psutil.Process()
+    state = {
+        "cluster": "test",
+        "phase": "running",
+        "host": "0.0.0.0",
+        "public_port": int(cluster.url.rsplit(":", 1)[1]) if cluster else 5999,
+        "supervisor": {"pid": me.pid, "create_time": me.create_time()},
+        "nodes": [
+            {"id": node.node_id, "pid": node.pid, "port": node.port, "status": "online"}
+            for node in ((cluster.a, cluster.b) if cluster else ())
+        ],
+        **changes,
+    }
+    (home / "cluster").mkdir(exist_ok=True)
+    (home / "cluster" / "state.json").write_text(json.dumps(state))
+
+
+def test_node_and_default_urls_come_from_the_state_file(cluster: Cluster) -> None:
+    home = cluster.settings.home
+    write_state(home, cluster)
+    joined = cli(home, "join", "Maths", "--user", "1", "--node", "node-b", "--for", "0", "--json")
+    assert joined.exit_code == 0, joined.output
+    assert json.loads(joined.stdout.splitlines()[0])["data"]["node"] == "node-b"
+    who = cli(home, "who", "Maths", "--json")
+    assert who.exit_code == 0 and json.loads(who.stdout)["nodes"]["expected"] == 2, who.output
+    unknown = cli(home, "who", "Maths", "--node", "node-z")
+    assert unknown.exit_code == 1
+    assert "no node 'node-z' in the running cluster (nodes: node-a, node-b)" in unknown.stderr
+
+
+def test_url_resolution_without_a_running_cluster(tmp_path: Path) -> None:
+    assert resolve_url(tmp_path) == DEFAULT_URL
+    assert resolve_url(tmp_path, url="example.org:5010/") == "http://example.org:5010"
+    write_state(tmp_path, None)
+    assert resolve_url(tmp_path) == "http://127.0.0.1:5999"
+    write_state(tmp_path, None, phase="stopped")
+    assert resolve_url(tmp_path) == DEFAULT_URL
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    write_state(tmp_path, None, supervisor={"pid": dead.pid, "create_time": 1.0})
+    assert resolve_url(tmp_path) == DEFAULT_URL, "a stale state file is no running cluster"
+    (tmp_path / "cluster" / "state.json").write_text("{not json")
+    assert resolve_url(tmp_path) == DEFAULT_URL
+    with pytest.raises(ClientError, match="not both"):
+        resolve_url(tmp_path, url="http://x", node="node-1")
+    with pytest.raises(ClientError, match="--url must be an http"):
+        resolve_url(tmp_path, url="ftp://x")
