@@ -105,6 +105,7 @@ class ClusterBus:
         self.presence: Callable[[], int] = lambda: 0
         self.started_at = clock()
         self._heard_self_at: float | None = None
+        self._unheard_since: float | None = None
         self._pending: dict[str, _Pending] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._subscribed = asyncio.Event()
@@ -134,8 +135,17 @@ class ClusterBus:
 
     @property
     def linked(self) -> bool:
-        """True while this node hears its own heartbeats: its link to the bus works."""
-        return self._heard_self_at is not None and self.clock() - self._heard_self_at <= self.silence_s
+        """True while subscribed and no heartbeat of ours has gone unheard for longer than the silence.
+
+        Counted from when a heartbeat was sent, not from when one was last heard, so
+        that a node whose event loop is merely busy (a join storm) stays linked.
+        """
+        if not self._subscribed.is_set() or self._heard_self_at is None:
+            return False
+        return self._unheard_since is None or self.clock() - self._unheard_since <= self.silence_s
+
+    def _hears_itself(self, now: float) -> bool:
+        return self._heard_self_at is not None and now - self._heard_self_at <= self.silence_s
 
     def live_nodes(self) -> list[Peer]:
         return self.membership.peers()
@@ -214,6 +224,7 @@ class ClusterBus:
         now = self.clock()
         if envelope.instance == self.instance:
             self._heard_self_at = now
+            self._unheard_since = None
             return
         if envelope.kind == "goodbye":
             self.membership.gone(envelope.instance, "goodbye")
@@ -262,14 +273,17 @@ class ClusterBus:
         while True:
             try:
                 await self._publish(self.channel, "heartbeat", {"sockets": self.presence()})
+                if self._unheard_since is None:
+                    self._unheard_since = self.clock()
             except (RedisError, OSError) as exc:
                 self.metrics.bus_errors += 1
                 log.debug("heartbeat not sent: %s", exc)
             now = self.clock()
-            if self.linked:
+            if self._hears_itself(now):
                 self.membership.expire(now)
             else:
-                # Our own link is down, so the silence of the others proves nothing.
+                # Our own messages are not getting through (or not yet read), so the
+                # silence of the others proves nothing.
                 self.membership.touch_all(now)
             await asyncio.sleep(self.settings.heartbeat_interval_s)
 
