@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -99,7 +98,7 @@ class NodeHandle:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                args, env=child_env(self.settings), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                args, env=self.settings.child_env(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
         wait_until(self._healthy, timeout, f"{self.node_id} to answer /healthz (log: {self.log_path})")
         return self
@@ -131,9 +130,3 @@ class NodeHandle:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
-
-
-def child_env(settings: Settings) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SIOPLAY_")}
-    env.update(settings.to_env())
-    return env

@@ -25,7 +25,7 @@ from sioplay.client.target import DEFAULT_URL, resolve_url
 from sioplay.cluster.ports import free_port
 from sioplay.errors import ClientError
 from sioplay.settings import Settings
-from tests.helpers import NodeHandle, child_env, http_json, wait_until
+from tests.helpers import NodeHandle, http_json, wait_until
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Output:
     def __init__(self, settings: Settings, *args: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sioplay", *args],
-            env={**child_env(settings), "COLUMNS": "100"},
+            env={**settings.child_env(), "COLUMNS": "100"},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

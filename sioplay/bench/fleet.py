@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,7 @@ class Fleet:
         return pids
 
     def start_nodes(self, count: int, log_dir: Path) -> None:
-        env = {**_inherited_env(), **self.settings.to_env()}
+        env = self.settings.child_env()
         for index in range(1, count + 1):
             port = free_port()
             args = [sys.executable, "-m", "sioplay", "node", "run", "--port", str(port), "--node-id", f"node-{index}",
@@ -83,10 +82,6 @@ class Fleet:
                 process.wait()
         self.processes.clear()
         self.ports.clear()
-
-
-def _inherited_env() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if not key.startswith("SIOPLAY_")}
 
 
 def cpu_seconds(pids: list[int]) -> float:

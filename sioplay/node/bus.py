@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 
 from sioplay.errors import BusError
 from sioplay.node.envelope import REPLY_KINDS, REQUEST_KINDS, Envelope, Kind, decode, encode
+from sioplay.node.manager import close_quietly
 from sioplay.node.membership import Membership, Peer
 from sioplay.node.metrics import Metrics
 from sioplay.settings import Settings
@@ -210,7 +211,7 @@ class ClusterBus:
                 self._subscribed.clear()
                 log.warning("bus lost its Redis subscription (%s); retrying in %.1f s", exc, retry_s)
             finally:
-                await _close_quietly(pubsub)
+                await close_quietly(pubsub)
             await asyncio.sleep(retry_s)
             retry_s = min(retry_s * 2, self.settings.redis_retry_max_s)
 
@@ -302,10 +303,3 @@ class ClusterBus:
         except (RedisError, OSError) as exc:
             self.metrics.bus_errors += 1
             log.warning("bus publish failed: %s", exc)
-
-
-async def _close_quietly(pubsub: Any) -> None:
-    try:
-        await pubsub.aclose()
-    except (RedisError, OSError):
-        pass

@@ -26,7 +26,7 @@ from socketio import packet as sio_packet
 from socketio.async_manager import AsyncManager
 from socketio.async_pubsub_manager import AsyncPubSubManager
 
-__all__ = ["ClusterRedisManager", "RoomBroadcaster"]
+__all__ = ["ClusterRedisManager", "RoomBroadcaster", "close_quietly"]
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +133,12 @@ class ClusterRedisManager(AsyncPubSubManager, RoomBroadcaster):
             except (RedisError, OSError) as exc:
                 log.warning("lost the Redis subscription (%s); retrying in %.1f s", exc, retry_s)
             finally:
-                await _close_quietly(pubsub)
+                await close_quietly(pubsub)
             await asyncio.sleep(retry_s)
             retry_s = min(retry_s * 2, self.retry_max_s)
 
 
-async def _close_quietly(pubsub: Any) -> None:
+async def close_quietly(pubsub: Any) -> None:
     try:
         await pubsub.aclose()
     except (RedisError, OSError):
