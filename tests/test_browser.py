@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sioplay.cluster.ports import free_port
-from tests.helpers import NodeHandle
+from tests.cluster_fixtures import Clusters, clusters  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -44,20 +43,21 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def four_nodes(start_node: Callable[..., NodeHandle]) -> list[NodeHandle]:
-    public_port = free_port()
-    return [start_node(f"node-{index}", public_port=public_port) for index in range(1, 5)]
+def four_nodes(clusters: Clusters) -> list[str]:
+    """The own URLs of node-1 .. node-4 of a cluster started with `sioplay cluster start`'s launcher."""
+    cluster = clusters.start(nodes=4)
+    return [cluster.node_url(cluster.node(f"node-{index}")) for index in range(1, 5)]
 
 
-def test_two_people_in_maths(browser, four_nodes: list[NodeHandle], tmp_path: Path) -> None:
+def test_two_people_in_maths(browser, four_nodes: list[str], tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     john_node, mary_node = four_nodes[0], four_nodes[2]
     context = browser.new_context(viewport={"width": 900, "height": 700})
     john = context.new_page()
     mary = context.new_page()
-    john.goto(f"{john_node.url}/ui/Maths?id_user=1")
-    mary.goto(f"{mary_node.url}/ui/Maths?id_user=2")
+    john.goto(f"{john_node}/ui/Maths?id_user=1")
+    mary.goto(f"{mary_node}/ui/Maths?id_user=2")
 
     expect(john.locator("#state")).to_have_text("connected to node node-1")
     expect(mary.locator("#state")).to_have_text("connected to node node-3")
@@ -84,11 +84,11 @@ def test_two_people_in_maths(browser, four_nodes: list[NodeHandle], tmp_path: Pa
     context.close()
 
 
-def test_unknown_user_sees_the_refusal(browser, four_nodes: list[NodeHandle], tmp_path: Path) -> None:
+def test_unknown_user_sees_the_refusal(browser, four_nodes: list[str], tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     page = browser.new_page()
-    page.goto(f"{four_nodes[1].url}/ui/Maths?id_user=99")
+    page.goto(f"{four_nodes[1]}/ui/Maths?id_user=99")
     expect(page.locator("#refusal")).to_have_text("Connection refused: unknown id_user '99'")
     expect(page.locator("#state")).to_have_text("refused")
     expect(page.locator("#members")).to_be_hidden()
