@@ -12,13 +12,13 @@ import time
 
 import pytest
 
-from sioplay.client.sim import RoomEvent, SimClient
+from sioplay.client.sim import SimClient
 from sioplay.cluster import control
 from sioplay.cluster.control import Request
 from sioplay.cluster.launcher import start_detached
 from sioplay.cluster.state import read_state
 from sioplay.cluster.status import StatusCollector
-from sioplay.errors import ClientError, ClusterError, PortInUseError
+from sioplay.errors import ClusterError, PortInUseError
 from tests.cluster_fixtures import Clusters, RunningCluster, alive_refs, can_listen, clusters  # noqa: F401
 from tests.helpers import async_wait_until, http_json, wait_until
 
@@ -163,52 +163,11 @@ class HealthWatch:
         return status == 200 and body["pid"] == pid
 
 
-class Rejoiner:
-    """Reconnects, through the public port, the clients a draining node disconnected.
-
-    A Socket.IO client never reconnects by itself after the server's own
-    disconnect ("io server disconnect"), which is how a node drains, even with
-    reconnection=True: the page has to, as this does.
-    """
-
-    def __init__(self) -> None:
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.rejoins = 0
-
-    def watch(self, client: SimClient) -> SimClient:
-        def on_event(event: RoomEvent) -> None:
-            if event.name == "disconnect":
-                task = asyncio.get_running_loop().create_task(self._rejoin(client))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
-
-        client.on_event = on_event
-        return client
-
-    async def _rejoin(self, client: SimClient) -> None:
-        # The disconnect event comes before the client has closed its transport.
-        await async_wait_until(lambda: client.sio.eio.state == "disconnected", 5.0, "the transport to close")
-        for _ in range(100):
-            client.handshake = None
-            try:
-                await client.connect(timeout=5.0)
-            except ClientError:
-                await asyncio.sleep(0.1)
-                continue
-            self.rejoins += 1
-            return
-
-    async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
 async def test_rolling_restart_keeps_n_minus_1_nodes_serving(clusters: Clusters) -> None:
     cluster = clusters.start(nodes=3)
     before = {node.id: node.pid for node in cluster.state().nodes}
-    rejoiner = Rejoiner()
-    clients = [rejoiner.watch(SimClient(cluster.public_url, str(index + 1), "Maths")) for index in range(9)]
+    # A draining node closes its connections, so clients reconnect by themselves, to another node.
+    clients = [SimClient(cluster.public_url, str(index + 1), "Maths", reconnection=True) for index in range(9)]
     try:
         first = {id(client): (await client.connect())["procid"] for client in clients}
         state = cluster.state()
@@ -228,5 +187,4 @@ async def test_rolling_restart_keeps_n_minus_1_nodes_serving(clusters: Clusters)
         assert all(client.handshake["procid"] != first[id(client)] for client in clients)
         wait_until(lambda: roster_complete_everywhere(cluster, 9), 10, "a complete roster of 9 from every node")
     finally:
-        await rejoiner.close()
         await disconnect_all(clients)

@@ -21,7 +21,7 @@ from sioplay.node.bus import ClusterBus
 from sioplay.node.http import json_errors, json_response, roster_routes, user_routes
 from sioplay.node.manager import ClusterRedisManager
 from sioplay.node.metrics import Metrics
-from sioplay.node.realtime import NAMESPACE, RoomEvents
+from sioplay.node.realtime import RoomEvents
 from sioplay.node.roster import RosterService
 from sioplay.node.sockets import LocalSockets
 from sioplay.node.ui import ui_routes
@@ -186,19 +186,28 @@ class Node:
         )
 
     async def stop(self) -> None:
-        """Close the listeners, disconnect the sockets (the room hears it), then let go of Redis."""
-        log.info("node %s stopping: %d sockets to disconnect", self.node_id, len(self.sockets))
+        """Close the listeners, drop the connections (the room hears it), then let go of Redis.
+
+        Connections are closed, not sent a Socket.IO DISCONNECT: clients take a
+        DISCONNECT as final, while a closed transport makes them reconnect, and
+        with this node's listeners closed they land on another node.
+        """
+        log.info("node %s stopping: %d sockets to drop", self.node_id, len(self.sockets))
         for site in self._sites:
             await site.stop()
         if self._bus_task is not None:
             self._bus_task.cancel()
             await asyncio.gather(self._bus_task, return_exceptions=True)
         await self.bus.say_goodbye()
+        for environ in list(self.sio.environ.values()):
+            request = environ.get("aiohttp.request")
+            if request is not None and request.transport is not None:
+                request.transport.abort()
         try:
             async with asyncio.timeout(self.settings.shutdown_grace_s):
-                await asyncio.gather(
-                    *(self.sio.disconnect(sid, namespace=NAMESPACE, ignore_queue=True) for sid in self.sockets.ids())
-                )
+                # The disconnect handlers run as engine.io notices each closed connection.
+                while len(self.sockets):
+                    await asyncio.sleep(0.02)
         except TimeoutError:
             log.warning("node %s: sockets still open after %.1f s, closing anyway", self.node_id, self.settings.shutdown_grace_s)
         await self.sio.shutdown()
