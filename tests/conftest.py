@@ -15,6 +15,9 @@ from sioplay.db import schema
 from sioplay.settings import Settings
 from tests.helpers import NodeHandle
 
+# The supervisor's fixtures (`clusters`) for every test module that asks for them.
+pytest_plugins = ["tests.cluster_fixtures"]
+
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:

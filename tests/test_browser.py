@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster_fixtures import Clusters, clusters  # noqa: F401
+from tests.cluster_fixtures import Clusters
 
 pytestmark = pytest.mark.browser
 

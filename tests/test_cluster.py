@@ -19,7 +19,7 @@ from sioplay.cluster.launcher import start_detached
 from sioplay.cluster.state import read_state
 from sioplay.cluster.status import StatusCollector
 from sioplay.errors import ClusterError, PortInUseError
-from tests.cluster_fixtures import Clusters, RunningCluster, alive_refs, can_listen, clusters  # noqa: F401
+from tests.cluster_fixtures import Clusters, RunningCluster, alive_refs, can_listen
 from tests.helpers import async_wait_until, http_json, wait_until
 
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from sioplay.cli import app
 from sioplay.settings import Settings
-from tests.cluster_fixtures import Clusters, alive_refs, can_listen, clusters  # noqa: F401
+from tests.cluster_fixtures import Clusters, alive_refs, can_listen
 
 
 def sioplay(settings: Settings, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ from sioplay.cluster import control
 from sioplay.cluster.control import Request
 from sioplay.cluster.launcher import start_detached
 from sioplay.cluster.state import is_running, read_state
-from tests.cluster_fixtures import Clusters, alive_refs, clusters  # noqa: F401
+from tests.cluster_fixtures import Clusters, alive_refs
 from tests.helpers import wait_until
 
 runner = CliRunner()

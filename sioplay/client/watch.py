@@ -169,27 +169,8 @@ class LiveDisplay:
         self._live.update(Group(*parts), refresh=True)
 
 
-class SnapshotDisplay:
-    """For pipes and logs: the whole table again, with a time stamp, each time the roster changes."""
-
-    def __init__(self, console: Console, err_console: Console) -> None:
-        self.console = console
-        self.err_console = err_console
-        self._last: dict[str, Any] | None = None
-
-    def show(self, snapshot: Snapshot) -> None:
-        if snapshot.envelope is None:
-            self.err_console.print(Text(f"refresh failed: {snapshot.error}", style="red"))
-            return
-        if same_roster(self._last, snapshot.envelope):
-            return
-        self._last = snapshot.envelope
-        heading = f"{snapshot.room} at {_clock(snapshot.at)} after {snapshot.reason}"
-        self.console.print(roster_view(snapshot.envelope, heading=heading))
-
-
-class JsonLinesDisplay:
-    """One hydrated envelope per line, each time the roster changes."""
+class _ChangesOnly:
+    """Shows a snapshot only when its roster differs from the last one shown; failures go to stderr."""
 
     def __init__(self, err_console: Console) -> None:
         self.err_console = err_console
@@ -202,5 +183,27 @@ class JsonLinesDisplay:
         if same_roster(self._last, snapshot.envelope):
             return
         self._last = snapshot.envelope
-        sys.stdout.write(orjson.dumps(snapshot.envelope).decode() + "\n")
+        self._print(snapshot, snapshot.envelope)
+
+    def _print(self, snapshot: Snapshot, envelope: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class SnapshotDisplay(_ChangesOnly):
+    """For pipes and logs: the whole table again, with a time stamp, each time the roster changes."""
+
+    def __init__(self, console: Console, err_console: Console) -> None:
+        super().__init__(err_console)
+        self.console = console
+
+    def _print(self, snapshot: Snapshot, envelope: dict[str, Any]) -> None:
+        heading = f"{snapshot.room} at {_clock(snapshot.at)} after {snapshot.reason}"
+        self.console.print(roster_view(envelope, heading=heading))
+
+
+class JsonLinesDisplay(_ChangesOnly):
+    """One hydrated envelope per line, each time the roster changes."""
+
+    def _print(self, snapshot: Snapshot, envelope: dict[str, Any]) -> None:
+        sys.stdout.write(orjson.dumps(envelope).decode() + "\n")
         sys.stdout.flush()
