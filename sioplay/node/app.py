@@ -24,12 +24,15 @@ from sioplay.node.metrics import Metrics
 from sioplay.node.realtime import RoomEvents
 from sioplay.node.roster import RosterService
 from sioplay.node.sockets import LocalSockets
+from sioplay.node.tasks import cancel_and_wait
 from sioplay.node.ui import ui_routes
 from sioplay.settings import Settings
 
 __all__ = ["Node", "run_node"]
 
 log = logging.getLogger(__name__)
+
+LISTENER_STOP_TIMEOUT_S = 2.0
 
 
 def _websocket_driver(compress: bool, send_buffer_bytes: int | None) -> type[engineio_aiohttp.WebSocket]:
@@ -78,7 +81,6 @@ class Node:
         self.metrics = Metrics()
         self.bus = ClusterBus(self.redis, settings, node_id, self.metrics)
         self.roster = RosterService(self.bus, self.sockets, self.metrics)
-        self._bus_task: asyncio.Task[None] | None = None
         self.manager = ClusterRedisManager(
             self.redis,
             channel=f"{settings.cluster}:socketio",
@@ -175,7 +177,7 @@ class Node:
         # Subscribe now rather than on the first client, as python-socketio would.
         self.sio.manager_initialized = True
         self.manager.initialize()
-        self._bus_task = asyncio.create_task(self.bus.run(), name="bus")
+        self.bus.start()
         await self.bus.wait_subscribed(self.settings.roster_timeout_s)
         log.info(
             "node %s listening on port %d%s (cluster %r)",
@@ -195,9 +197,8 @@ class Node:
         log.info("node %s stopping: %d sockets to drop", self.node_id, len(self.sockets))
         for site in self._sites:
             await site.stop()
-        if self._bus_task is not None:
-            self._bus_task.cancel()
-            await asyncio.gather(self._bus_task, return_exceptions=True)
+        if not await self.bus.stop(LISTENER_STOP_TIMEOUT_S):
+            log.warning("node %s: the bus listener did not stop", self.node_id)
         await self.bus.say_goodbye()
         for environ in list(self.sio.environ.values()):
             request = environ.get("aiohttp.request")
@@ -211,8 +212,8 @@ class Node:
         except TimeoutError:
             log.warning("node %s: sockets still open after %.1f s, closing anyway", self.node_id, self.settings.shutdown_grace_s)
         await self.sio.shutdown()
-        if self.manager.thread is not None:
-            self.manager.thread.cancel()
+        if self.manager.thread is not None and not await cancel_and_wait(self.manager.thread, LISTENER_STOP_TIMEOUT_S):
+            log.warning("node %s: the Socket.IO pub/sub listener did not stop", self.node_id)
         if self._runner is not None:
             await self._runner.cleanup()
         await self.redis.aclose()

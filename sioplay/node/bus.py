@@ -31,6 +31,7 @@ from sioplay.node.envelope import REPLY_KINDS, REQUEST_KINDS, Envelope, Kind, de
 from sioplay.node.manager import close_quietly
 from sioplay.node.membership import Membership, Peer
 from sioplay.node.metrics import Metrics
+from sioplay.node.tasks import cancel_and_wait
 from sioplay.settings import Settings
 
 __all__ = ["ClusterBus", "QueryOutcome", "Reply"]
@@ -110,14 +111,27 @@ class ClusterBus:
         self._pending: dict[str, _Pending] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._subscribed = asyncio.Event()
+        self._runners: list[asyncio.Task[None]] = []
 
     # Lifecycle ---------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Listen, send heartbeats and expire silent peers until cancelled."""
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._listen(), name="bus-listen")
-            group.create_task(self._beat(), name="bus-heartbeat")
+    def start(self) -> None:
+        """Listen, send heartbeats and expire silent peers until `stop()`."""
+        self._runners = [
+            asyncio.create_task(self._listen(), name="bus-listen"),
+            asyncio.create_task(self._beat(), name="bus-heartbeat"),
+        ]
+
+    async def stop(self, timeout: float) -> bool:
+        """Stop listening and beating; False if a task outlived `timeout` (it is left to the loop's end).
+
+        Each task is cancelled on its own: a TaskGroup would not pass on a
+        second cancel to a child that lost the first (see `cancel_and_wait`).
+        """
+        runners, self._runners = self._runners, []
+        stopped = await asyncio.gather(*(cancel_and_wait(task, timeout) for task in runners))
+        self._subscribed.clear()
+        return all(stopped)
 
     async def wait_subscribed(self, timeout: float) -> bool:
         try:
