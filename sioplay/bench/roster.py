@@ -12,7 +12,7 @@ import aiohttp
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sioplay.bench.fleet import Fleet, cpu_seconds, fleet
-from sioplay.client.sim import SimClient
+from sioplay.bench.clients import BenchClients
 from sioplay.errors import ClientError
 from sioplay.settings import Settings
 
@@ -31,35 +31,6 @@ class RosterFigures:
     requests_per_s: float
     cpu_ms_per_query: float
     exact: bool
-
-
-class ClientPool:
-    """Simulated clients spread round-robin over the nodes' own ports, users 1-10 in turn."""
-
-    def __init__(self, urls: list[str], session: aiohttp.ClientSession) -> None:
-        self.urls = urls
-        self.session = session
-        self.clients: list[SimClient] = []
-
-    async def grow_to(self, count: int, progress: Progress) -> None:
-        task = progress.add_task(f"connecting {count} clients", total=count, completed=len(self.clients))
-        gate = asyncio.Semaphore(100)
-
-        async def one(index: int) -> None:
-            client = SimClient(self.urls[index % len(self.urls)], str(index % 10 + 1), ROOM, http_session=self.session)
-            async with gate:
-                await client.connect(timeout=30)
-            self.clients.append(client)
-            progress.advance(task)
-
-        await asyncio.gather(*(one(index) for index in range(len(self.clients), count)))
-        progress.remove_task(task)
-
-    def expected(self) -> set[tuple[str, str]]:
-        return {(client.sid or "", client.id_user) for client in self.clients}
-
-    async def close(self) -> None:
-        await asyncio.gather(*(client.disconnect() for client in self.clients), return_exceptions=True)
 
 
 async def _roster_matches(session: aiohttp.ClientSession, urls: list[str], expected: set[tuple[str, str]]) -> bool:
@@ -117,16 +88,20 @@ async def _measure(
     figures: list[RosterFigures] = []
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        pool = ClientPool(running.urls, session)
+        pool = BenchClients(session, running.urls, room_of=lambda _: ROOM)
         try:
             for count in sorted(client_counts):
-                await pool.grow_to(count, progress)
-                exact = await _roster_matches(session, running.urls, pool.expected())
+                task = progress.add_task(f"connecting {count} clients", total=count, completed=len(pool.members))
+                await pool.grow_to(count, lambda: progress.advance(task))
+                progress.remove_task(task)
+                exact = pool.dropped == 0 and await _roster_matches(session, running.urls, pool.expected(ROOM))
                 await _latencies(session, running.urls, min(50, requests))
                 timings = await _latencies(session, running.urls, requests)
                 cpu_before = cpu_seconds(running.pids())
                 done = await _throughput(session, running.urls, workers, duration_s)
                 cpu_used = cpu_seconds(running.pids()) - cpu_before
+                # A client dropped under load would have made the figures those of a smaller room.
+                exact = exact and pool.dropped == 0
                 figures.append(
                     RosterFigures(
                         nodes=len(running.urls),

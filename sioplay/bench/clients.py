@@ -1,0 +1,109 @@
+"""The bench's simulated clients: lean wire clients spread round-robin over the nodes' own ports.
+
+Unlike `sioplay swarm`, a bench client never reconnects: a dropped client is
+counted with its reason, and the rosters are checked against who is still here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+from collections.abc import Callable
+
+import aiohttp
+
+from sioplay.client.wire import WireClient
+from sioplay.errors import ClientError
+
+__all__ = ["BenchClients", "Member"]
+
+USERS = [str(n) for n in range(1, 11)]
+CONNECT_TIMEOUT_S = 60.0
+CONNECT_ATTEMPTS = 3
+CLOSE_TIMEOUT_S = 20.0
+
+
+@dataclasses.dataclass(slots=True)
+class Member:
+    client: WireClient
+    id_user: str
+    room: str
+    sid: str
+    node: str
+    task: asyncio.Task[str] | None = None
+
+
+class BenchClients:
+    """Client i connects to `urls[i % len(urls)]` as user `USERS[i % 10]` in `room_of(i)`."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        urls: list[str],
+        room_of: Callable[[int], str],
+        concurrency: int = 100,
+    ) -> None:
+        self.session = session
+        self.urls = urls
+        self.room_of = room_of
+        self.members: list[Member] = []
+        self.heard = 0
+        self.drops: Counter[str] = Counter()
+        self._gate = asyncio.Semaphore(concurrency)
+        self._closing = False
+
+    def _count_event(self) -> None:
+        self.heard += 1
+
+    async def grow_to(self, count: int, advance: Callable[[], None] = lambda: None) -> None:
+        """Connect clients until there are `count`; ClientError if one cannot connect after a few attempts."""
+        await asyncio.gather(*(self._connect(index, advance) for index in range(len(self.members), count)))
+
+    async def _connect(self, index: int, advance: Callable[[], None]) -> None:
+        url, id_user, room = self.urls[index % len(self.urls)], USERS[index % len(USERS)], self.room_of(index)
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            client = WireClient(self.session, url, id_user, room, self._count_event)
+            try:
+                async with self._gate, asyncio.timeout(CONNECT_TIMEOUT_S):
+                    handshake = await client.connect()
+                break
+            except (ClientError, TimeoutError) as exc:
+                if attempt == CONNECT_ATTEMPTS:
+                    raise ClientError(f"client {index} could not connect to {url}: {exc or 'timed out'}") from None
+        member = Member(client, id_user, room, str(handshake.get("id_socket", "")), str(handshake.get("node", "?")))
+        member.task = asyncio.create_task(self._hold(member))
+        self.members.append(member)
+        advance()
+
+    async def _hold(self, member: Member) -> str:
+        reason = await member.client.run()
+        if not self._closing:
+            self.drops[reason] += 1
+        return reason
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.drops.values())
+
+    def live(self) -> list[Member]:
+        return [member for member in self.members if member.task is not None and not member.task.done()]
+
+    def expected(self, room: str) -> set[tuple[str, str]]:
+        """(id_socket, id_user) of every client still connected in `room`."""
+        return {(member.sid, member.id_user) for member in self.live() if member.room == room}
+
+    def rooms(self) -> list[str]:
+        return sorted({member.room for member in self.members})
+
+    async def close(self) -> None:
+        """Leave; whoever has not left after a while is dropped when the session closes."""
+        self._closing = True
+        tasks = [member.task for member in self.members if member.task is not None]
+        for task in tasks:
+            task.cancel()
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await asyncio.gather(*tasks, return_exceptions=True)
+        except TimeoutError:
+            pass
