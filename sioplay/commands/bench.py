@@ -6,6 +6,7 @@ import dataclasses
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from sioplay.commands._common import console, handles_errors, print_json, state_of
@@ -62,3 +63,118 @@ def roster(
             "yes" if figures.exact else "[red]NO[/]",
         )
     console.print(table)
+
+
+@app.command("join-storm")
+@handles_errors
+def join_storm(
+    ctx: typer.Context,
+    nodes: Annotated[int, typer.Option(min=1, help="Node processes.")] = 4,
+    clients: Annotated[int, typer.Option(min=2, help="Clients joining the one room (M).")] = 2000,
+    concurrency: Annotated[int, typer.Option(min=1, help="Handshakes in flight at once.")] = 100,
+    timeout: Annotated[float, typer.Option(min=1, help="Give up if the storm is not over after this many s.")] = 300.0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """M clients join one room at once; each join is told to all already there: M*(M-1)/2 deliveries."""
+    from sioplay.bench.join_storm import run_join_storm_bench
+
+    figures = run_join_storm_bench(state_of(ctx).settings, nodes, clients, concurrency, timeout)
+    if json_output:
+        print_json(dataclasses.asdict(figures))
+        return
+    table = Table(title=f"join storm into one room, {figures.concurrency} handshakes in flight")
+    for column in (
+        "nodes", "clients (M)", "all connected s", "all delivered s", "deliveries", "deliveries/s",
+        "server CPU s", "CPU ms/join", "node RSS KB/client", "drops", "roster exact",
+    ):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(figures.nodes),
+        str(figures.clients),
+        f"{figures.connected_s:.2f}",
+        f"{figures.delivered_s:.2f}",
+        f"{figures.deliveries}/{figures.deliveries_expected}",
+        f"{figures.deliveries_per_s:.0f}",
+        f"{figures.cpu_s:.2f}",
+        f"{figures.cpu_ms_per_join:.2f}",
+        f"{figures.node_rss_kb_per_client:.1f}",
+        _drops(figures.drops),
+        "yes" if figures.exact else "[red]NO[/]",
+    )
+    console.print(table)
+    if profile is not None:
+        _print_hot_spots(profile)
+
+
+def _print_hot_spots(profile_dir: Path) -> None:
+    from sioplay.bench.profile import hot_spots
+
+    for recorded in sorted(profile_dir.glob("*/node-1.txt")):
+        table = Table(title=f"node-1 at {recorded.parent.name}: where the req/s phase spent its samples")
+        for column in ("function", "self %", "total %"):
+            table.add_column(column, justify="left" if column == "function" else "right")
+        for spot in hot_spots(recorded):
+            table.add_row(spot.function, f"{spot.self_percent:.1f}", f"{spot.total_percent:.1f}")
+        console.print(table)
+    console.print(f"raw py-spy stacks (collapsed format, for flame graphs) in {profile_dir}")
+
+
+@app.command("hold")
+@handles_errors
+def hold(
+    ctx: typer.Context,
+    nodes: Annotated[int, typer.Option(min=1, help="Node processes.")] = 4,
+    rooms: Annotated[int, typer.Option(min=1, help="Rooms; client i is in room-{i % rooms}.")] = 100,
+    per_room: Annotated[int, typer.Option(min=1, help="Clients in each room.")] = 100,
+    duration: Annotated[float, typer.Option(min=0.1, help="Seconds to hold everyone connected.")] = 60.0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Rooms x per-room clients held connected while every room's roster is checked from node after node."""
+    from sioplay.bench.hold import run_hold_bench
+
+    figures = run_hold_bench(state_of(ctx).settings, nodes, rooms, per_room, duration)
+    if json_output:
+        print_json(dataclasses.asdict(figures))
+        return
+    table = Table(title=f"{figures.clients} clients held in {figures.rooms} rooms")
+    for column in (
+        "nodes", "clients", "rooms", "connect s", "held s", "drops", "checks exact", "final checks exact",
+        "node RSS MB", "node RSS KB/client", "server CPU %", "exact",
+    ):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(figures.nodes),
+        str(figures.clients),
+        str(figures.rooms),
+        f"{figures.connect_s:.2f}",
+        f"{figures.held_s:.1f}",
+        _drops(figures.drops),
+        f"{figures.checks_exact}/{figures.checks}",
+        f"{figures.final_checks_exact}/{figures.final_checks}",
+        f"{figures.node_rss_mb:.1f}",
+        f"{figures.node_rss_kb_per_client:.1f}",
+        f"{figures.cpu_percent:.0f}",
+        "yes" if figures.exact else "[red]NO[/]",
+    )
+    console.print(table)
+    if profile is not None:
+        _print_hot_spots(profile)
+
+
+def _print_hot_spots(profile_dir: Path) -> None:
+    from sioplay.bench.profile import hot_spots
+
+    for recorded in sorted(profile_dir.glob("*/node-1.txt")):
+        table = Table(title=f"node-1 at {recorded.parent.name}: where the req/s phase spent its samples")
+        for column in ("function", "self %", "total %"):
+            table.add_column(column, justify="left" if column == "function" else "right")
+        for spot in hot_spots(recorded):
+            table.add_row(spot.function, f"{spot.self_percent:.1f}", f"{spot.total_percent:.1f}")
+        console.print(table)
+    console.print(f"raw py-spy stacks (collapsed format, for flame graphs) in {profile_dir}")
+
+
+def _drops(drops: dict[str, int]) -> str:
+    if not drops:
+        return "0"
+    return "[red]" + "; ".join(f"{count} {escape(reason)}" for reason, count in drops.items()) + "[/]"
