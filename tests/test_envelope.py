@@ -6,13 +6,13 @@ import orjson
 import pytest
 
 from sioplay.errors import BusError
-from sioplay.node.envelope import Envelope, decode, encode
+from sioplay.node.envelope import PROTOCOL_VERSION, Envelope, decode, encode
 
 LIMIT = 4096
 
 
 def raw(**fields: object) -> bytes:
-    message = {"v": 1, "kind": "heartbeat", "origin": "node-1", "instance": "abc", "body": {"sockets": 2}}
+    message = {"v": PROTOCOL_VERSION, "kind": "heartbeat", "origin": "node-1", "instance": "abc", "body": {"sockets": 2}}
     message.update(fields)
     return orjson.dumps(message)
 
@@ -23,8 +23,18 @@ def test_round_trip() -> None:
 
 
 def test_reply_members_are_checked() -> None:
-    good = raw(kind="roster-reply", request_id="r", body={"room": "Maths", "members": [["s1", "1"]]})
+    good = raw(kind="roster-reply", request_id="r", body={"room": "Maths", "version": 3, "members": [["s1", "1"]]})
     assert decode(good, LIMIT).body["members"] == [["s1", "1"]]
+
+
+def test_a_reply_may_say_its_part_is_unchanged() -> None:
+    unchanged = raw(kind="roster-reply", request_id="r", body={"room": "Maths", "version": 3, "unchanged": True})
+    assert decode(unchanged, LIMIT).body == {"room": "Maths", "version": 3, "unchanged": True}
+
+
+def test_a_request_says_which_versions_it_holds() -> None:
+    request = raw(kind="roster-request", request_id="r", body={"room": "Maths", "have": {"abc": 4, "def": 0}})
+    assert decode(request, LIMIT).body["have"] == {"abc": 4, "def": 0}
 
 
 @pytest.mark.parametrize(
@@ -32,7 +42,7 @@ def test_reply_members_are_checked() -> None:
     [
         (b"\x80\x04pickle", "not JSON"),
         (b'"just a string"', "not a JSON object"),
-        (raw(v=2), "unsupported protocol version 2"),
+        (raw(v=1), "unsupported protocol version 1"),
         (raw(kind="reboot"), "unknown kind 'reboot'"),
         (raw(origin=""), "origin must be"),
         (raw(origin="x" * 65), "origin must be"),
@@ -42,8 +52,13 @@ def test_reply_members_are_checked() -> None:
         (raw(body=[]), "body is not an object"),
         (raw(body={"sockets": "many"}), "sockets must be"),
         (raw(kind="roster-request", request_id="r", body={"room": "a\x00b"}), "bad room"),
-        (raw(kind="roster-reply", request_id="r", body={"room": "M", "members": [["s1"]]}), "each member"),
-        (raw(kind="roster-reply", request_id="r", body={"room": "M", "members": [["s1", 7]]}), "id_user must be"),
+        (raw(kind="roster-reply", request_id="r", body={"room": "M", "version": 1, "members": [["s1"]]}), "each member"),
+        (raw(kind="roster-reply", request_id="r", body={"room": "M", "version": 1, "members": [["s", 7]]}), "id_user must"),
+        (raw(kind="roster-reply", request_id="r", body={"room": "M", "members": []}), "version must be"),
+        (raw(kind="roster-reply", request_id="r", body={"room": "M", "version": -1, "unchanged": True}), "version must"),
+        (raw(kind="roster-request", request_id="r", body={"room": "M", "have": []}), "have must be"),
+        (raw(kind="roster-request", request_id="r", body={"room": "M", "have": {"a": "3"}}), "version must be"),
+        (raw(kind="roster-request", request_id="r", body={"room": "M", "have": {"": 3}}), "instance must be"),
         (raw(kind="rooms-reply", request_id="r", body={"rooms": {"M": "1"}}), "each room must list"),
         (b" " * (LIMIT + 1), "oversized message"),
     ],

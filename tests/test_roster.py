@@ -86,6 +86,26 @@ async def test_roster_is_exact_from_every_node(three_nodes, clients) -> None:
     wait_until(lambda: roster(c, "Maths")["sockets"] == 4, 5, "the roster to drop a disconnected socket")
 
 
+async def test_repeated_queries_follow_joins_and_leaves_on_other_nodes(three_nodes, clients) -> None:
+    """Each node's part is kept between queries; a join or a leave anywhere must still show at once."""
+    a, b, c = three_nodes
+
+    def users_seen_by(node: NodeHandle) -> list[tuple[str, str]]:
+        status, body, _ = http_json(f"{node.url}/Maths/users")
+        assert status == 200
+        return [(m["id_user"], m["id_socket"]) for m in body]
+
+    first = await connect_all(clients, [(b, "2", "Maths"), (c, "3", "Maths")])
+    for _ in range(2):
+        assert users_seen_by(a) == [("2", first[0].sid), ("3", first[1].sid)]
+    late = (await connect_all(clients, [(c, "1", "Maths")]))[0]
+    assert users_seen_by(a) == [("1", late.sid), ("2", first[0].sid), ("3", first[1].sid)]
+    await first[0].disconnect()
+    wait_until(lambda: first[0].sid not in dict(users_seen_by(c)).values(), 5, "node-b's part to lose the socket")
+    assert users_seen_by(a) == [("1", late.sid), ("3", first[1].sid)]
+    assert users_seen_by(b) == [("1", late.sid), ("3", first[1].sid)]
+
+
 async def test_sigkilled_node_is_reported_then_forgotten(three_nodes, clients, seeded_settings: Settings) -> None:
     a, b, c = three_nodes
     await connect_all(clients, [(a, "1", "Maths"), (b, "2", "Maths"), (c, "3", "Maths")])
@@ -143,14 +163,14 @@ async def test_garbage_on_the_bus_is_dropped_and_counted(three_nodes, clients, s
         (channel, b"not json at all"),
         (channel, b"[1, 2, 3]"),
         (channel, b'{"v": 99, "kind": "hello", "origin": "x", "instance": "y", "body": {}}'),
-        (channel, b'{"v": 1, "kind": "launch-missiles", "origin": "x", "instance": "y", "body": {}}'),
-        (channel, b'{"v": 1, "kind": "roster-request", "origin": "x", "instance": "y", "request_id": "r", "body": {"room": ""}}'),
-        (channel, b'{"v": 1, "kind": "heartbeat", "origin": "x", "instance": "y", "body": {"sockets": -1}}'),
-        (channel, b'{"v": 1, "kind": "hello", "body": "' + b"x" * (seeded_settings.bus_max_message_bytes + 1) + b'"}'),
+        (channel, b'{"v": 2, "kind": "launch-missiles", "origin": "x", "instance": "y", "body": {}}'),
+        (channel, b'{"v": 2, "kind": "roster-request", "origin": "x", "instance": "y", "request_id": "r", "body": {"room": ""}}'),
+        (channel, b'{"v": 2, "kind": "heartbeat", "origin": "x", "instance": "y", "body": {"sockets": -1}}'),
+        (channel, b'{"v": 2, "kind": "hello", "body": "' + b"x" * (seeded_settings.bus_max_message_bytes + 1) + b'"}'),
         (
             f"{channel}:{instance_a}",
-            b'{"v": 1, "kind": "roster-reply", "origin": "x", "instance": "y", "request_id": "nobody-asked",'
-            b' "body": {"room": "Maths", "members": [["ghost", "9"]]}}',
+            b'{"v": 2, "kind": "roster-reply", "origin": "x", "instance": "y", "request_id": "nobody-asked",'
+            b' "body": {"room": "Maths", "version": 1, "members": [["ghost", "9"]]}}',
         ),
     ]
     client = redis.Redis.from_url(seeded_settings.redis_url)

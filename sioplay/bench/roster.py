@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sioplay.bench.fleet import Fleet, cpu_seconds, fleet
+from sioplay.bench.profile import profiled
 from sioplay.bench.clients import BenchClients
 from sioplay.errors import ClientError
 from sioplay.settings import Settings
@@ -77,6 +80,14 @@ def _percentile(values: list[float], fraction: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 3)
 
 
+def _profiling(running: Fleet, profile_dir: Path | None, clients: int) -> contextlib.AbstractContextManager[object]:
+    """py-spy on every node during the throughput phase, into `profile_dir/{nodes}n-{clients}/node-N.txt`."""
+    if profile_dir is None:
+        return contextlib.nullcontext()
+    nodes = {f"node-{index}": process.pid for index, process in enumerate(running.processes, start=1)}
+    return profiled(nodes, profile_dir / f"{len(nodes)}n-{clients}")
+
+
 async def _measure(
     running: Fleet,
     client_counts: list[int],
@@ -84,6 +95,7 @@ async def _measure(
     workers: int,
     duration_s: float,
     progress: Progress,
+    profile_dir: Path | None,
 ) -> list[RosterFigures]:
     figures: list[RosterFigures] = []
     connector = aiohttp.TCPConnector(limit=0)
@@ -97,9 +109,10 @@ async def _measure(
                 exact = pool.dropped == 0 and await _roster_matches(session, running.urls, pool.expected(ROOM))
                 await _latencies(session, running.urls, min(50, requests))
                 timings = await _latencies(session, running.urls, requests)
-                cpu_before = cpu_seconds(running.pids())
-                done = await _throughput(session, running.urls, workers, duration_s)
-                cpu_used = cpu_seconds(running.pids()) - cpu_before
+                with _profiling(running, profile_dir, count):
+                    cpu_before = cpu_seconds(running.pids())
+                    done = await _throughput(session, running.urls, workers, duration_s)
+                    cpu_used = cpu_seconds(running.pids()) - cpu_before
                 # A client dropped under load would have made the figures those of a smaller room.
                 exact = exact and pool.dropped == 0
                 figures.append(
@@ -127,6 +140,7 @@ def run_roster_bench(
     workers: int = 8,
     duration_s: float = 10.0,
     on_figures: Callable[[RosterFigures], None] | None = None,
+    profile_dir: Path | None = None,
 ) -> list[RosterFigures]:
     """Every node count × client count; each node count gets a fresh Redis, database and nodes."""
     results: list[RosterFigures] = []
@@ -137,7 +151,7 @@ def run_roster_bench(
             starting = progress.add_task(f"starting {nodes} node(s)", total=None)
             with fleet(nodes, settings) as running:
                 progress.remove_task(starting)
-                for figures in asyncio.run(_measure(running, client_counts, requests, workers, duration_s, progress)):
+                for figures in asyncio.run(_measure(running, client_counts, requests, workers, duration_s, progress, profile_dir)):
                     results.append(figures)
                     if on_figures is not None:
                         on_figures(figures)

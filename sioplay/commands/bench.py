@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -37,13 +38,22 @@ def roster(
     concurrency: Annotated[int, typer.Option(help="Concurrent requesters for the throughput figure.")] = 8,
     duration: Annotated[float, typer.Option(help="Seconds of the throughput phase.")] = 10.0,
     json_output: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    profile: Annotated[
+        Path | None, typer.Option(help="Record each node with py-spy during the req/s phase, into this directory.")
+    ] = None,
 ) -> None:
     """Roster latency (p50/p95/p99, sequential) and requests/s (concurrent) for each nodes × clients."""
     from sioplay.bench.roster import run_roster_bench
 
     settings = state_of(ctx).settings
     results = run_roster_bench(
-        settings, _counts(nodes, "--nodes"), _counts(clients, "--clients"), requests, concurrency, duration
+        settings,
+        _counts(nodes, "--nodes"),
+        _counts(clients, "--clients"),
+        requests,
+        concurrency,
+        duration,
+        profile_dir=profile,
     )
     if json_output:
         print_json([dataclasses.asdict(figures) for figures in results])
@@ -63,6 +73,21 @@ def roster(
             "yes" if figures.exact else "[red]NO[/]",
         )
     console.print(table)
+    if profile is not None:
+        _print_hot_spots(profile)
+
+
+def _print_hot_spots(profile_dir: Path) -> None:
+    from sioplay.bench.profile import hot_spots
+
+    for recorded in sorted(profile_dir.glob("*/node-1.txt")):
+        table = Table(title=f"node-1 at {recorded.parent.name}: where the req/s phase spent its samples")
+        for column in ("function", "self %", "total %"):
+            table.add_column(column, justify="left" if column == "function" else "right")
+        for spot in hot_spots(recorded):
+            table.add_row(spot.function, f"{spot.self_percent:.1f}", f"{spot.total_percent:.1f}")
+        console.print(table)
+    console.print(f"raw py-spy stacks (collapsed format, for flame graphs) in {profile_dir}")
 
 
 @app.command("join-storm")

@@ -4,8 +4,13 @@ Nothing that arrives over pub/sub is trusted: a message is decoded as JSON
 only (never pickle), checked against its kind's shape and bounded in size,
 or refused with a BusError that says why (the listener counts and drops it).
 
-    {"v": 1, "kind": "roster-request", "origin": "node-2", "instance": "3f…",
-     "request_id": "9a…", "body": {"room": "Maths"}}
+    {"v": 2, "kind": "roster-request", "origin": "node-2", "instance": "3f…",
+     "request_id": "9a…", "body": {"room": "Maths", "have": {"7c…": 41}}}
+
+A roster request says which version of each node's part of the room the
+requester already holds (`have`, by instance); a node whose part is still that
+version answers `{"room", "version", "unchanged": true}` instead of its
+members, so a large room crosses Redis only when it has changed.
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ from sioplay.node.validation import MAX_ID_USER_LENGTH, validate_room
 
 __all__ = ["PROTOCOL_VERSION", "Envelope", "Kind", "decode", "encode"]
 
-PROTOCOL_VERSION = 1
+# 2: roster replies carry their part's version and may say it is unchanged.
+PROTOCOL_VERSION = 2
 MAX_NAME_LENGTH = 64
 MAX_SOCKET_ID_LENGTH = 64
+# A cluster has a handful of nodes; this only bounds what a stranger can make a node read.
+MAX_HAVE_ENTRIES = 256
 
 Kind = Literal[
     "hello", "heartbeat", "goodbye", "roster-request", "roster-reply", "rooms-request", "rooms-reply"
@@ -103,8 +111,26 @@ def _check_room(body: dict[str, Any]) -> None:
         raise BusError(f"bad room: {exc}") from None
 
 
+def _check_version(value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BusError("a version must be a non-negative integer")
+
+
+def _check_roster_request(body: dict[str, Any]) -> None:
+    _check_room(body)
+    have = body.get("have", {})
+    if not isinstance(have, dict) or len(have) > MAX_HAVE_ENTRIES:
+        raise BusError(f"have must be an object of at most {MAX_HAVE_ENTRIES} versions")
+    for instance, version in have.items():
+        _short_string(instance, "instance", MAX_NAME_LENGTH)
+        _check_version(version)
+
+
 def _check_roster_reply(body: dict[str, Any]) -> None:
     _check_room(body)
+    _check_version(body.get("version"))
+    if body.get("unchanged") is True:
+        return
     members = body.get("members")
     if not isinstance(members, list):
         raise BusError("members must be a list")
@@ -135,7 +161,7 @@ _BODY_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "hello": _check_presence,
     "heartbeat": _check_presence,
     "goodbye": _nothing,
-    "roster-request": _check_room,
+    "roster-request": _check_roster_request,
     "roster-reply": _check_roster_reply,
     "rooms-request": _nothing,
     "rooms-reply": _check_rooms_reply,

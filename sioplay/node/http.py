@@ -116,7 +116,9 @@ def flag_from(request: web.Request, name: str) -> bool:
 def roster_routes(roster: RosterService, default_timeout_s: float) -> list[web.RouteDef]:
     async def room_users(request: web.Request) -> web.Response:
         result = await roster.roster(room_from(request), timeout_from(request, default_timeout_s))
-        return json_response(result.legacy_body(), headers=result.completeness.headers())
+        return web.Response(
+            body=result.legacy_json, content_type="application/json", headers=result.completeness.headers()
+        )
 
     async def room(request: web.Request) -> web.Response:
         group = request.query.get("group")

@@ -23,15 +23,30 @@ class LocalSockets:
 
     This is the `socket.id_user` of the original: the node's own socket table,
     not a presence store. A socket is added only once its CONNECT went out.
+
+    Each room has a version that changes whenever a socket joins or leaves it,
+    so that what was computed from a room's members can be kept until then.
+    Versions come from one counter, so a version never names two different
+    member lists; an empty room is version 0.
     """
 
     def __init__(self) -> None:
         self._by_id: dict[str, LocalSocket] = {}
         self._by_room: dict[str, dict[str, LocalSocket]] = defaultdict(dict)
+        self._versions: dict[str, int] = {}
+        self._changes = 0
+
+    def _changed(self, room: str) -> None:
+        self._changes += 1
+        if room in self._by_room:
+            self._versions[room] = self._changes
+        else:
+            self._versions.pop(room, None)
 
     def add(self, entry: LocalSocket) -> None:
         self._by_id[entry.id_socket] = entry
         self._by_room[entry.room][entry.id_socket] = entry
+        self._changed(entry.room)
 
     def remove(self, id_socket: str) -> LocalSocket | None:
         entry = self._by_id.pop(id_socket, None)
@@ -41,6 +56,7 @@ class LocalSockets:
                 members.pop(id_socket, None)
                 if not members:
                     del self._by_room[entry.room]
+            self._changed(entry.room)
         return entry
 
     def get(self, id_socket: str) -> LocalSocket | None:
@@ -48,6 +64,9 @@ class LocalSockets:
 
     def ids(self) -> list[str]:
         return list(self._by_id)
+
+    def version(self, room: str) -> int:
+        return self._versions.get(room, 0)
 
     def in_room(self, room: str) -> list[LocalSocket]:
         return list(self._by_room.get(room, {}).values())
