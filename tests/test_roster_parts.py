@@ -23,9 +23,9 @@ def test_merge_of_sorted_parts_is_sorted() -> None:
 
 def test_local_part_is_recomputed_only_when_the_version_changes() -> None:
     cache = RoomCache()
-    first = cache.local_part(4, [("s1", "1")], "node-a")
-    assert cache.local_part(4, [("ignored", "9")], "node-a") is first
-    second = cache.local_part(5, [("s1", "1"), ("s2", "2")], "node-a")
+    first = cache.local_part(4, lambda: [("s1", "1")], "node-a")
+    assert cache.local_part(4, lambda: [("ignored", "9")], "node-a") is first
+    second = cache.local_part(5, lambda: [("s1", "1"), ("s2", "2")], "node-a")
     assert [id_socket for _, id_socket, _, _ in second.entries] == ["s1", "s2"]
 
 

@@ -127,21 +127,6 @@ def join_storm(
         "yes" if figures.exact else "[red]NO[/]",
     )
     console.print(table)
-    if profile is not None:
-        _print_hot_spots(profile)
-
-
-def _print_hot_spots(profile_dir: Path) -> None:
-    from sioplay.bench.profile import hot_spots
-
-    for recorded in sorted(profile_dir.glob("*/node-1.txt")):
-        table = Table(title=f"node-1 at {recorded.parent.name}: where the req/s phase spent its samples")
-        for column in ("function", "self %", "total %"):
-            table.add_column(column, justify="left" if column == "function" else "right")
-        for spot in hot_spots(recorded):
-            table.add_row(spot.function, f"{spot.self_percent:.1f}", f"{spot.total_percent:.1f}")
-        console.print(table)
-    console.print(f"raw py-spy stacks (collapsed format, for flame graphs) in {profile_dir}")
 
 
 @app.command("hold")
@@ -182,21 +167,6 @@ def hold(
         "yes" if figures.exact else "[red]NO[/]",
     )
     console.print(table)
-    if profile is not None:
-        _print_hot_spots(profile)
-
-
-def _print_hot_spots(profile_dir: Path) -> None:
-    from sioplay.bench.profile import hot_spots
-
-    for recorded in sorted(profile_dir.glob("*/node-1.txt")):
-        table = Table(title=f"node-1 at {recorded.parent.name}: where the req/s phase spent its samples")
-        for column in ("function", "self %", "total %"):
-            table.add_column(column, justify="left" if column == "function" else "right")
-        for spot in hot_spots(recorded):
-            table.add_row(spot.function, f"{spot.self_percent:.1f}", f"{spot.total_percent:.1f}")
-        console.print(table)
-    console.print(f"raw py-spy stacks (collapsed format, for flame graphs) in {profile_dir}")
 
 
 def _drops(drops: dict[str, int]) -> str:

@@ -123,7 +123,9 @@ class RosterService:
         bus.presence = lambda: len(sockets)
 
     def _local_part(self, room: str) -> LocalPart:
-        members = ((entry.id_socket, entry.id_user) for entry in self.sockets.in_room(room))
+        def members() -> list[tuple[str, str]]:
+            return [(entry.id_socket, entry.id_user) for entry in self.sockets.in_room(room)]
+
         return self.caches[room].local_part(self.sockets.version(room), members, self.bus.node_id)
 
     def _roster_part(self, envelope: Envelope) -> dict[str, Any]:

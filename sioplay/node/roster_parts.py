@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import orjson
 
@@ -79,9 +79,10 @@ class RoomCache:
     remote: dict[str, RemotePart] = dataclasses.field(default_factory=dict)
     merged: MergedRoster | None = None
 
-    def local_part(self, version: int, members: Iterable[tuple[str, str]], node: str) -> LocalPart:
+    def local_part(self, version: int, members: Callable[[], Iterable[tuple[str, str]]], node: str) -> LocalPart:
+        """This node's part at `version`; `members` is only called when that version is not the one held."""
         if self.local is None or self.local.version != version:
-            entries = sorted_entries(members, node)
+            entries = sorted_entries(members(), node)
             members_json = orjson.Fragment(orjson.dumps([[id_socket, id_user] for _, id_socket, id_user, _ in entries]))
             self.local = LocalPart(version, entries, members_json)
         return self.local
