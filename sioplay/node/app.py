@@ -69,9 +69,10 @@ class Node:
         self.started_at = time.monotonic()
         self.sockets = LocalSockets()
         self.store = UserStore(settings.effective_db_url)
+        redis_url = settings.redis_url or "redis://127.0.0.1:6379/0"
         self.redis = aioredis.Redis(
             connection_pool=aioredis.BlockingConnectionPool.from_url(
-                settings.redis_url or "redis://127.0.0.1:6379/0",
+                redis_url,
                 max_connections=settings.redis_max_connections,
                 timeout=settings.roster_timeout_s,
                 socket_connect_timeout=2.0,
@@ -79,7 +80,7 @@ class Node:
             )
         )
         self.metrics = Metrics()
-        self.bus = ClusterBus(self.redis, settings, node_id, self.metrics)
+        self.bus = ClusterBus(redis_url, settings, node_id, self.metrics)
         self.roster = RosterService(self.bus, self.sockets, self.metrics)
         self.manager = ClusterRedisManager(
             self.redis,
@@ -199,7 +200,6 @@ class Node:
             await site.stop()
         if not await self.bus.stop(LISTENER_STOP_TIMEOUT_S):
             log.warning("node %s: the bus listener did not stop", self.node_id)
-        await self.bus.say_goodbye()
         for environ in list(self.sio.environ.values()):
             request = environ.get("aiohttp.request")
             if request is not None and request.transport is not None:

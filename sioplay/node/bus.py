@@ -23,14 +23,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from sioplay.errors import BusError
 from sioplay.node.envelope import REPLY_KINDS, REQUEST_KINDS, Envelope, Kind, decode, encode
-from sioplay.node.manager import close_quietly
 from sioplay.node.membership import Membership, Peer
 from sioplay.node.metrics import Metrics
+from sioplay.node.redis_wire import RedisPublisher, RedisSubscriber
 from sioplay.node.tasks import cancel_and_wait
 from sioplay.settings import Settings
 
@@ -87,13 +85,14 @@ class _Pending:
 class ClusterBus:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis_url: str,
         settings: Settings,
         node_id: str,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.redis = redis
+        self.redis_url = redis_url
+        self.publisher = RedisPublisher(redis_url)
         self.settings = settings
         self.node_id = node_id
         self.instance = uuid.uuid4().hex[:16]
@@ -123,7 +122,7 @@ class ClusterBus:
         ]
 
     async def stop(self, timeout: float) -> bool:
-        """Stop listening and beating; False if a task outlived `timeout` (it is left to the loop's end).
+        """Stop listening and beating, say goodbye, let go of Redis; False if a task outlived `timeout`.
 
         Each task is cancelled on its own: a TaskGroup would not pass on a
         second cancel to a child that lost the first (see `cancel_and_wait`).
@@ -131,6 +130,8 @@ class ClusterBus:
         runners, self._runners = self._runners, []
         stopped = await asyncio.gather(*(cancel_and_wait(task, timeout) for task in runners))
         self._subscribed.clear()
+        await self.say_goodbye()
+        await self.publisher.close()
         return all(stopped)
 
     async def wait_subscribed(self, timeout: float) -> bool:
@@ -145,7 +146,7 @@ class ClusterBus:
         try:
             async with asyncio.timeout(1.0):
                 await self._publish(self.channel, "goodbye", {})
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
             log.warning("could not say goodbye on the bus: %s", exc)
 
     @property
@@ -187,7 +188,7 @@ class ClusterBus:
                 await pending.done.wait()
         except TimeoutError:
             self.metrics.timeouts += 1
-        except (RedisError, OSError) as exc:
+        except OSError as exc:
             self.metrics.bus_errors += 1
             return self._outcome_without_bus(peers, started, f"Redis unavailable: {exc}")
         finally:
@@ -212,20 +213,18 @@ class ClusterBus:
     async def _listen(self) -> None:
         retry_s = min(0.1, self.settings.redis_retry_max_s)
         while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            subscriber = RedisSubscriber(self.redis_url, [self.channel, self.direct_channel], self._receive)
             try:
-                await pubsub.subscribe(self.channel, self.direct_channel)
+                await subscriber.subscribe()
                 self._subscribed.set()
                 retry_s = min(0.1, self.settings.redis_retry_max_s)
                 await self._publish(self.channel, "hello", {"sockets": self.presence()})
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._receive(message["data"])
-            except (RedisError, OSError) as exc:
+                await subscriber.wait_closed()
+            except OSError as exc:
                 self._subscribed.clear()
                 log.warning("bus lost its Redis subscription (%s); retrying in %.1f s", exc, retry_s)
             finally:
-                await close_quietly(pubsub)
+                subscriber.close()
             await asyncio.sleep(retry_s)
             retry_s = min(retry_s * 2, self.settings.redis_retry_max_s)
 
@@ -290,7 +289,7 @@ class ClusterBus:
                 await self._publish(self.channel, "heartbeat", {"sockets": self.presence()})
                 if self._unheard_since is None:
                     self._unheard_since = self.clock()
-            except (RedisError, OSError) as exc:
+            except OSError as exc:
                 self.metrics.bus_errors += 1
                 log.debug("heartbeat not sent: %s", exc)
             now = self.clock()
@@ -304,7 +303,7 @@ class ClusterBus:
 
     async def _publish(self, channel: str, kind: Kind, body: dict[str, Any], request_id: str | None = None) -> int:
         envelope = Envelope(kind=kind, origin=self.node_id, instance=self.instance, body=body, request_id=request_id)
-        return int(await self.redis.publish(channel, encode(envelope)))
+        return await self.publisher.publish(channel, encode(envelope))
 
     def _spawn(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(self._quietly(coroutine))
@@ -314,6 +313,6 @@ class ClusterBus:
     async def _quietly(self, coroutine: Awaitable[Any]) -> None:
         try:
             await coroutine
-        except (RedisError, OSError) as exc:
+        except OSError as exc:
             self.metrics.bus_errors += 1
             log.warning("bus publish failed: %s", exc)
