@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 NAMESPACE = "/"
 # Observers (`sioplay who --watch`) hear a room's events here without being members of it.
 WATCH_NAMESPACE = "/watch"
+KNOWN_USER_TTL_S = 5.0
+MAX_KNOWN_USERS = 10_000
 
 
 class RoomEvents:
@@ -31,6 +34,8 @@ class RoomEvents:
         self.store = store
         self.sockets = sockets
         self.node_id = node_id
+        # id_user -> until when it is known to exist: a join storm asked the database once per socket.
+        self._known_users: dict[str, float] = {}
 
     def register(self) -> None:
         self.sio.on("connect", self.handle_connect, namespace=NAMESPACE)
@@ -59,7 +64,7 @@ class RoomEvents:
         """
         try:
             id_user, room = connect_params(environ.get("QUERY_STRING", ""), auth)
-            await self.store.get(id_user)
+            await self._check_user(id_user)
             await self.sio.save_session(sid, {"id_user": id_user, "room": room}, namespace=NAMESPACE)
         except (ValidationError, UnknownUserError) as exc:
             raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
@@ -69,6 +74,20 @@ class RoomEvents:
         except Exception:
             log.exception("refusing %s: unexpected error in the connect handler", sid)
             raise socketio.exceptions.ConnectionRefusedError("internal server error") from None
+
+    async def _check_user(self, id_user: str) -> None:
+        """UnknownUserError unless the user exists; users seen recently are not looked up again.
+
+        Only existence is remembered, for a few seconds: there is no way to delete
+        a user but `db reset`, and a user just created is found at once.
+        """
+        now = time.monotonic()
+        if self._known_users.get(id_user, 0.0) > now:
+            return
+        await self.store.get(id_user)
+        if len(self._known_users) >= MAX_KNOWN_USERS:
+            self._known_users.clear()
+        self._known_users[id_user] = now + KNOWN_USER_TTL_S
 
     async def handle_connected(self, sid: str, namespace: str) -> None:
         if namespace != NAMESPACE:
