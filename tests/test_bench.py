@@ -83,4 +83,5 @@ def test_hold_keeps_everyone_and_every_check_is_exact(tmp_path: Path) -> None:
     # The first round of checks starts as the hold does.
     assert figures["checks"] >= 3 and figures["checks_exact"] == figures["checks"]
     assert figures["final_checks"] == 3 * 2 and figures["final_checks_exact"] == 6
-    assert figures["node_rss_mb"] > 0 and figures["cpu_percent"] > 0
+    # A quiet hold of 15 clients may well round to 0 % of a core.
+    assert figures["node_rss_mb"] > 0 and figures["cpu_percent"] >= 0

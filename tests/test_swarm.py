@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from sioplay.client.http import open_api
 from sioplay.client.swarm import parse_users
 from sioplay.client.wire import WireClient
 from sioplay.cluster.ports import free_port
@@ -77,9 +76,8 @@ def test_swarm_refuses_what_retrying_cannot_fix(cluster: Cluster) -> None:
     assert bad_room.exit_code == 1 and "room name is longer than 64 characters" in bad_room.stderr, bad_room.output
 
     async def refused() -> str:
-        async with open_api(url) as api:
-            with pytest.raises(ClientError) as error:
-                await WireClient(api.session, url, "99", "Maths", lambda: None).connect()
+        with pytest.raises(ClientError) as error:
+            await WireClient(url, "99", "Maths", lambda: None).connect()
         return str(error.value)
 
     assert asyncio.run(refused()) == "unknown id_user '99'", "a swarm member hears the server's refusal"

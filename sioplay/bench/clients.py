@@ -11,8 +11,6 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable
 
-import aiohttp
-
 from sioplay.client.wire import WireClient
 from sioplay.errors import ClientError
 
@@ -39,12 +37,10 @@ class BenchClients:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
         urls: list[str],
         room_of: Callable[[int], str],
         concurrency: int = 100,
     ) -> None:
-        self.session = session
         self.urls = urls
         self.room_of = room_of
         self.members: list[Member] = []
@@ -63,7 +59,7 @@ class BenchClients:
     async def _connect(self, index: int, advance: Callable[[], None]) -> None:
         url, id_user, room = self.urls[index % len(self.urls)], USERS[index % len(USERS)], self.room_of(index)
         for attempt in range(1, CONNECT_ATTEMPTS + 1):
-            client = WireClient(self.session, url, id_user, room, self._count_event)
+            client = WireClient(url, id_user, room, self._count_event)
             try:
                 async with self._gate, asyncio.timeout(CONNECT_TIMEOUT_S):
                     handshake = await client.connect()
@@ -97,7 +93,7 @@ class BenchClients:
         return sorted({member.room for member in self.members})
 
     async def close(self) -> None:
-        """Leave; whoever has not left after a while is dropped when the session closes."""
+        """Leave; whoever has not left after a while is left to the fleet's shutdown."""
         self._closing = True
         tasks = [member.task for member in self.members if member.task is not None]
         for task in tasks:

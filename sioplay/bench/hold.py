@@ -133,7 +133,7 @@ async def _measure(
     rooms = [room_name(index) for index in range(room_count)]
     node_pids = [process.pid for process in running.processes]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        pool = BenchClients(session, running.urls, room_of=lambda index: room_name(index % room_count))
+        pool = BenchClients(running.urls, room_of=lambda index: room_name(index % room_count))
         try:
             rss_before = rss_bytes(node_pids)
             connecting = progress.add_task(f"connecting {clients} clients to {room_count} rooms", total=clients)

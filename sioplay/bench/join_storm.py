@@ -75,7 +75,7 @@ async def _storm(
     target = clients * (clients - 1) // 2
     node_pids = [process.pid for process in running.processes]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        pool = BenchClients(session, running.urls, room_of=lambda _: ROOM, concurrency=concurrency)
+        pool = BenchClients(running.urls, room_of=lambda _: ROOM, concurrency=concurrency)
         try:
             rss_before = rss_bytes(node_pids)
             cpu_before = cpu_seconds(running.pids())

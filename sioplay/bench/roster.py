@@ -100,7 +100,7 @@ async def _measure(
     figures: list[RosterFigures] = []
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        pool = BenchClients(session, running.urls, room_of=lambda _: ROOM)
+        pool = BenchClients(running.urls, room_of=lambda _: ROOM)
         try:
             for count in sorted(client_counts):
                 task = progress.add_task(f"connecting {count} clients", total=count, completed=len(pool.members))

@@ -124,7 +124,7 @@ class _Member:
         failures = 0
         connected_before = False
         while True:
-            client = WireClient(swarm.api.session, swarm.api.url, self.id_user, swarm.room, swarm.heard)
+            client = WireClient(swarm.api.url, self.id_user, swarm.room, swarm.heard)
             try:
                 async with swarm.gate, asyncio.timeout(ATTEMPT_TIMEOUT_S):
                     handshake = await client.connect()
