@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from sioplay.db.store import UserStore
 from sioplay.node.corked import CorkedTransport
+from sioplay.node import eio_socket
 from sioplay.node.bus import ClusterBus
 from sioplay.node.http import json_errors, json_response, roster_routes, user_routes
 from sioplay.node.manager import ClusterRedisManager
@@ -94,6 +95,7 @@ class Node:
             retry_max_s=settings.redis_retry_max_s,
             max_backlog=settings.max_socket_backlog,
         )
+        eio_socket.install()
         self.sio = socketio.AsyncServer(
             client_manager=self.manager,
             async_mode="aiohttp",
