@@ -90,7 +90,7 @@ class Node:
         self.bus = ClusterBus(redis_url, settings, node_id, self.metrics)
         self.roster = RosterService(self.bus, self.sockets, self.metrics)
         self.manager = ClusterRedisManager(
-            self.redis,
+            redis_url,
             channel=f"{settings.cluster}:socketio",
             retry_max_s=settings.redis_retry_max_s,
             max_backlog=settings.max_socket_backlog,
@@ -222,6 +222,7 @@ class Node:
         await self.sio.shutdown()
         if self.manager.thread is not None and not await cancel_and_wait(self.manager.thread, LISTENER_STOP_TIMEOUT_S):
             log.warning("node %s: the Socket.IO pub/sub listener did not stop", self.node_id)
+        await self.manager.close()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.redis.aclose()
