@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from sioplay.settings import Settings
 
@@ -59,6 +60,20 @@ def test_roster_bench_is_exact(tmp_path: Path) -> None:
     assert figures["exact"] is True
     assert figures["requests_per_s"] > 0
     assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
+
+
+def test_roster_bench_plots_its_growth(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    chart = tmp_path / "growth.svg"
+    results = bench(
+        tmp_path, "roster", "--nodes", "1", "--clients", "5,10", "--duration", "0.5", "--requests", "10",
+        "--plot", str(chart),
+    )
+    # --plot leaves the JSON as it was: a list of figures.
+    assert [(figures["nodes"], figures["clients"]) for figures in results] == [(1, 5), (1, 10)]
+    assert all(figures["exact"] for figures in results)
+    svg = chart.read_text()
+    assert svg.startswith("<?xml") and "<svg" in svg and "</svg>" in svg
 
 
 def test_join_storm_hears_every_join_and_rosters_are_exact(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 from collections import Counter
 from collections.abc import Callable
 
@@ -48,9 +49,28 @@ class BenchClients:
         self.drops: Counter[str] = Counter()
         self._gate = asyncio.Semaphore(concurrency)
         self._closing = False
+        # Set once `heard` reaches the count `wait_heard` is waiting for, or on a drop.
+        self._wake = asyncio.Event()
+        self._heard_target = math.inf
 
     def _count_event(self) -> None:
         self.heard += 1
+        if self.heard >= self._heard_target:
+            self._wake.set()
+
+    async def wait_heard(self, count: int, timeout: float) -> None:
+        """Until the clients have heard `count` room events in all, or one has dropped; TimeoutError after `timeout` s.
+
+        A drop ends the wait early: the events meant for that client can never arrive.
+        """
+        self._heard_target = count
+        self._wake.clear()
+        try:
+            if self.heard < count and self.dropped == 0:
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+        finally:
+            self._heard_target = math.inf
 
     async def grow_to(self, count: int, advance: Callable[[], None] = lambda: None) -> None:
         """Connect clients until there are `count`; ClientError if one cannot connect after a few attempts."""
@@ -76,6 +96,7 @@ class BenchClients:
         reason = await member.client.run()
         if not self._closing:
             self.drops[reason] += 1
+            self._wake.set()
         return reason
 
     @property

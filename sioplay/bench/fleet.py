@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import psutil
 
+from sioplay.client.swarm import raise_open_files_limit
 from sioplay.cluster.ports import free_port
 from sioplay.cluster.redis_server import EmbeddedRedis
 from sioplay.db import schema
@@ -36,8 +37,12 @@ class Fleet:
     def urls(self) -> list[str]:
         return [f"http://127.0.0.1:{port}" for port in self.ports]
 
+    def node_pids(self) -> list[int]:
+        return [process.pid for process in self.processes]
+
     def pids(self) -> list[int]:
-        pids = [process.pid for process in self.processes]
+        """The nodes' and the embedded Redis's: the server side whose CPU a bench counts."""
+        pids = self.node_pids()
         if self.redis is not None and self.redis.pid is not None:
             pids.append(self.redis.pid)
         return pids
@@ -95,8 +100,14 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 @contextlib.contextmanager
-def fleet(nodes: int, base: Settings) -> Iterator[Fleet]:
-    """Redis (embedded unless `base.redis_url`), a fresh SQLite database, and `nodes` nodes; all stopped after."""
+def fleet(nodes: int, base: Settings, clients: int) -> Iterator[Fleet]:
+    """Redis (embedded unless `base.redis_url`), a fresh SQLite database, and `nodes` nodes; all stopped after.
+
+    `clients` is the most clients the bench will connect at once: the open-files
+    limit is raised for them first, so that Redis and the nodes, which hold the
+    other end of every socket, inherit it.
+    """
+    raise_open_files_limit(clients)
     with tempfile.TemporaryDirectory(prefix="sioplay-bench-") as tmp:
         home = Path(tmp)
         redis = None if base.redis_url else EmbeddedRedis(home / "redis")

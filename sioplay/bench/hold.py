@@ -21,7 +21,6 @@ from sioplay.bench.clients import BenchClients
 from sioplay.bench.fleet import Fleet, cpu_seconds, fleet
 from sioplay.bench.memory import rss_bytes
 from sioplay.bench.rooms import roster_exact
-from sioplay.client.swarm import raise_open_files_limit
 from sioplay.settings import Settings
 
 __all__ = ["HoldFigures", "run_hold_bench"]
@@ -131,7 +130,7 @@ async def _measure(
 ) -> HoldFigures:
     clients = room_count * per_room
     rooms = [room_name(index) for index in range(room_count)]
-    node_pids = [process.pid for process in running.processes]
+    node_pids = running.node_pids()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         pool = BenchClients(running.urls, room_of=lambda index: room_name(index % room_count))
         try:
@@ -187,12 +186,10 @@ def run_hold_bench(
     settings: Settings, nodes: int = 4, rooms: int = 100, per_room: int = 100, duration_s: float = 60.0
 ) -> HoldFigures:
     """A fresh Redis, database and `nodes` nodes, then `rooms` x `per_room` clients held for `duration_s`."""
-    # The nodes inherit the limit too: together they hold the other end of every socket.
-    raise_open_files_limit(rooms * per_room)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
     ) as progress:
         starting = progress.add_task(f"starting {nodes} node(s)", total=None)
-        with fleet(nodes, settings) as running:
+        with fleet(nodes, settings, rooms * per_room) as running:
             progress.remove_task(starting)
             return asyncio.run(_measure(running, rooms, per_room, duration_s, progress))

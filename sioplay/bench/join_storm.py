@@ -21,15 +21,14 @@ from sioplay.bench.clients import BenchClients
 from sioplay.bench.fleet import Fleet, cpu_seconds, fleet
 from sioplay.bench.memory import rss_bytes
 from sioplay.bench.rooms import roster_exact
-from sioplay.client.swarm import raise_open_files_limit
 from sioplay.errors import ClientError
 from sioplay.settings import Settings
 
 __all__ = ["JoinStormFigures", "run_join_storm_bench"]
 
 ROOM = "Maths"
-# How often the count of deliveries is looked at: the resolution of `delivered_s`.
-POLL_S = 0.01
+# How often the progress bar shows the deliveries heard; the end of the storm is noticed at once, not on a tick.
+SHOW_S = 0.1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,21 +58,23 @@ class JoinStormFigures:
 
 
 async def _until_heard(pool: BenchClients, target: int, deadline: float, show: Callable[[], None]) -> None:
-    """Until the clients have heard `target` events, or one dropped (the rest can then never arrive)."""
-    loop = asyncio.get_running_loop()
-    while pool.heard < target and pool.dropped == 0:
-        show()
-        if loop.time() > deadline:
-            raise TimeoutError
-        await asyncio.sleep(POLL_S)
+    """Until the clients have heard `target` events, or one dropped; TimeoutError at `deadline` (loop time)."""
+    waiting = asyncio.create_task(pool.wait_heard(target, deadline - asyncio.get_running_loop().time()))
+    try:
+        while not waiting.done():
+            show()
+            await asyncio.wait([waiting], timeout=SHOW_S)
+    finally:
+        waiting.cancel()
     show()
+    waiting.result()
 
 
 async def _storm(
     running: Fleet, clients: int, concurrency: int, timeout_s: float, progress: Progress
 ) -> JoinStormFigures:
     target = clients * (clients - 1) // 2
-    node_pids = [process.pid for process in running.processes]
+    node_pids = running.node_pids()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         pool = BenchClients(running.urls, room_of=lambda _: ROOM, concurrency=concurrency)
         try:
@@ -124,12 +125,10 @@ def run_join_storm_bench(
     settings: Settings, nodes: int = 4, clients: int = 2000, concurrency: int = 100, timeout_s: float = 300.0
 ) -> JoinStormFigures:
     """A fresh Redis, database and `nodes` nodes, then `clients` clients joining one room at once."""
-    # The nodes inherit the limit too: together they hold the other end of every socket.
-    raise_open_files_limit(clients)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
     ) as progress:
         starting = progress.add_task(f"starting {nodes} node(s)", total=None)
-        with fleet(nodes, settings) as running:
+        with fleet(nodes, settings, clients) as running:
             progress.remove_task(starting)
             return asyncio.run(_storm(running, clients, concurrency, timeout_s, progress))

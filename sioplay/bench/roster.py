@@ -13,9 +13,10 @@ from pathlib import Path
 import aiohttp
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from sioplay.bench.clients import BenchClients
 from sioplay.bench.fleet import Fleet, cpu_seconds, fleet
 from sioplay.bench.profile import profiled
-from sioplay.bench.clients import BenchClients
+from sioplay.bench.rooms import roster_exact
 from sioplay.errors import ClientError
 from sioplay.settings import Settings
 
@@ -38,10 +39,7 @@ class RosterFigures:
 
 async def _roster_matches(session: aiohttp.ClientSession, urls: list[str], expected: set[tuple[str, str]]) -> bool:
     for url in urls:
-        async with session.get(f"{url}/rooms/{ROOM}") as response:
-            body = await response.json()
-        got = {(member["id_socket"], member["id_user"]) for member in body["users"]}
-        if not body["complete"] or got != expected:
+        if not await roster_exact(session, url, ROOM, expected):
             return False
     return True
 
@@ -84,7 +82,7 @@ def _profiling(running: Fleet, profile_dir: Path | None, clients: int) -> contex
     """py-spy on every node during the throughput phase, into `profile_dir/{nodes}n-{clients}/node-N.txt`."""
     if profile_dir is None:
         return contextlib.nullcontext()
-    nodes = {f"node-{index}": process.pid for index, process in enumerate(running.processes, start=1)}
+    nodes = {f"node-{index}": pid for index, pid in enumerate(running.node_pids(), start=1)}
     return profiled(nodes, profile_dir / f"{len(nodes)}n-{clients}")
 
 
@@ -149,7 +147,7 @@ def run_roster_bench(
     ) as progress:
         for nodes in node_counts:
             starting = progress.add_task(f"starting {nodes} node(s)", total=None)
-            with fleet(nodes, settings) as running:
+            with fleet(nodes, settings, max(client_counts)) as running:
                 progress.remove_task(starting)
                 for figures in asyncio.run(_measure(running, client_counts, requests, workers, duration_s, progress, profile_dir)):
                     results.append(figures)

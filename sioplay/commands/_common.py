@@ -12,6 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sioplay.errors import SioplayError
 from sioplay.settings import Settings
@@ -48,7 +49,8 @@ def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
         except SioplayError as exc:
             if _verbose(args, kwargs):
                 err_console.print_exception()
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # Escaped: messages quote user input and commands such as "pip install 'sioplay[plot]'".
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
             raise typer.Exit(code=130) from None

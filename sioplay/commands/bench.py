@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from sioplay.commands._common import console, handles_errors, print_json, state_of
+from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
 from sioplay.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sioplay.bench.growth import Growth
+    from sioplay.bench.roster import RosterFigures
 
 __all__ = ["app"]
 
@@ -33,7 +37,9 @@ def _counts(raw: str, what: str) -> list[int]:
 def roster(
     ctx: typer.Context,
     nodes: Annotated[str, typer.Option(help="Node counts to measure, comma-separated.")] = "1,2,4",
-    clients: Annotated[str, typer.Option(help="Clients in the room (M), comma-separated.")] = "40,400,2000",
+    clients: Annotated[
+        str, typer.Option(help="Clients in the room (M), comma-separated; 10000 takes long (each join reaches the room).")
+    ] = "40,400,2000",
     requests: Annotated[int, typer.Option(help="Sequential requests for the latency figures.")] = 500,
     concurrency: Annotated[int, typer.Option(help="Concurrent requesters for the throughput figure.")] = 8,
     duration: Annotated[float, typer.Option(help="Seconds of the throughput phase.")] = 10.0,
@@ -41,10 +47,19 @@ def roster(
     profile: Annotated[
         Path | None, typer.Option(help="Record each node with py-spy during the req/s phase, into this directory.")
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Draw CPU/query and p50 against M, a line per node count, to this .svg or .png (needs matplotlib)."),
+    ] = None,
 ) -> None:
     """Roster latency (p50/p95/p99, sequential) and requests/s (concurrent) for each nodes × clients."""
+    from sioplay.bench.growth import growth
     from sioplay.bench.roster import run_roster_bench
 
+    if plot is not None:
+        from sioplay.bench.chart import check_chart_path
+
+        check_chart_path(plot)
     settings = state_of(ctx).settings
     results = run_roster_bench(
         settings,
@@ -55,9 +70,20 @@ def roster(
         duration,
         profile_dir=profile,
     )
+    grown = growth(results)
     if json_output:
+        # The pivot stays out: scripts read this list of figures as it was, and can derive the pivot from it.
         print_json([dataclasses.asdict(figures) for figures in results])
-        return
+    else:
+        _print_roster(results, grown, concurrency, profile)
+    if plot is not None:
+        from sioplay.bench.chart import write_chart
+
+        write_chart(grown, plot)
+        err_console.print(f"growth chart written to {escape(str(plot))}", highlight=False)
+
+
+def _print_roster(results: list[RosterFigures], grown: Growth, concurrency: int, profile: Path | None) -> None:
     table = Table(title=f"roster query, {concurrency} concurrent requesters for req/s")
     for column in ("nodes", "clients (M)", "p50 ms", "p95 ms", "p99 ms", "req/s", "server CPU ms/query", "exact"):
         table.add_column(column, justify="right")
@@ -73,8 +99,36 @@ def roster(
             "yes" if figures.exact else "[red]NO[/]",
         )
     console.print(table)
+    if grown.grows:
+        _print_growth(grown)
     if profile is not None:
         _print_hot_spots(profile)
+
+
+def _print_growth(grown: Growth) -> None:
+    from sioplay.bench.growth import nodes_label
+
+    table = Table(title="how the roster cost grows", caption="server CPU ms/query / p50 ms")
+    table.add_column("clients (M)", justify="right")
+    for nodes in grown.nodes:
+        table.add_column(nodes_label(nodes), justify="right")
+    for clients in grown.clients:
+        cells = [grown.cell(clients, nodes) for nodes in grown.nodes]
+        table.add_row(
+            f"{clients:,}",
+            *("-" if each is None else f"{each.cpu_ms_per_query:.2f} / {each.p50_ms:.2f}" for each in cells),
+        )
+    console.print(table)
+    for ratio in grown.ratios():
+        console.print(
+            f"{nodes_label(ratio.nodes)}, M {ratio.smallest:,} → {ratio.largest:,}:"
+            f" CPU/query {_times(ratio.cpu)}, p50 {_times(ratio.p50)}",
+            highlight=False,
+        )
+
+
+def _times(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"×{ratio:.1f}"
 
 
 def _print_hot_spots(profile_dir: Path) -> None:
