@@ -51,7 +51,8 @@ async def _latencies(session: aiohttp.ClientSession, urls: list[str], requests: 
         async with session.get(f"{urls[index % len(urls)]}/{ROOM}/users") as response:
             await response.read()
             if response.status != 200 or response.headers.get("X-Sioplay-Complete") != "true":
-                raise ClientError(f"roster request failed: {response.status} {response.headers.get('X-Sioplay-Error', '')}")
+                reason = response.headers.get("X-Sioplay-Error", "")
+                raise ClientError(f"roster request failed: {response.status} {reason}")
         timings.append((time.perf_counter() - started) * 1000)
     return timings
 
@@ -149,7 +150,8 @@ def run_roster_bench(
             starting = progress.add_task(f"starting {nodes} node(s)", total=None)
             with fleet(nodes, settings, max(client_counts)) as running:
                 progress.remove_task(starting)
-                for figures in asyncio.run(_measure(running, client_counts, requests, workers, duration_s, progress, profile_dir)):
+                measured = _measure(running, client_counts, requests, workers, duration_s, progress, profile_dir)
+                for figures in asyncio.run(measured):
                     results.append(figures)
                     if on_figures is not None:
                         on_figures(figures)

@@ -17,9 +17,9 @@ from engineio.async_drivers import aiohttp as engineio_aiohttp
 from redis.exceptions import RedisError
 
 from sioplay.db.store import UserStore
-from sioplay.node.corked import CorkedTransport
 from sioplay.node import eio_socket
 from sioplay.node.bus import ClusterBus
+from sioplay.node.corked import CorkedTransport
 from sioplay.node.http import json_errors, json_response, roster_routes, user_routes
 from sioplay.node.manager import ClusterRedisManager
 from sioplay.node.metrics import Metrics
@@ -220,7 +220,8 @@ class Node:
         except TimeoutError:
             log.warning("node %s: sockets still open after %.1f s, closing anyway", self.node_id, self.settings.shutdown_grace_s)
         await self.sio.shutdown()
-        if self.manager.thread is not None and not await cancel_and_wait(self.manager.thread, LISTENER_STOP_TIMEOUT_S):
+        listener = self.manager.thread
+        if listener is not None and not await cancel_and_wait(listener, LISTENER_STOP_TIMEOUT_S):
             log.warning("node %s: the Socket.IO pub/sub listener did not stop", self.node_id)
         await self.manager.close()
         if self._runner is not None:

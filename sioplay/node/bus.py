@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-
 from sioplay.errors import BusError
 from sioplay.node.envelope import REPLY_KINDS, REQUEST_KINDS, Envelope, Kind, decode, encode
 from sioplay.node.membership import Membership, Peer

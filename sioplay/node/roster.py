@@ -80,7 +80,8 @@ class RoomRoster:
             users = [{"id_user": id_user, "sockets": sockets} for id_user, sockets in grouped.items()]
         else:
             users = [
-                {"id_socket": id_socket, "id_user": id_user, "node": node} for _, id_socket, id_user, node in self.entries
+                {"id_socket": id_socket, "id_user": id_user, "node": node}
+                for _, id_socket, id_user, node in self.entries
             ]
         return {
             "room": self.room,
