@@ -16,7 +16,7 @@ from sioplay.settings import Settings
 from tests.helpers import NodeHandle
 
 # The supervisor's fixtures (`clusters`) for every test module that asks for them.
-pytest_plugins = ["tests.cluster_fixtures"]
+pytest_plugins = ["tests.cluster_fixtures", "tests.cli_fixtures"]
 
 
 @pytest.fixture

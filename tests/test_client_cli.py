@@ -6,18 +6,15 @@ import asyncio
 import dataclasses
 import json
 import re
-import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 import psutil
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from sioplay.cli import app
 from sioplay.client.sim import SimClient
@@ -25,101 +22,8 @@ from sioplay.client.target import DEFAULT_URL, resolve_url
 from sioplay.cluster.ports import free_port
 from sioplay.errors import ClientError
 from sioplay.settings import Settings
+from tests.cli_fixtures import Cluster, Output, cli, start_cluster
 from tests.helpers import NodeHandle, http_json, wait_until
-
-
-@dataclasses.dataclass(frozen=True)
-class Cluster:
-    a: NodeHandle
-    b: NodeHandle
-    url: str
-    settings: Settings
-
-
-def start_cluster(start_node: Callable[..., NodeHandle], settings: Settings) -> Cluster:
-    public_port = free_port()
-    a = start_node("node-a", settings, public_port=public_port)
-    b = start_node("node-b", settings, public_port=public_port)
-    for node in (a, b):
-        peers = lambda node=node: len(http_json(node.url + "/cluster")[1]["nodes"]) == 2  # noqa: E731
-        wait_until(peers, 5, f"{node.node_id} to see 2 nodes")
-    return Cluster(a, b, f"http://127.0.0.1:{public_port}", settings)
-
-
-@pytest.fixture
-def cluster(start_node: Callable[..., NodeHandle], seeded_settings: Settings) -> Cluster:
-    return start_cluster(start_node, seeded_settings)
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[SimClient]]:
-    made: list[SimClient] = []
-    yield made
-    await asyncio.gather(*(client.disconnect() for client in made), return_exceptions=True)
-
-
-def cli(home: Path, *args: str) -> Result:
-    return CliRunner().invoke(app, ["--home", str(home), *args])
-
-
-class Output:
-    """A `python -m sioplay ...` process whose stdout lines are kept with the time each arrived."""
-
-    def __init__(self, settings: Settings, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sioplay", *args],
-            env={**settings.child_env(), "COLUMNS": "100"},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[tuple[float, str]] = []
-        self.errors: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.process.stdout, self._line), daemon=True),
-            threading.Thread(target=self._read, args=(self.process.stderr, self.errors.append), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    def _line(self, line: str) -> None:
-        self.lines.append((time.monotonic(), line.rstrip("\n")))
-
-    @staticmethod
-    def _read(stream: IO[str] | None, keep: Callable[[str], None]) -> None:
-        assert stream is not None
-        for line in stream:
-            keep(line)
-
-    @property
-    def text(self) -> str:
-        return "\n".join(line for _, line in list(self.lines))
-
-    def interrupt(self, timeout: float = 10.0) -> tuple[int, str]:
-        """Ctrl-C, then (exit code, stderr)."""
-        self.process.send_signal(signal.SIGINT)
-        return self.wait(timeout)
-
-    def wait(self, timeout: float = 10.0) -> tuple[int, str]:
-        """(exit code, stderr) once the process has ended."""
-        code = self.process.wait(timeout)
-        for reader in self._readers:
-            reader.join(5)
-        return code, "".join(self.errors)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-
-@pytest.fixture
-def processes() -> Iterator[list[Output]]:
-    started: list[Output] = []
-    yield started
-    for output in started:
-        output.stop()
 
 
 def test_join_prints_the_handshake_and_room_events_with_names(cluster: Cluster, processes: list[Output]) -> None:

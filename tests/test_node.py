@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -15,13 +15,6 @@ from tests.helpers import NodeHandle, http_json
 @pytest.fixture
 def two_nodes(start_node: Callable[..., NodeHandle]) -> tuple[NodeHandle, NodeHandle]:
     return start_node("node-a"), start_node("node-b")
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[SimClient]]:
-    made: list[SimClient] = []
-    yield made
-    await asyncio.gather(*(client.disconnect() for client in made), return_exceptions=True)
 
 
 async def connect(clients: list[SimClient], node: NodeHandle, id_user: str, room: str = "Maths") -> SimClient:

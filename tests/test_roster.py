@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -22,13 +22,6 @@ def three_nodes(start_node: Callable[..., NodeHandle]) -> list[NodeHandle]:
     for node in nodes:
         wait_until(lambda node=node: len(http_json(node.url + "/cluster")[1]["nodes"]) == 3, 5, f"{node.node_id} to see 3 nodes")
     return nodes
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[SimClient]]:
-    made: list[SimClient] = []
-    yield made
-    await asyncio.gather(*(client.disconnect() for client in made), return_exceptions=True)
 
 
 async def connect_all(clients: list[SimClient], plan: list[tuple[NodeHandle, str, str]]) -> list[SimClient]:

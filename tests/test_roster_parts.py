@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from sioplay.node.roster_parts import RemotePart, RoomCache, RoomCaches, merge, order_key, sorted_entries
+from sioplay.node.roster_parts import (
+    RemotePart,
+    RoomCache,
+    RoomCaches,
+    merge,
+    order_key,
+    sorted_entries,
+)
 
 
 def test_order_is_numeric_users_by_value_then_the_others_then_socket() -> None:

@@ -14,8 +14,8 @@ from sioplay.client.swarm import parse_users
 from sioplay.client.wire import WireClient
 from sioplay.cluster.ports import free_port
 from sioplay.errors import ClientError, ValidationError
+from tests.cli_fixtures import Cluster, Output, cli
 from tests.helpers import http_json, wait_until
-from tests.test_client_cli import Cluster, Output, cli, cluster, processes  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.timeout(60)
 
