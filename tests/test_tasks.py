@@ -1,14 +1,15 @@
-"""cancel_and_wait: a task that loses a cancel is cancelled again; one that never ends is reported."""
+"""cancel_and_wait and cancel_all: a task that loses a cancel is cancelled again; one that never ends is reported."""
 
 from __future__ import annotations
 
 import asyncio
 
-from sioplay.node.tasks import cancel_and_wait
+from sioplay.tasks import cancel_all, cancel_and_wait
 
 
-async def _loses_first_cancel(ended: asyncio.Event) -> None:
+async def _loses_first_cancel(started: asyncio.Event, ended: asyncio.Event) -> None:
     # What redis-py's pub/sub read does when a cancel lands as data arrives.
+    started.set()
     try:
         await asyncio.Event().wait()
     except asyncio.CancelledError:
@@ -19,7 +20,8 @@ async def _loses_first_cancel(ended: asyncio.Event) -> None:
         ended.set()
 
 
-async def _ignores_cancels(release: asyncio.Event) -> None:
+async def _ignores_cancels(started: asyncio.Event, release: asyncio.Event) -> None:
+    started.set()
     while not release.is_set():
         try:
             await asyncio.Event().wait()
@@ -28,18 +30,31 @@ async def _ignores_cancels(release: asyncio.Event) -> None:
 
 
 async def test_a_task_that_loses_a_cancel_is_cancelled_again() -> None:
-    ended = asyncio.Event()
-    task = asyncio.create_task(_loses_first_cancel(ended))
-    await asyncio.sleep(0)
+    started, ended = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(_loses_first_cancel(started, ended))
+    await started.wait()
     assert await cancel_and_wait(task, timeout=5.0) is True
     assert ended.is_set() and task.cancelled()
 
 
 async def test_a_task_that_never_ends_is_reported_after_the_timeout() -> None:
-    release = asyncio.Event()
-    task = asyncio.create_task(_ignores_cancels(release))
-    await asyncio.sleep(0)
+    started, release = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(_ignores_cancels(started, release))
+    await started.wait()
     assert await cancel_and_wait(task, timeout=0.3) is False
     assert not task.done()
     release.set()
     assert await cancel_and_wait(task, timeout=5.0) is True
+
+
+async def test_cancel_all_waits_for_every_task_and_says_when_one_outlived_the_timeout() -> None:
+    quiet = asyncio.create_task(asyncio.Event().wait())
+    assert await cancel_all([quiet], timeout=5.0) is True
+    assert quiet.cancelled()
+
+    started, release = asyncio.Event(), asyncio.Event()
+    stubborn = asyncio.create_task(_ignores_cancels(started, release))
+    await started.wait()
+    assert await cancel_all([stubborn], timeout=0.3) is False
+    release.set()
+    assert await cancel_and_wait(stubborn, timeout=5.0) is True

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from sioplay.client.wire import WireClient
 from sioplay.errors import ClientError
+from sioplay.tasks import cancel_all
 
 __all__ = ["BenchClients", "Member"]
 
@@ -116,11 +117,4 @@ class BenchClients:
     async def close(self) -> None:
         """Leave; whoever has not left after a while is left to the fleet's shutdown."""
         self._closing = True
-        tasks = [member.task for member in self.members if member.task is not None]
-        for task in tasks:
-            task.cancel()
-        try:
-            async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await asyncio.gather(*tasks, return_exceptions=True)
-        except TimeoutError:
-            pass
+        await cancel_all([member.task for member in self.members if member.task is not None], CLOSE_TIMEOUT_S)

@@ -22,6 +22,7 @@ from sioplay.client.http import Api
 from sioplay.client.names import NameCache
 from sioplay.client.wire import WireClient
 from sioplay.errors import ClientError, ValidationError
+from sioplay.tasks import cancel_all
 
 __all__ = [
     "Phase",
@@ -198,14 +199,7 @@ class Swarm:
 
         Whoever has not left after `timeout_s` is dropped when the session closes.
         """
-        pending = [task for task in (self._launcher, *self._tasks) if task is not None]
-        for task in pending:
-            task.cancel()
-        try:
-            async with asyncio.timeout(timeout_s):
-                await asyncio.gather(*pending, return_exceptions=True)
-        except TimeoutError:
-            pass
+        await cancel_all([task for task in (self._launcher, *self._tasks) if task is not None], timeout_s)
 
 
 async def run(

@@ -26,7 +26,7 @@ from sioplay.node.metrics import Metrics
 from sioplay.node.realtime import RoomEvents
 from sioplay.node.roster import RosterService
 from sioplay.node.sockets import LocalSockets
-from sioplay.node.tasks import cancel_and_wait
+from sioplay.tasks import cancel_and_wait
 from sioplay.node.ui import ui_routes
 from sioplay.settings import Settings
 

@@ -28,7 +28,7 @@ from sioplay.node.envelope import REPLY_KINDS, REQUEST_KINDS, Envelope, Kind, de
 from sioplay.node.membership import Membership, Peer
 from sioplay.node.metrics import Metrics
 from sioplay.node.redis_wire import RedisPublisher, RedisSubscriber
-from sioplay.node.tasks import cancel_and_wait
+from sioplay.tasks import cancel_and_wait
 from sioplay.settings import Settings
 
 __all__ = ["ClusterBus", "QueryOutcome", "Reply"]

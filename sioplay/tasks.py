@@ -1,11 +1,11 @@
-"""Stopping background tasks that may not stop on the first cancel."""
+"""Stopping background tasks, including those that may not stop on the first cancel."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-__all__ = ["cancel_and_wait"]
+__all__ = ["cancel_all", "cancel_and_wait"]
 
 _RECANCEL_EVERY_S = 0.2
 
@@ -27,3 +27,21 @@ async def cancel_and_wait(task: asyncio.Task[Any], timeout: float) -> bool:
         task.cancel()
         await asyncio.wait({task}, timeout=min(_RECANCEL_EVERY_S, remaining))
     return True
+
+
+async def cancel_all(tasks: list[asyncio.Task[Any]], timeout: float) -> bool:
+    """Cancel every task and wait for them to end; False if some are still running after `timeout` seconds.
+
+    `asyncio.wait`, not `gather`: a gather cut short by a timeout cancels its
+    tasks again and then waits for them, however long a stubborn one takes.
+    """
+    if not tasks:
+        return True
+    for task in tasks:
+        task.cancel()
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in done:
+        if not task.cancelled():
+            # Read, so that a task that failed on its way out is not reported as never retrieved.
+            task.exception()
+    return not pending
