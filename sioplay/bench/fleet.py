@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aiohttp
 import psutil
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sioplay.client.swarm import raise_open_files_limit
 from sioplay.cluster.ports import free_port
@@ -22,7 +23,7 @@ from sioplay.db import schema
 from sioplay.errors import ClusterError
 from sioplay.settings import Settings
 
-__all__ = ["Fleet", "fleet"]
+__all__ = ["Fleet", "bench_progress", "fleet", "shown_fleet"]
 
 
 class Fleet:
@@ -126,3 +127,19 @@ def fleet(nodes: int, base: Settings, clients: int) -> Iterator[Fleet]:
         finally:
             if redis is not None:
                 redis.stop()
+
+
+def bench_progress() -> Progress:
+    """The bars every bench shows while it works; they are gone once its figures are printed."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+    )
+
+
+@contextlib.contextmanager
+def shown_fleet(progress: Progress, nodes: int, base: Settings, clients: int) -> Iterator[Fleet]:
+    """`fleet()`, with a line on `progress` while the nodes start."""
+    starting = progress.add_task(f"starting {nodes} node(s)", total=None)
+    with fleet(nodes, base, clients) as running:
+        progress.remove_task(starting)
+        yield running

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 
 import aiohttp
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from sioplay.bench.clients import BenchClients
-from sioplay.bench.fleet import Fleet, cpu_seconds, fleet
+from sioplay.bench.fleet import Fleet, bench_progress, cpu_seconds, shown_fleet
 from sioplay.bench.memory import rss_bytes
 from sioplay.bench.rooms import roster_exact
 from sioplay.settings import Settings
@@ -186,10 +186,6 @@ def run_hold_bench(
     settings: Settings, nodes: int = 4, rooms: int = 100, per_room: int = 100, duration_s: float = 60.0
 ) -> HoldFigures:
     """A fresh Redis, database and `nodes` nodes, then `rooms` x `per_room` clients held for `duration_s`."""
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
-    ) as progress:
-        starting = progress.add_task(f"starting {nodes} node(s)", total=None)
-        with fleet(nodes, settings, rooms * per_room) as running:
-            progress.remove_task(starting)
+    with bench_progress() as progress:
+        with shown_fleet(progress, nodes, settings, rooms * per_room) as running:
             return asyncio.run(_measure(running, rooms, per_room, duration_s, progress))

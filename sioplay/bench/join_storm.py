@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 
 import aiohttp
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from sioplay.bench.clients import BenchClients
-from sioplay.bench.fleet import Fleet, cpu_seconds, fleet
+from sioplay.bench.fleet import Fleet, bench_progress, cpu_seconds, shown_fleet
 from sioplay.bench.memory import rss_bytes
 from sioplay.bench.rooms import roster_exact
 from sioplay.errors import ClientError
@@ -125,10 +125,6 @@ def run_join_storm_bench(
     settings: Settings, nodes: int = 4, clients: int = 2000, concurrency: int = 100, timeout_s: float = 300.0
 ) -> JoinStormFigures:
     """A fresh Redis, database and `nodes` nodes, then `clients` clients joining one room at once."""
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
-    ) as progress:
-        starting = progress.add_task(f"starting {nodes} node(s)", total=None)
-        with fleet(nodes, settings, clients) as running:
-            progress.remove_task(starting)
+    with bench_progress() as progress:
+        with shown_fleet(progress, nodes, settings, clients) as running:
             return asyncio.run(_storm(running, clients, concurrency, timeout_s, progress))

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from sioplay.bench.clients import BenchClients
-from sioplay.bench.fleet import Fleet, cpu_seconds, fleet
+from sioplay.bench.fleet import Fleet, bench_progress, cpu_seconds, shown_fleet
 from sioplay.bench.profile import profiled
 from sioplay.bench.rooms import roster_exact
 from sioplay.errors import ClientError
@@ -143,13 +143,9 @@ def run_roster_bench(
 ) -> list[RosterFigures]:
     """Every node count × client count; each node count gets a fresh Redis, database and nodes."""
     results: list[RosterFigures] = []
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
-    ) as progress:
+    with bench_progress() as progress:
         for nodes in node_counts:
-            starting = progress.add_task(f"starting {nodes} node(s)", total=None)
-            with fleet(nodes, settings, max(client_counts)) as running:
-                progress.remove_task(starting)
+            with shown_fleet(progress, nodes, settings, max(client_counts)) as running:
                 measured = _measure(running, client_counts, requests, workers, duration_s, progress, profile_dir)
                 for figures in asyncio.run(measured):
                     results.append(figures)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -84,21 +85,23 @@ def roster(
 
 
 def _print_roster(results: list[RosterFigures], grown: Growth, concurrency: int, profile: Path | None) -> None:
-    table = Table(title=f"roster query, {concurrency} concurrent requesters for req/s")
-    for column in ("nodes", "clients (M)", "p50 ms", "p95 ms", "p99 ms", "req/s", "server CPU ms/query", "exact"):
-        table.add_column(column, justify="right")
-    for figures in results:
-        table.add_row(
-            str(figures.nodes),
-            str(figures.clients),
-            f"{figures.p50_ms:.2f}",
-            f"{figures.p95_ms:.2f}",
-            f"{figures.p99_ms:.2f}",
-            f"{figures.requests_per_s:.0f}",
-            f"{figures.cpu_ms_per_query:.3f}",
-            "yes" if figures.exact else "[red]NO[/]",
-        )
-    console.print(table)
+    _print_figures(
+        f"roster query, {concurrency} concurrent requesters for req/s",
+        ("nodes", "clients (M)", "p50 ms", "p95 ms", "p99 ms", "req/s", "server CPU ms/query", "exact"),
+        [
+            (
+                str(figures.nodes),
+                str(figures.clients),
+                f"{figures.p50_ms:.2f}",
+                f"{figures.p95_ms:.2f}",
+                f"{figures.p99_ms:.2f}",
+                f"{figures.requests_per_s:.0f}",
+                f"{figures.cpu_ms_per_query:.3f}",
+                _yes(figures.exact),
+            )
+            for figures in results
+        ],
+    )
     if grown.grows:
         _print_growth(grown)
     if profile is not None:
@@ -161,26 +164,26 @@ def join_storm(
     if json_output:
         print_json(dataclasses.asdict(figures))
         return
-    table = Table(title=f"join storm into one room, {figures.concurrency} handshakes in flight")
-    for column in (
-        "nodes", "clients (M)", "all connected s", "all delivered s", "deliveries", "deliveries/s",
-        "server CPU s", "CPU ms/join", "node RSS KB/client", "drops", "roster exact",
-    ):
-        table.add_column(column, justify="right")
-    table.add_row(
-        str(figures.nodes),
-        str(figures.clients),
-        f"{figures.connected_s:.2f}",
-        f"{figures.delivered_s:.2f}",
-        f"{figures.deliveries}/{figures.deliveries_expected}",
-        f"{figures.deliveries_per_s:.0f}",
-        f"{figures.cpu_s:.2f}",
-        f"{figures.cpu_ms_per_join:.2f}",
-        f"{figures.node_rss_kb_per_client:.1f}",
-        _drops(figures.drops),
-        "yes" if figures.exact else "[red]NO[/]",
+    _print_figures(
+        f"join storm into one room, {figures.concurrency} handshakes in flight",
+        (
+            "nodes", "clients (M)", "all connected s", "all delivered s", "deliveries", "deliveries/s",
+            "server CPU s", "CPU ms/join", "node RSS KB/client", "drops", "roster exact",
+        ),
+        [(
+            str(figures.nodes),
+            str(figures.clients),
+            f"{figures.connected_s:.2f}",
+            f"{figures.delivered_s:.2f}",
+            f"{figures.deliveries}/{figures.deliveries_expected}",
+            f"{figures.deliveries_per_s:.0f}",
+            f"{figures.cpu_s:.2f}",
+            f"{figures.cpu_ms_per_join:.2f}",
+            f"{figures.node_rss_kb_per_client:.1f}",
+            _drops(figures.drops),
+            _yes(figures.exact),
+        )],
     )
-    console.print(table)
 
 
 @app.command("hold")
@@ -200,27 +203,40 @@ def hold(
     if json_output:
         print_json(dataclasses.asdict(figures))
         return
-    table = Table(title=f"{figures.clients} clients held in {figures.rooms} rooms")
-    for column in (
-        "nodes", "clients", "rooms", "connect s", "held s", "drops", "checks exact", "final checks exact",
-        "node RSS MB", "node RSS KB/client", "server CPU %", "exact",
-    ):
-        table.add_column(column, justify="right")
-    table.add_row(
-        str(figures.nodes),
-        str(figures.clients),
-        str(figures.rooms),
-        f"{figures.connect_s:.2f}",
-        f"{figures.held_s:.1f}",
-        _drops(figures.drops),
-        f"{figures.checks_exact}/{figures.checks}",
-        f"{figures.final_checks_exact}/{figures.final_checks}",
-        f"{figures.node_rss_mb:.1f}",
-        f"{figures.node_rss_kb_per_client:.1f}",
-        f"{figures.cpu_percent:.0f}",
-        "yes" if figures.exact else "[red]NO[/]",
+    _print_figures(
+        f"{figures.clients} clients held in {figures.rooms} rooms",
+        (
+            "nodes", "clients", "rooms", "connect s", "held s", "drops", "checks exact", "final checks exact",
+            "node RSS MB", "node RSS KB/client", "server CPU %", "exact",
+        ),
+        [(
+            str(figures.nodes),
+            str(figures.clients),
+            str(figures.rooms),
+            f"{figures.connect_s:.2f}",
+            f"{figures.held_s:.1f}",
+            _drops(figures.drops),
+            f"{figures.checks_exact}/{figures.checks}",
+            f"{figures.final_checks_exact}/{figures.final_checks}",
+            f"{figures.node_rss_mb:.1f}",
+            f"{figures.node_rss_kb_per_client:.1f}",
+            f"{figures.cpu_percent:.0f}",
+            _yes(figures.exact),
+        )],
     )
+
+
+def _print_figures(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
+
+
+def _yes(exact: bool) -> str:
+    return "yes" if exact else "[red]NO[/]"
 
 
 def _drops(drops: dict[str, int]) -> str:
