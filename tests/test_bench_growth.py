@@ -101,10 +101,13 @@ def test_chart_is_drawn_without_a_display(tmp_path: Path) -> None:
 
 
 class Dropping:
-    """Stands in for a WireClient whose connection the server closes."""
+    """Stands in for a WireClient whose connection the server closes when `closed` is set."""
+
+    def __init__(self) -> None:
+        self.closed = asyncio.Event()
 
     async def run(self) -> str:
-        await asyncio.sleep(0.01)
+        await self.closed.wait()
         return "server closed"
 
 
@@ -121,7 +124,10 @@ async def test_wait_heard_wakes_on_the_count_or_on_a_drop() -> None:
     await pool.wait_heard(2, timeout=0)
 
     # A dropped client's events can never arrive: the wait ends there rather than at its timeout.
-    holding = asyncio.create_task(pool._hold(Member(Dropping(), "1", "Maths", "sid", "node-1")))  # type: ignore[arg-type]
+    dropping = Dropping()
+    holding = asyncio.create_task(pool._hold(Member(dropping, "1", "Maths", "sid", "node-1")))  # type: ignore[arg-type]
+    # The server closes the connection once the wait below has begun.
+    loop.call_soon(dropping.closed.set)
     await pool.wait_heard(100, timeout=5)
     await holding
     assert pool.drops == {"server closed": 1}

@@ -25,6 +25,7 @@ async def test_handshake_first_and_joins_in_order_during_a_flood(start_node: Cal
     async def flood() -> None:
         while True:
             await flooder.emit("identity-change", {})
+            # Not a wait for anything: emit may not yield, and the flood must not starve the joins it races.
             await asyncio.sleep(0)
 
     flooding = asyncio.create_task(flood())
