@@ -24,6 +24,7 @@ from sioplay.node.http import json_errors, json_response, roster_routes, user_ro
 from sioplay.node.manager import ClusterRedisManager
 from sioplay.node.metrics import Metrics
 from sioplay.node.realtime import RoomEvents
+from sioplay.node.redis_wire import RedisPublisher
 from sioplay.node.roster import RosterService
 from sioplay.node.sockets import LocalSockets
 from sioplay.tasks import cancel_and_wait
@@ -87,10 +88,13 @@ class Node:
             )
         )
         self.metrics = Metrics()
-        self.bus = ClusterBus(redis_url, settings, node_id, self.metrics)
+        # One connection carries every PUBLISH of this node, the bus's and Socket.IO's, a tick's worth per write.
+        self.publisher = RedisPublisher(redis_url)
+        self.bus = ClusterBus(redis_url, self.publisher, settings, node_id, self.metrics)
         self.roster = RosterService(self.bus, self.sockets, self.metrics)
         self.manager = ClusterRedisManager(
             redis_url,
+            self.publisher,
             channel=f"{settings.cluster}:socketio",
             retry_max_s=settings.redis_retry_max_s,
             max_backlog=settings.max_socket_backlog,
@@ -223,9 +227,9 @@ class Node:
         listener = self.manager.thread
         if listener is not None and not await cancel_and_wait(listener, LISTENER_STOP_TIMEOUT_S):
             log.warning("node %s: the Socket.IO pub/sub listener did not stop", self.node_id)
-        await self.manager.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.publisher.close()
         await self.redis.aclose()
         await self.store.close()
         log.info("node %s stopped", self.node_id)

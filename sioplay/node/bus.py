@@ -85,13 +85,14 @@ class ClusterBus:
     def __init__(
         self,
         redis_url: str,
+        publisher: RedisPublisher,
         settings: Settings,
         node_id: str,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.redis_url = redis_url
-        self.publisher = RedisPublisher(redis_url)
+        self.publisher = publisher
         self.settings = settings
         self.node_id = node_id
         self.instance = uuid.uuid4().hex[:16]
@@ -121,7 +122,7 @@ class ClusterBus:
         ]
 
     async def stop(self, timeout: float) -> bool:
-        """Stop listening and beating, say goodbye, let go of Redis; False if a task outlived `timeout`.
+        """Stop listening and beating, and say goodbye; False if a task outlived `timeout`.
 
         Each task is cancelled on its own: a TaskGroup would not pass on a
         second cancel to a child that lost the first (see `cancel_and_wait`).
@@ -130,7 +131,6 @@ class ClusterBus:
         stopped = await asyncio.gather(*(cancel_and_wait(task, timeout) for task in runners))
         self._subscribed.clear()
         await self.say_goodbye()
-        await self.publisher.close()
         return all(stopped)
 
     async def wait_subscribed(self, timeout: float) -> bool:

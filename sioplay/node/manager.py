@@ -106,10 +106,12 @@ class ClusterRedisManager(AsyncPubSubManager, RoomBroadcaster):
 
     name = "sioplay-redis"
 
-    def __init__(self, redis_url: str, channel: str, retry_max_s: float, max_backlog: int = 1000) -> None:
+    def __init__(
+        self, redis_url: str, publisher: RedisPublisher, channel: str, retry_max_s: float, max_backlog: int = 1000
+    ) -> None:
         super().__init__(channel=channel, logger=logging.getLogger(__name__))
         self.redis_url = redis_url
-        self.publisher = RedisPublisher(redis_url)
+        self.publisher = publisher
         self.retry_max_s = retry_max_s
         self.max_backlog = max_backlog
         self.on_connected: ConnectedCallback | None = None
@@ -159,6 +161,3 @@ class ClusterRedisManager(AsyncPubSubManager, RoomBroadcaster):
         except OSError as exc:
             log.warning("lost the Redis subscription (%s); subscribing again", exc)
         received.put_nowait(None)
-
-    async def close(self) -> None:
-        await self.publisher.close()
