@@ -187,13 +187,14 @@ class WireClient:
                 self._send(_DISCONNECT)
                 protocol.transport.write(_frame(_OP_CLOSE, (1000).to_bytes(2, "big")))
             protocol.transport.close()
-        self.end("closed by the client")
+        self.end("closed by the client", abort=False)
 
-    def end(self, reason: str) -> None:
+    def end(self, reason: str, abort: bool = True) -> None:
+        """Record why the connection ended; unless the client is leaving politely, drop it at once."""
         if not self.ended.done():
             self.ended.set_result(reason)
         protocol = self._protocol
-        if protocol is not None and protocol.transport is not None and reason != "closed by the client":
+        if abort and protocol is not None and protocol.transport is not None:
             protocol.transport.abort()
 
     def _send(self, packet: bytes) -> None:
