@@ -18,7 +18,7 @@ NOT_RUNNING_HINT = "is a cluster running? start one with 'sioplay cluster start'
 
 
 class Api:
-    """GET/PUT JSON against one base URL, sharing the caller's aiohttp session."""
+    """GET/PUT JSON against one base URL, on the caller's aiohttp session."""
 
     def __init__(self, url: str, session: aiohttp.ClientSession, timeout_s: float = 10.0) -> None:
         self.url = url.rstrip("/")
@@ -88,6 +88,12 @@ def _mapped(method: str, url: str, timeout_s: float) -> Iterator[None]:
 
 @contextlib.asynccontextmanager
 async def open_api(url: str, timeout_s: float = 10.0) -> AsyncIterator[Api]:
-    """An Api with its own session; the connection limit is lifted so that swarms can share it."""
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+    """An Api with a session of its own, closed on exit.
+
+    The session carries one command's HTTP calls and the websockets of its
+    python-socketio clients (join, rename --room, the who --watch observer): a
+    handful of connections. Swarm members do not use it: each is a WireClient
+    on a raw connection of its own.
+    """
+    async with aiohttp.ClientSession() as session:
         yield Api(url, session, timeout_s)

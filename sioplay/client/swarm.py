@@ -1,4 +1,4 @@
-"""`sioplay swarm`: thousands of simulated clients in one process, one shared aiohttp session.
+"""`sioplay swarm`: thousands of simulated clients in one process, each a WireClient on its own connection.
 
 Handshakes go through a semaphore so that a large swarm does not open them all
 at once; a failed connect or a dropped client is retried with a capped,
@@ -42,7 +42,7 @@ STOP_TIMEOUT_S = 30.0
 TICK_S = 0.25
 BACKOFF_INITIAL_S = 0.2
 BACKOFF_MAX_S = 5.0
-# Besides one socket per client: the shared session's HTTP calls, stdio, the event loop.
+# Besides one socket per client: the preflight's HTTP calls, stdio, the event loop.
 SPARE_FILES = 64
 
 
@@ -197,7 +197,7 @@ class Swarm:
     async def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """Cancel every member, each leaving its room as it ends.
 
-        Whoever has not left after `timeout_s` is dropped when the session closes.
+        A member still running after `timeout_s` keeps its connection until the process exits.
         """
         await cancel_all([task for task in (self._launcher, *self._tasks) if task is not None], timeout_s)
 
