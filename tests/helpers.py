@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -113,12 +114,12 @@ class NodeHandle:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def stop(self, timeout: float = 10.0) -> int | None:
+    def stop(self, timeout: float = 10.0, signum: int = signal.SIGTERM) -> int | None:
         process = self.process
         if process is None:
             return None
         if process.poll() is None:
-            process.terminate()
+            process.send_signal(signum)
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:

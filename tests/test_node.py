@@ -115,6 +115,9 @@ def test_user_routes(two_nodes) -> None:
     status, body, _ = http_json(node_a.url + "/users/2", "PUT", {"name": "  Maria  "})
     assert status == 204 and body is None
     assert http_json(node_b.url + "/users/2")[1] == {"id_user": "2", "name": "Maria"}, "every node sees the write"
+    longest = "x" * 255
+    assert http_json(node_a.url + "/users/4", "PUT", {"name": f" {longest} "})[0] == 204, "255 after trimming is fine"
+    assert http_json(node_a.url + "/users/4")[1] == {"id_user": "4", "name": longest}
 
 
 @pytest.mark.parametrize(
@@ -125,6 +128,7 @@ def test_user_routes(two_nodes) -> None:
         ({"name": "Eve", "admin": True}, 400, "unknown fields: admin"),
         ({}, 400, "missing field 'name'"),
         ({"name": ""}, 400, "name"),
+        ({"name": "   "}, 400, "name"),
         ({"name": "x" * 256}, 400, "255"),
         ({"name": 42}, 400, "name"),
         (b'{"name": "' + b"x" * 70_000 + b'"}', 413, "too large"),
@@ -161,6 +165,8 @@ def test_health_page_and_errors(two_nodes) -> None:
     assert "cdn" not in html.lower() and "https://" not in html
     with urllib.request.urlopen(node_a.url + "/assets/socket.io.min.js", timeout=5) as script:
         assert b"Socket.IO v4" in script.read(300)
+    with urllib.request.urlopen(node_a.url + "/assets/socket.io.LICENSE", timeout=5) as licence:
+        assert b"The MIT License" in licence.read(), "the shipped client comes with its licence"
     assert http_json(node_a.url + "/ui/Maths")[0] == 400
 
 

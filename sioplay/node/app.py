@@ -178,6 +178,12 @@ class Node:
         return json_response({"cluster": self.settings.cluster, "linked": self.bus.linked, "nodes": nodes})
 
     async def start(self) -> None:
+        # Subscribed before listening: a client landing here must hear, and be heard by, the other nodes at once.
+        self.sio.manager_initialized = True
+        self.manager.initialize()
+        self.bus.start()
+        if not await self._wait_subscribed(self.settings.roster_timeout_s):
+            log.warning("node %s: Redis subscriptions not ready; listening anyway, they keep retrying", self.node_id)
         self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
         await self._runner.setup()
         host = self.settings.host
@@ -187,11 +193,6 @@ class Node:
             self._sites.append(web.TCPSite(self._runner, host, self.public_port, reuse_port=True))
         for site in self._sites:
             await site.start()
-        # Subscribe now rather than on the first client, as python-socketio would.
-        self.sio.manager_initialized = True
-        self.manager.initialize()
-        self.bus.start()
-        await self.bus.wait_subscribed(self.settings.roster_timeout_s)
         log.info(
             "node %s listening on port %d%s (cluster %r)",
             self.node_id,
@@ -199,6 +200,14 @@ class Node:
             f" and public port {self.public_port}" if self.public_port else "",
             self.settings.cluster,
         )
+
+    async def _wait_subscribed(self, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await self.manager.subscribed.wait()
+        except TimeoutError:
+            return False
+        return await self.bus.wait_subscribed(timeout)
 
     async def stop(self) -> None:
         """Close the listeners, drop the connections (the room hears it), then let go of Redis.

@@ -115,6 +115,8 @@ class ClusterRedisManager(AsyncPubSubManager, RoomBroadcaster):
         self.retry_max_s = retry_max_s
         self.max_backlog = max_backlog
         self.on_connected: ConnectedCallback | None = None
+        # Set while the subscription to the Socket.IO channel is live: a node opens its ports only then.
+        self.subscribed = asyncio.Event()
 
     async def connect(self, sid: str, namespace: str) -> Any:
         result = await super().connect(sid, namespace)
@@ -140,6 +142,7 @@ class ClusterRedisManager(AsyncPubSubManager, RoomBroadcaster):
             ended = None
             try:
                 await subscriber.subscribe()
+                self.subscribed.set()
                 retry_s = min(0.1, self.retry_max_s)
                 ended = asyncio.ensure_future(self._mark_end(subscriber, received))
                 while (data := await received.get()) is not None:
@@ -147,6 +150,7 @@ class ClusterRedisManager(AsyncPubSubManager, RoomBroadcaster):
             except OSError as exc:
                 log.warning("lost the Redis subscription (%s); retrying in %.1f s", exc, retry_s)
             finally:
+                self.subscribed.clear()
                 subscriber.close()
                 if ended is not None:
                     ended.cancel()

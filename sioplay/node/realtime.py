@@ -101,17 +101,23 @@ class RoomEvents:
             return
         session = eio_socket.session.get(namespace, {})
         entry = LocalSocket(id_socket=sid, id_user=session["id_user"], room=session["room"])
-        await self.sio.enter_room(sid, entry.room, namespace=namespace)
-        self.sockets.add(entry)
-        log.info("socket %s connected as id_user %s in room %r", sid, entry.id_user, entry.room)
-        await self.sio.emit(
-            "handshake",
-            {"node": self.node_id, "procid": os.getpid(), "id_socket": sid},
-            to=sid,
-            namespace=namespace,
-            ignore_queue=True,
-        )
-        await self._tell_room("socket-connected", entry.as_member(), entry.room, skip_sid=sid)
+        try:
+            await self.sio.enter_room(sid, entry.room, namespace=namespace)
+            self.sockets.add(entry)
+            log.info("socket %s connected as id_user %s in room %r", sid, entry.id_user, entry.room)
+            await self.sio.emit(
+                "handshake",
+                {"node": self.node_id, "procid": os.getpid(), "id_socket": sid},
+                to=sid,
+                namespace=namespace,
+                ignore_queue=True,
+            )
+            await self._tell_room("socket-connected", entry.as_member(), entry.room, skip_sid=sid)
+        except Exception:
+            # A socket the room was not told about must not stay: it would be in rosters nobody announced.
+            log.exception("dropping socket %s: registering it failed", sid)
+            self.sockets.remove(sid)
+            await self.sio.disconnect(sid, namespace=namespace, ignore_queue=True)
 
     async def handle_disconnect(self, sid: str, reason: object = None) -> None:
         entry = self.sockets.remove(sid)
