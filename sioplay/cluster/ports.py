@@ -6,7 +6,7 @@ import socket
 
 import psutil
 
-__all__ = ["free_port", "port_owner", "port_is_free"]
+__all__ = ["free_port", "port_is_free", "port_owner"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -17,9 +17,16 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_is_free(port: int, host: str = "0.0.0.0") -> bool:
+    """True if a node could listen on `port` now.
+
+    Bound as the nodes bind (aiohttp sets SO_REUSEADDR): a listener or a bound
+    socket takes the port, connections left in TIME_WAIT by a stopped cluster do not.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
+            sock.listen()
         except OSError:
             return False
         return True
