@@ -37,7 +37,6 @@ class Settings:
 
     # Node runtime.
     ws_compression: bool = False
-    redis_max_connections: int = 50
     redis_retry_max_s: float = 2.0
     heartbeat_interval_s: float = 1.0
     heartbeat_misses: int = 3

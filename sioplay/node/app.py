@@ -10,11 +10,9 @@ import socket
 import time
 from typing import Any
 
-import redis.asyncio as aioredis
 import socketio
 from aiohttp import web
 from engineio.async_drivers import aiohttp as engineio_aiohttp
-from redis.exceptions import RedisError
 
 from sioplay.db.store import UserStore
 from sioplay.node import eio_socket
@@ -78,15 +76,6 @@ class Node:
         self.sockets = LocalSockets()
         self.store = UserStore(settings.effective_db_url)
         redis_url = settings.redis_url or "redis://127.0.0.1:6379/0"
-        self.redis = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                redis_url,
-                max_connections=settings.redis_max_connections,
-                timeout=settings.roster_timeout_s,
-                socket_connect_timeout=2.0,
-                health_check_interval=10,
-            )
-        )
         self.metrics = Metrics()
         # One connection carries every PUBLISH of this node, the bus's and Socket.IO's, a tick's worth per write.
         self.publisher = RedisPublisher(redis_url)
@@ -139,9 +128,9 @@ class Node:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(1.0):
-                await self.redis.ping()
+                await self.publisher.ping()
             redis_state = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
             redis_state = {"ok": False, "error": str(exc) or type(exc).__name__}
         return json_response(
             {
@@ -228,8 +217,7 @@ class Node:
         try:
             async with asyncio.timeout(self.settings.shutdown_grace_s):
                 # The disconnect handlers run as engine.io notices each closed connection.
-                while len(self.sockets):
-                    await asyncio.sleep(0.02)
+                await self.sockets.wait_empty()
         except TimeoutError:
             log.warning("node %s: sockets still open after %.1f s, closing anyway", self.node_id, self.settings.shutdown_grace_s)
         await self.sio.shutdown()
@@ -239,7 +227,6 @@ class Node:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.publisher.close()
-        await self.redis.aclose()
         await self.store.close()
         log.info("node %s stopped", self.node_id)
 

@@ -4,7 +4,7 @@ The profile of a 4-node roster query showed redis-py's per-message costs as
 the largest share of what remained: each PUBLISH went through the connection
 pool, the retry wrapper and its own awaited round trip, and each received
 message through the same layers again. The bus needs only PUBLISH, SUBSCRIBE
-and AUTH. Here a publisher keeps one connection and writes every PUBLISH of
+and AUTH (and /healthz a PING). Here a publisher keeps one connection and writes every PUBLISH of
 an event-loop tick in one write, matching the replies in order; a subscriber
 hands each message to a callback straight from `data_received`.
 
@@ -149,7 +149,7 @@ class _PublishConnection(_Connection):
 
 
 class RedisPublisher:
-    """PUBLISH over one connection, opened on first use and again after it is lost."""
+    """PUBLISH (and PING) over one connection, opened on first use and again after it is lost."""
 
     def __init__(self, url: str, connect_timeout_s: float = 2.0) -> None:
         self._endpoint = _Endpoint(url, connect_timeout_s)
@@ -162,6 +162,13 @@ class RedisPublisher:
         if connection is None or connection.closed.done():
             connection = await self._connect()
         return int(await connection.send(encode_command("PUBLISH", channel, data)))
+
+    async def ping(self) -> None:
+        """A round trip on the publishing connection itself: what /healthz reports is what the emits use."""
+        connection = self._connection
+        if connection is None or connection.closed.done():
+            connection = await self._connect()
+        await connection.send(encode_command("PING"))
 
     async def _connect(self) -> _PublishConnection:
         # Publishes that find no connection wait for the same attempt.

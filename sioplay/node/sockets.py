@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections import defaultdict
 
@@ -35,6 +36,8 @@ class LocalSockets:
         self._by_room: dict[str, dict[str, LocalSocket]] = defaultdict(dict)
         self._versions: dict[str, int] = {}
         self._changes = 0
+        self._emptied = asyncio.Event()
+        self._emptied.set()
 
     def _changed(self, room: str) -> None:
         self._changes += 1
@@ -44,6 +47,7 @@ class LocalSockets:
             self._versions.pop(room, None)
 
     def add(self, entry: LocalSocket) -> None:
+        self._emptied.clear()
         self._by_id[entry.id_socket] = entry
         self._by_room[entry.room][entry.id_socket] = entry
         self._changed(entry.room)
@@ -57,7 +61,13 @@ class LocalSockets:
                 if not members:
                     del self._by_room[entry.room]
             self._changed(entry.room)
+            if not self._by_id:
+                self._emptied.set()
         return entry
+
+    async def wait_empty(self) -> None:
+        """Return once no socket is left (a stopping node waits for its disconnect handlers)."""
+        await self._emptied.wait()
 
     def get(self, id_socket: str) -> LocalSocket | None:
         return self._by_id.get(id_socket)
