@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -12,7 +14,9 @@ from sioplay.cli import app
 from sioplay.cluster import control
 from sioplay.cluster.control import Request
 from sioplay.cluster.launcher import start_detached
-from sioplay.cluster.state import is_running, read_state
+from sioplay.cluster.pids import ProcessRef
+from sioplay.cluster.preflight import clean_up_after
+from sioplay.cluster.state import ClusterState, NodeRecord, is_running, read_state
 from tests.cluster_fixtures import Clusters, alive_refs
 from tests.helpers import wait_until
 
@@ -64,6 +68,56 @@ def test_a_dead_supervisor_is_detected_and_the_next_start_cleans_up(clusters: Cl
     restarted = cluster.state()
     assert is_running(restarted) and restarted.supervisor != state.supervisor
     assert restarted.node("node-1").status == "online"
+
+
+# Stand-ins for a node that takes a while to drain and a Redis, which note when SIGTERM made them exit.
+STAND_IN = """
+import signal, sys, time
+def stop(*_):
+    time.sleep(float(sys.argv[2]))
+    with open(sys.argv[1], "a") as file:
+        file.write(sys.argv[3] + "\\n")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+print("ready", flush=True)
+while True:
+    signal.pause()
+"""
+
+
+def test_clean_up_after_a_dead_supervisor_stops_the_nodes_before_redis(tmp_path: Path) -> None:
+    exits = tmp_path / "exits"
+    stand_ins = [
+        subprocess.Popen([sys.executable, "-c", STAND_IN, str(exits), drain, name], stdout=subprocess.PIPE, text=True)
+        for name, drain in (("node", "0.3"), ("redis", "0"))
+    ]
+    try:
+        for process in stand_ins:
+            assert process.stdout is not None and process.stdout.readline() == "ready\n"
+        node, redis = (ProcessRef.of(process.pid) for process in stand_ins)
+        state = ClusterState(
+            cluster="sioplay",
+            phase="running",
+            home=str(tmp_path),
+            host="127.0.0.1",
+            public_port=5009,
+            redis_url="redis://127.0.0.1:6380/0",
+            db_url="sqlite+aiosqlite:///x.db",
+            supervisor=ProcessRef(2**22 + 12345, 1.0),  # dead
+            started_at=1.0,
+            redis=redis,
+            nodes=[NodeRecord("node-1", "online", pid=node.pid, create_time=node.create_time, port=5010)],
+        )
+
+        assert clean_up_after(tmp_path, state, timeout=5.0) == [node, redis]
+        assert exits.read_text().split() == ["node", "redis"], "Redis was stopped while a node still drained"
+        after = read_state(tmp_path)
+        assert after is not None and after.phase == "failed" and "died" in (after.error or "")
+        assert after.processes() == [] and after.node("node-1").status == "stopped"
+    finally:
+        for process in stand_ins:
+            process.kill()
+            process.wait(5)
 
 
 def test_a_node_above_the_memory_ceiling_is_replaced_gracefully(clusters: Clusters) -> None:

@@ -42,8 +42,11 @@ def _check_port(port: int, host: str, what: str, hint: str) -> None:
 
 
 def clean_up_after(home: Path, state: ClusterState, timeout: float) -> list[ProcessRef]:
-    """Stop what a dead supervisor left running (by pid and create time) and record that nothing runs."""
-    left = terminate(state.processes(), timeout)
+    """Stop what a dead supervisor left running (by pid and create time), Redis last; record that nothing runs."""
+    left = terminate(state.node_processes(), timeout)
+    if state.redis is not None:
+        # Only once the nodes are gone: they say goodbye on the bus as they drain.
+        left += terminate([state.redis], timeout)
     if left:
         log.warning(
             "stopped %d process(es) left by supervisor pid %d: %s",

@@ -109,13 +109,14 @@ class ClusterState:
     def node(self, node_id: str) -> NodeRecord | None:
         return next((node for node in self.nodes if node.id == node_id), None)
 
+    def node_processes(self) -> list[ProcessRef]:
+        """The node processes this supervisor started and recorded, the transient ones included."""
+        refs = [ref for node in self.nodes if (ref := node.process) is not None]
+        return refs + [process.process for process in self.transient]
+
     def processes(self) -> list[ProcessRef]:
         """Every process this supervisor started and recorded, Redis last."""
-        refs = [ref for node in self.nodes if (ref := node.process) is not None]
-        refs += [process.process for process in self.transient]
-        if self.redis is not None:
-            refs.append(self.redis)
-        return refs
+        return self.node_processes() + ([self.redis] if self.redis is not None else [])
 
     def as_json(self) -> dict[str, Any]:
         value = dataclasses.asdict(self)
