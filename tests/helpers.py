@@ -94,12 +94,16 @@ class NodeHandle:
 
     def start(self, timeout: float = 20.0) -> NodeHandle:
         args = [sys.executable, "-m", "sioplay", "node", "run", "--port", str(self.port), "--node-id", self.node_id]
+        env = self.settings.child_env()
+        if self.settings.redis_url is not None:
+            # The flag, not the environment: it is what a person types.
+            args += ["--redis-url", env.pop("SIOPLAY_REDIS_URL")]
         if self.public_port is not None:
             args += ["--public-port", str(self.public_port)]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                args, env=self.settings.child_env(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+                args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
         wait_until(self._healthy, timeout, f"{self.node_id} to answer /healthz (log: {self.log_path})")
         return self
