@@ -7,14 +7,18 @@ tests share it and keep out of each other's way by room and user.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 import pytest
@@ -22,6 +26,7 @@ import pytest
 from sioplay.cluster.pids import ProcessRef, find
 from sioplay.cluster.ports import free_port
 from sioplay.cluster.state import ClusterState, read_state
+from tests.helpers import http_json
 
 pytestmark = pytest.mark.browser
 
@@ -37,6 +42,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 EVENT_DEADLINE_MS = 2000
+# A node's graceful stop, and socket.io-client's reconnect back-off (up to 5 s) on top.
+RECOVERY_DEADLINE_MS = 20_000
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 # A suspended node must stay expected (heartbeats: 10 s of silence) and alive to the supervisor (health:
 # 60 s), while the roster gives up on it after 0.5 s.
 CLUSTER_SETTINGS = {
@@ -95,7 +103,7 @@ class CliCluster:
     def node_process(self, node_id: str) -> psutil.Process:
         """The running process of `node_id`, checked to be the one the supervisor started."""
         node = self.state().node(node_id)
-        ref = node.process() if node is not None else None
+        ref = node.process if node is not None else None
         process = find(ref) if ref is not None else None
         assert process is not None, f"{node_id} is not running"
         return process
@@ -147,47 +155,135 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-def test_two_people_in_maths(browser: Any, cli_cluster: CliCluster, tmp_path: Path) -> None:
+@dataclasses.dataclass
+class Visits:
+    """One browser context, and every URL its pages asked for (requests and websockets)."""
+
+    context: Any
+    urls: list[str] = dataclasses.field(default_factory=list)
+
+    def open(self, url: str) -> Any:
+        page = self.context.new_page()
+        page.on("websocket", lambda websocket: self.urls.append(websocket.url))
+        page.goto(url)
+        return page
+
+    def assert_stayed_on_loopback(self) -> None:
+        assert any(url.endswith("/assets/socket.io.min.js") for url in self.urls), self.urls
+        assert any(urlsplit(url).scheme == "ws" for url in self.urls), self.urls
+        elsewhere = [url for url in self.urls if urlsplit(url).hostname not in LOOPBACK]
+        assert elsewhere == [], f"the page reached beyond this machine: {elsewhere}"
+
+
+@pytest.fixture
+def visits(browser: Any) -> Iterator[Visits]:
+    context = browser.new_context(viewport={"width": 900, "height": 700})
+    made = Visits(context)
+    context.on("request", lambda request: made.urls.append(request.url))
+    try:
+        yield made
+    finally:
+        context.close()
+
+
+def rows(page: Any) -> list[list[str]]:
+    return page.locator("#members tr").evaluate_all("rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+
+
+def roster(cluster: CliCluster, room: str) -> dict[str, Any]:
+    status, body, headers = http_json(f"{cluster.public_url}/rooms/{room}")
+    assert status == 200 and headers["X-Sioplay-Complete"] == "true", (status, headers)
+    return body
+
+
+def test_people_in_maths_see_each_other_on_four_nodes(cli_cluster: CliCluster, visits: Visits, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    context = browser.new_context(viewport={"width": 900, "height": 700})
-    john = context.new_page()
-    mary = context.new_page()
-    john.goto(f"{cli_cluster.node_url('node-1')}/ui/Maths?id_user=1")
-    mary.goto(f"{cli_cluster.node_url('node-3')}/ui/Maths?id_user=2")
+    people = {"1": ("node-1", "John"), "2": ("node-3", "Mary"), "10": ("node-2", "Victoria")}
+    pages = {
+        id_user: visits.open(f"{cli_cluster.node_url(node)}/ui/Maths?id_user={id_user}")
+        for id_user, (node, _) in people.items()
+    }
+    for id_user, page in pages.items():
+        expect(page.locator("#state")).to_have_text(f"connected to node {people[id_user][0]}")
+        expect(page.locator("#members tr")).to_have_count(3)
 
-    expect(john.locator("#state")).to_have_text("connected to node node-1")
-    expect(mary.locator("#state")).to_have_text("connected to node node-3")
-    for page in (john, mary):
-        expect(page.locator("#members tr")).to_have_count(2)
-        expect(page.locator("#members")).to_contain_text("John")
-        expect(page.locator("#members")).to_contain_text("Mary")
-    expect(john.locator("#members tr").first).to_contain_text("node-1")
-    expect(john.locator("#members tr").nth(1)).to_contain_text("node-3")
+    on_server = {user["id_user"]: user for user in roster(cli_cluster, "Maths")["users"]}
+    for id_user, page in pages.items():
+        assert page.locator("#id-socket").text_content() == on_server[id_user]["id_socket"], "the handshake's id"
+        assert on_server[id_user]["node"] == people[id_user][0]
+    # By id_user as a number: 10 after 2, which a sort of strings would not give.
+    expected_rows = [
+        [id_user, people[id_user][1], on_server[id_user]["id_socket"], people[id_user][0]]
+        for id_user in ("1", "2", "10")
+    ]
+    for page in pages.values():
+        assert rows(page) == expected_rows
+        expect(page.locator("#partial")).to_be_hidden()
+    john, mary = pages["1"], pages["2"]
+    expect(john.locator("#members tr.self")).to_have_attribute("data-id-user", "1")
 
     john.fill("#name-input", "Johnny B.")
     john.click("#save")
-    expect(mary.locator("#members")).to_contain_text("Johnny B.", timeout=EVENT_DEADLINE_MS)
+    expect(mary.locator("#members tr").first).to_contain_text("Johnny B.", timeout=EVENT_DEADLINE_MS)
     expect(john.locator("#my-name")).to_have_text("Johnny B.")
 
     mary.close()
-    expect(john.locator("#members tr")).to_have_count(1, timeout=EVENT_DEADLINE_MS)
-    expect(john.locator("#members")).not_to_contain_text("Mary")
+    expect(john.locator("#members tr")).to_have_count(2, timeout=EVENT_DEADLINE_MS)
+    assert [row[0] for row in rows(john)] == ["1", "10"]
 
     screenshot = tmp_path / "ui-maths.png"
     john.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
     print(f"screenshot: {screenshot}")
-    context.close()
+    visits.assert_stayed_on_loopback()
 
 
-def test_unknown_user_sees_the_refusal(browser: Any, cli_cluster: CliCluster, tmp_path: Path) -> None:
+def test_unknown_user_sees_the_refusal(cli_cluster: CliCluster, visits: Visits, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    page = browser.new_page()
-    page.goto(f"{cli_cluster.node_url('node-2')}/ui/Maths?id_user=99")
+    page = visits.open(f"{cli_cluster.node_url('node-2')}/ui/Maths?id_user=99")
     expect(page.locator("#refusal")).to_have_text("Connection refused: unknown id_user '99'")
     expect(page.locator("#state")).to_have_text("refused")
     expect(page.locator("#members")).to_be_hidden()
     page.screenshot(path=str(tmp_path / "ui-refused.png"))
-    page.close()
+    visits.assert_stayed_on_loopback()
+
+
+def test_a_page_whose_node_stops_says_reconnecting_then_lands_on_another(
+    cli_cluster: CliCluster, visits: Visits
+) -> None:
+    """On the public port, as people use it: the restarted node gets a new port of its own, the public one stays."""
+    from playwright.sync_api import expect
+
+    page = visits.open(f"{cli_cluster.public_url}/ui/Chemistry?id_user=5")
+    expect(page.locator("#state")).to_have_text(re.compile(r"connected to node node-\d"))
+    expect(page.locator("#members tr")).to_have_count(1)
+    first_node = page.locator("#state").text_content().rsplit(" ", 1)[1]
+    first_socket = page.locator("#id-socket").text_content()
+    # Every state the page shows from here on, however briefly.
+    page.evaluate(
+        """() => {
+            const state = document.getElementById("state");
+            window.shownStates = [];
+            new MutationObserver(() => window.shownStates.push(state.textContent))
+                .observe(state, {childList: true, characterData: true, subtree: true});
+        }"""
+    )
+
+    stopped = cli_cluster.node_process(first_node)
+    stopped.send_signal(signal.SIGTERM)
+    page.wait_for_function(
+        "() => window.shownStates.length > 1 && window.shownStates.at(-1).startsWith('connected')",
+        timeout=RECOVERY_DEADLINE_MS,
+    )
+    shown = page.evaluate("window.shownStates")
+    assert shown[0] == "reconnecting…" and re.fullmatch(r"connected to node node-\d", shown[-1]), shown
+    node = shown[-1].rsplit(" ", 1)[1]
+    socket = page.locator("#id-socket").text_content()
+    assert socket != first_socket
+    expect(page.locator("#members tr td").nth(2)).to_have_text(socket)
+    assert rows(page) == [["5", "Stephanie", socket, node]]
+    expect(page.locator("#node")).to_have_text(re.compile(rf"{node} \(pid \d+\)"))
+    assert f"(pid {stopped.pid})" not in page.locator("#node").text_content(), "on a process that is still running"
+    visits.assert_stayed_on_loopback()
