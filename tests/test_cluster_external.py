@@ -1,0 +1,71 @@
+"""A cluster on services it does not run: the machine's Redis and PostgreSQL ("beyond one machine" settings)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+import redis
+
+from sioplay.client.sim import SimClient
+from sioplay.cluster.status import StatusCollector
+from sioplay.db import hide_password
+from tests.cluster_fixtures import Clusters, alive_refs
+from tests.helpers import http_json
+from tests.test_postgres_nodes import pg_database  # noqa: F401 - a fixture
+
+EXTERNAL_REDIS_URL = os.environ.get("SIOPLAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# CI sets this where the machine runs a Redis: one that does not answer there is a failure, not a skip.
+REDIS_REQUIRED = os.environ.get("SIOPLAY_REQUIRE_REDIS") == "1"
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def external_redis() -> str:
+    client = redis.Redis.from_url(EXTERNAL_REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        reason = f"no Redis answers at {EXTERNAL_REDIS_URL} (SIOPLAY_TEST_REDIS_URL): {exc}"
+        if REDIS_REQUIRED:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    finally:
+        client.close()
+    return EXTERNAL_REDIS_URL
+
+
+async def test_a_cluster_on_an_external_redis_and_postgresql(
+    clusters: Clusters, external_redis: str, pg_database: str  # noqa: F811
+) -> None:
+    cluster = clusters.start(nodes=2, redis_url=external_redis, db_url=pg_database)
+    state = cluster.state()
+    assert state.redis is None, "no embedded Redis when one is given"
+    status = StatusCollector().collect(state)
+    assert status["cluster"] == cluster.settings.cluster
+    assert status["redis_url"] == external_redis and status["redis"] == {"embedded": False, "pid": None}
+    assert status["db_url"] == hide_password(pg_database)
+
+    node_1, node_2 = state.nodes
+    john = SimClient(cluster.node_url(node_1), "1", "Maths")
+    mary = SimClient(cluster.node_url(node_2), "2", "Maths")
+    try:
+        await asyncio.gather(john.connect(), mary.connect())
+        await john.wait_event("socket-connected", id_socket=mary.sid)
+        assert http_json(cluster.node_url(node_1) + "/users/2", "PUT", {"name": "Maria"})[0] == 204
+        for node in state.nodes:
+            _, body, _ = http_json(cluster.node_url(node) + "/rooms/Maths")
+            assert body["complete"] and {user["id_user"] for user in body["users"]} == {"1", "2"}
+        assert http_json(cluster.node_url(node_2) + "/users/2")[1]["name"] == "Maria"
+    finally:
+        await asyncio.gather(john.disconnect(), mary.disconnect())
+
+    cluster.stop()
+    assert alive_refs(cluster.seen) == []
+    client = redis.Redis.from_url(external_redis)
+    try:
+        assert client.ping(), "stopping the cluster leaves a Redis it did not start running"
+    finally:
+        client.close()
