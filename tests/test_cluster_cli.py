@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
+import psutil
 from typer.testing import CliRunner
 
 from sioplay.cli import app
+from sioplay.cluster.launcher import supervisor_output
+from sioplay.cluster.state import ClusterState, read_state
 from sioplay.settings import Settings
-from tests.cluster_fixtures import Clusters, alive_refs, can_listen
+from tests.cluster_fixtures import Clusters, Spawned, alive_refs, can_listen
 
 
 def sioplay(settings: Settings, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -19,6 +25,7 @@ def sioplay(settings: Settings, *args: str, timeout: float = 60.0) -> subprocess
     return subprocess.run(
         [sys.executable, "-m", "sioplay", "--home", str(settings.home), *args],
         env=env,
+        check=False,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -29,25 +36,23 @@ def test_start_status_logs_stop(clusters: Clusters) -> None:
     settings = clusters.settings()
     cluster = clusters.track(settings)
     port = str(settings.public_port)
+    began = time.time()
 
     started = sioplay(settings, "cluster", "start", "--nodes", "2", "--port", port, "--max-memory", "1GB")
     assert started.returncode == 0, started.stderr
     assert re.search(r"node-1\s.*\sonline\s", started.stdout) and re.search(r"node-2\s.*\sonline\s", started.stdout)
     assert f"http://localhost:{port}/ui/Maths?id_user=1" in started.stdout
     assert (settings.home / "sioplay.db").exists(), "the database was created and seeded on the way"
-    cluster.state()
+    state = cluster.state()
 
     status = sioplay(settings, "cluster", "status", "--json")
     assert status.returncode == 0, status.stderr
     body = json.loads(status.stdout)
-    assert body["running"] is True and body["public_port"] == settings.public_port
-    assert body["redis"]["embedded"] is True and body["max_memory_bytes"] == 1024**3
-    assert [(node["id"], node["status"], node["sockets"]) for node in body["nodes"]] == [
-        ("node-1", "online", 0),
-        ("node-2", "online", 0),
-    ]
-    for node in body["nodes"]:
-        assert node["pid"] > 0 and node["port"] > 0 and node["rss_bytes"] > 0 and node["restarts"] == 0
+    assert body["running"] is True and body["max_memory_bytes"] == 1024**3
+    assert_status_json(body, settings, state, uptime_max=time.time() - began)
+
+    assert_second_start_refused(settings, state)
+    assert_watch_refreshes_until_ctrl_c(settings)
 
     logs = sioplay(settings, "cluster", "logs", "--lines", "20")
     assert logs.returncode == 0, logs.stderr
@@ -64,6 +69,60 @@ def test_start_status_logs_stop(clusters: Clusters) -> None:
 
     after = sioplay(settings, "cluster", "status")
     assert after.returncode == 1 and "no cluster is running" in after.stderr
+
+
+def assert_status_json(body: dict, settings: Settings, state: ClusterState, uptime_max: float) -> None:
+    """Every field of `status --json` that scripts rely on, with the values of this cluster."""
+    assert body["cluster"] == settings.cluster and body["public_port"] == settings.public_port
+    assert state.redis is not None and state.redis_url is not None
+    assert body["redis_url"] == state.redis_url and body["redis_url"].startswith("redis://127.0.0.1:")
+    assert body["redis"] == {"embedded": True, "pid": state.redis.pid}
+    assert body["db_url"] == f"sqlite+aiosqlite:///{(settings.home / 'sioplay.db').resolve()}"
+    fields = {"id", "pid", "port", "status", "restarts", "uptime_s", "cpu_percent", "rss_bytes", "sockets"}
+    assert len(body["nodes"]) == len(state.nodes)
+    for node, record in zip(body["nodes"], state.nodes, strict=True):
+        assert fields <= set(node), node
+        assert (node["id"], node["pid"], node["port"]) == (record.id, record.pid, record.port)
+        assert record.process is not None and alive_refs({record.process}) == [record.process]
+        assert (node["status"], node["restarts"], node["sockets"]) == ("online", 0, 0)
+        assert 0 <= node["uptime_s"] <= uptime_max, node
+        assert 0.0 <= node["cpu_percent"] <= 100.0 * (psutil.cpu_count() or 1), node
+        assert 10 * 2**20 < node["rss_bytes"] < 2**30, node
+    ports = [node["port"] for node in body["nodes"]]
+    assert len(set(ports)) == len(ports) and settings.public_port not in ports
+
+
+def assert_second_start_refused(settings: Settings, state: ClusterState) -> None:
+    """`cluster start` on a home whose cluster runs: one clear line, and nothing started or rewritten."""
+    output = supervisor_output(settings.home)
+    before = (output.read_bytes(), output.stat().st_mtime_ns)
+    again = sioplay(settings, "cluster", "start", "--nodes", "2", "--port", str(settings.public_port))
+    assert again.returncode == 1
+    assert again.stderr.splitlines() == [
+        (
+            f"error: a cluster is already running from {settings.home} (supervisor pid {state.supervisor.pid}); "
+            "'sioplay cluster stop' stops it"
+        )
+    ]
+    assert (output.read_bytes(), output.stat().st_mtime_ns) == before, "no second supervisor was spawned"
+    now = read_state(settings.home)
+    assert now is not None and now.supervisor == state.supervisor
+    assert [node.process for node in now.nodes] == [node.process for node in state.nodes]
+
+
+def assert_watch_refreshes_until_ctrl_c(settings: Settings) -> None:
+    """`status --watch` redraws the table (on a terminal) until Ctrl-C, then exits cleanly."""
+    watch = Spawned(settings, "cluster", "status", "--watch", env={"TTY_COMPATIBLE": "1"})
+    try:
+        # Two tables: the first one and at least one refresh.
+        watch.wait_printed(r"node-2\s.*\sonline\s(?:.|\n)*node-2\s.*\sonline\s", 20)
+        os.kill(watch.pid, signal.SIGINT)
+        assert watch.wait(10) == 0, watch.stderr
+    finally:
+        watch.close()
+    assert watch.stderr == ""
+    assert re.search(r"node\s.*\spid\s.*\sstatus\s.*\ssockets", watch.stdout), watch.stdout
+    assert re.search(r"node-1[\s│]+\d+[\s│]+\d+[\s│]+online\s", watch.stdout), watch.stdout
 
 
 def test_status_without_a_cluster(tmp_path) -> None:
