@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import os
+import re
 import signal
 import socket
 import threading
 import time
 
 import pytest
+from typer.testing import CliRunner
 
+from sioplay.cli import app
 from sioplay.client.sim import SimClient
 from sioplay.cluster import control
 from sioplay.cluster.control import Request
@@ -19,8 +23,10 @@ from sioplay.cluster.launcher import start_detached
 from sioplay.cluster.state import read_state
 from sioplay.cluster.status import StatusCollector
 from sioplay.errors import ClusterError, PortInUseError
-from tests.cluster_fixtures import Clusters, RunningCluster, alive_refs, can_listen
+from tests.cluster_fixtures import Clusters, RunningCluster, alive_refs, can_listen, free_ports
 from tests.helpers import async_wait_until, http_json, wait_until
+
+cli = CliRunner()
 
 
 def roster(cluster: RunningCluster, port: int, room: str = "Maths") -> dict:
@@ -116,6 +122,108 @@ def test_a_taken_public_port_is_refused_naming_its_owner(clusters: Clusters) -> 
     assert f"public port {settings.public_port} is already in use by" in str(refused.value)
     assert f"pid {os.getpid()}" in str(refused.value)
     assert read_state(cluster.home) is None, "nothing was started"
+
+
+def status_json(cluster: RunningCluster) -> dict:
+    result = cli.invoke(app, ["--home", str(cluster.home), "cluster", "status", "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def status_table(cluster: RunningCluster) -> str:
+    """The status table with its lines joined, so that a wrapped reason still reads as one."""
+    result = cli.invoke(app, ["--home", str(cluster.home), "cluster", "status"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return " ".join(result.stdout.split())
+
+
+def listens(sock: socket.socket, port: int) -> bool:
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    sock.listen()
+    return True
+
+
+async def test_crashes_while_running_then_a_stuck_node_at_stop(clusters: Clusters) -> None:
+    cluster = clusters.start(
+        nodes=2,
+        node_port_base=free_ports(2),  # a restarted node-1 comes back on its own port
+        # Long enough to see waiting-restart in status; every crash waits as long.
+        restart_backoff_initial_s=2.0,
+        restart_backoff_max_s=2.0,
+        restart_crash_window_s=60.0,
+        stop_timeout_s=1.0,
+        # node-2, SIGSTOPped below, is to be killed by the stop, not for its silence.
+        health_timeout_s=60.0,
+    )
+    node_1, node_2 = cluster.state().nodes
+    client = SimClient(cluster.node_url(node_2), "1", "Maths")
+    try:
+        await client.connect()
+        assert [node["sockets"] for node in status_json(cluster)["nodes"]] == [0, 1]
+    finally:
+        await client.disconnect()
+
+    # A crash: node-1 waits out its back-off as waiting-restart, then is back.
+    os.kill(node_1.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    waiting = wait_until(
+        lambda: (node := status_json(cluster)["nodes"][0])["status"] == "waiting-restart" and node,
+        2.0,
+        "status to show node-1 waiting-restart",
+    )
+    assert (waiting["pid"], waiting["restarts"], waiting["last_exit"]) == (None, 0, "signal SIGKILL")
+    assert waiting["reason"] == "exited with signal SIGKILL"
+    back = wait_until(
+        lambda: (node := cluster.node("node-1")).status == "online" and node, 15, "node-1 to be back online"
+    )
+    assert time.monotonic() - killed >= 2.0, "restarted before its back-off"
+    assert (back.restarts, back.port) == (1, node_1.port) and back.pid != node_1.pid
+
+    # Crashes while the cluster runs: killed again, then its port is taken, so that every restart fails.
+    with socket.socket() as squatter:
+        # TIME_WAIT left on the port by the killed node's connections must not stop the squatter.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        assert back.pid is not None and back.port is not None
+        os.kill(back.pid, signal.SIGKILL)
+        wait_until(lambda: listens(squatter, back.port), 1.5, "node-1's port to be free to take")
+        errored = wait_until(
+            lambda: (node := cluster.node("node-1")).status == "errored" and node, 15, "node-1 to be errored"
+        )
+    assert (errored.pid, errored.restarts, errored.last_exit) == (None, 2, "code 1")
+    assert errored.reason is not None and errored.reason.startswith(
+        "exited with code 1, 3 crashes within 60 s; left down. Last output:"
+    )
+    assert any("address already in use" in line for line in errored.log_tail), errored.log_tail
+    table = status_table(cluster)
+    assert re.search(r"node-1 │ - │ - │ errored │ 2 │", table), table
+    assert f"node-1: {errored.reason}" in table and "address already in use" in table.split(errored.reason)[1]
+    body = status_json(cluster)
+    assert body["phase"] == "running"
+    assert {key: body["nodes"][0][key] for key in ("status", "last_exit", "reason", "log_tail")} == {
+        "status": "errored",
+        "last_exit": "code 1",
+        "reason": errored.reason,
+        "log_tail": errored.log_tail,
+    }
+    assert (body["nodes"][1]["status"], body["nodes"][1]["pid"]) == ("online", node_2.pid)
+    assert http_json(cluster.public_url + "/healthz")[0] == 200, "node-2 still serves the public port"
+
+    # A node that does not act on SIGTERM (stopped by SIGSTOP) is killed at the stop timeout.
+    assert node_2.pid is not None
+    os.kill(node_2.pid, signal.SIGSTOP)
+    stopping = time.monotonic()
+    final = await asyncio.to_thread(cluster.stop)
+    assert 1.0 <= time.monotonic() - stopping < 10.0
+    assert final.phase == "stopped" and final.processes() == []
+    assert [(node.id, node.status) for node in final.nodes] == [("node-1", "errored"), ("node-2", "stopped")]
+    supervisor_log = (cluster.home / "logs" / "supervisor.log").read_text()
+    assert f"node-2 (pid {node_2.pid}) did not stop in time: killing it" in supervisor_log
+    node_2_log = (cluster.home / "logs" / "node-2.log").read_text()
+    assert f"[supervisor] pid {node_2.pid} stopped (signal SIGKILL)" in node_2_log
+    assert alive_refs(cluster.seen) == []
 
 
 class HealthWatch:
