@@ -18,6 +18,7 @@ from sioplay.cluster.launcher import supervisor_output
 from sioplay.cluster.state import ClusterState, read_state
 from sioplay.settings import Settings
 from tests.cluster_fixtures import Clusters, Spawned, alive_refs, can_listen
+from tests.helpers import wait_until
 
 
 def sioplay(settings: Settings, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -123,6 +124,40 @@ def assert_watch_refreshes_until_ctrl_c(settings: Settings) -> None:
     assert watch.stderr == ""
     assert re.search(r"node\s.*\spid\s.*\sstatus\s.*\ssockets", watch.stdout), watch.stdout
     assert re.search(r"node-1[\s│]+\d+[\s│]+\d+[\s│]+online\s", watch.stdout), watch.stdout
+
+
+def test_foreground_stops_on_ctrl_c_and_a_second_ctrl_c_forces(clusters: Clusters) -> None:
+    # Far beyond the test's patience: only the second Ctrl-C can cut the wait for a stuck node.
+    settings = clusters.settings(stop_timeout_s=30.0, health_timeout_s=60.0)
+    cluster = clusters.track(settings)
+    supervisor = Spawned(settings, "cluster", "start", "--foreground", "--nodes", "2")
+    try:
+        supervisor.wait_printed(r"node-2\s.*\sonline\s", 60)
+        state = cluster.state()
+        assert state.phase == "running" and state.supervisor.pid == supervisor.pid
+        node_1, node_2 = state.nodes
+        assert node_1.process is not None and node_2.pid is not None
+        os.kill(node_2.pid, signal.SIGSTOP)  # deaf to SIGTERM from now on
+
+        os.kill(supervisor.pid, signal.SIGINT)
+        wait_until(lambda: alive_refs({node_1.process}) == [], 15, "node-1 to drain and exit on the first Ctrl-C")
+        assert supervisor.process.poll() is None, "it waits for node-2"
+        forced = time.monotonic()
+        os.kill(supervisor.pid, signal.SIGINT)
+        assert supervisor.wait(15) == 0, supervisor.stderr
+        assert time.monotonic() - forced < 10
+    finally:
+        supervisor.close()
+
+    assert "Traceback" not in supervisor.stderr, supervisor.stderr
+    for source, text in (("node-1", r"\S"), ("supervisor", "SIGINT: stopping"), ("supervisor", "second SIGINT")):
+        assert re.search(rf"^\d\d:\d\d:\d\d {source} +\| {text}", supervisor.stdout, re.MULTILINE), supervisor.stdout
+    final = read_state(settings.home)
+    assert final is not None and final.phase == "stopped" and final.processes() == []
+    assert f"pid {node_1.pid} stopped (code 0)" in (settings.home / "logs" / "node-1.log").read_text()
+    assert f"pid {node_2.pid} stopped (signal SIGKILL)" in (settings.home / "logs" / "node-2.log").read_text()
+    assert alive_refs(cluster.seen) == []
+    assert can_listen(settings.public_port)
 
 
 def test_status_without_a_cluster(tmp_path) -> None:
