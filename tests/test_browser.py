@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +42,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-EVENT_DEADLINE_MS = 2000
+# The issue's "within a second", counted from the action in one page (the click, the close) to the other page.
+EVENT_DEADLINE_S = 1.0
 # A node's graceful stop, and socket.io-client's reconnect back-off (up to 5 s) on top.
 RECOVERY_DEADLINE_MS = 20_000
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -190,6 +192,11 @@ def rows(page: Any) -> list[list[str]]:
     return page.locator("#members tr").evaluate_all("rows => rows.map(r => [...r.cells].map(c => c.textContent))")
 
 
+def ms_left(deadline: float) -> float:
+    """What is left until `deadline` (time.monotonic()), as a Playwright timeout; at least one check."""
+    return max(1.0, (deadline - time.monotonic()) * 1000)
+
+
 def roster(cluster: CliCluster, room: str) -> dict[str, Any]:
     status, body, headers = http_json(f"{cluster.public_url}/rooms/{room}")
     assert status == 200 and headers["X-Sioplay-Complete"] == "true", (status, headers)
@@ -223,13 +230,18 @@ def test_people_in_maths_see_each_other_on_four_nodes(cli_cluster: CliCluster, v
     john, mary = pages["1"], pages["2"]
     expect(john.locator("#members tr.self")).to_have_attribute("data-id-user", "1")
 
+    # A person types in the page in front. Chromium throttles a background page's animation frames, and
+    # Playwright's click waits on them: 1.5-2 s spent before the form is even submitted.
+    john.bring_to_front()
     john.fill("#name-input", "Johnny B.")
+    deadline = time.monotonic() + EVENT_DEADLINE_S
     john.click("#save")
-    expect(mary.locator("#members tr").first).to_contain_text("Johnny B.", timeout=EVENT_DEADLINE_MS)
+    expect(mary.locator("#members tr").first).to_contain_text("Johnny B.", timeout=ms_left(deadline))
     expect(john.locator("#my-name")).to_have_text("Johnny B.")
 
+    deadline = time.monotonic() + EVENT_DEADLINE_S
     mary.close()
-    expect(john.locator("#members tr")).to_have_count(2, timeout=EVENT_DEADLINE_MS)
+    expect(john.locator("#members tr")).to_have_count(2, timeout=ms_left(deadline))
     assert [row[0] for row in rows(john)] == ["1", "10"]
 
     screenshot = tmp_path / "ui-maths.png"
