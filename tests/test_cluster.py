@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import json
 import os
 import re
@@ -226,14 +227,22 @@ async def test_crashes_while_running_then_a_stuck_node_at_stop(clusters: Cluster
     assert alive_refs(cluster.seen) == []
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sample:
+    processes: int  # node processes the state listed, replacements and draining ones included
+    healthy: frozenset[int]  # the pids of those that answered /healthz on their own port
+    problem: str | None = None  # why the public port did not answer 200, or why the sample failed
+
+
 class HealthWatch:
-    """Polls, in a thread, every node process the state lists (own port) and the public port."""
+    """Samples, in a thread, every node process the state lists (own port) and the public port.
+
+    A sample that raises is kept as a failed sample: the thread never dies silently.
+    """
 
     def __init__(self, cluster: RunningCluster) -> None:
         self.cluster = cluster
-        self.min_healthy: int | None = None
-        self.public_failures: list[str] = []
-        self.polls = 0
+        self.samples: list[Sample] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -244,31 +253,36 @@ class HealthWatch:
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join(10)
+        assert not self._thread.is_alive(), "the sampling thread is stuck"
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            state = read_state(self.cluster.home)
-            assert state is not None
-            targets = {node.pid: node.port for node in state.nodes if node.pid}
-            targets.update({process.pid: process.port for process in state.transient})
-            healthy = sum(1 for pid, port in targets.items() if self._answers(port, pid))
-            self.min_healthy = healthy if self.min_healthy is None else min(self.min_healthy, healthy)
             try:
-                status, _, _ = http_json(self.cluster.public_url + "/healthz", timeout=2.0)
-                if status != 200:
-                    self.public_failures.append(f"status {status}")
-            except OSError as exc:
-                self.public_failures.append(repr(exc))
-            self.polls += 1
+                self.samples.append(self._sample())
+            except Exception as exc:  # noqa: BLE001 - a failed sample, reported by the test
+                self.samples.append(Sample(0, frozenset(), f"sampling failed: {exc!r}"))
             self._stop.wait(0.05)
+
+    def _sample(self) -> Sample:
+        state = read_state(self.cluster.home)
+        if state is None:
+            raise AssertionError("no state file")
+        targets = {node.pid: node.port for node in state.nodes if node.pid and node.port}
+        targets.update({process.pid: process.port for process in state.transient})
+        healthy = frozenset(pid for pid, port in targets.items() if self._answers(port, pid))
+        try:
+            status, _, _ = http_json(self.cluster.public_url + "/healthz", timeout=2.0)
+        except OSError as exc:
+            return Sample(len(targets), healthy, f"public port: {exc!r}")
+        return Sample(len(targets), healthy, None if status == 200 else f"public port: status {status}")
 
     @staticmethod
     def _answers(port: int, pid: int) -> bool:
         try:
             status, body, _ = http_json(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
-        except OSError:
+        except (OSError, ValueError):
             return False
-        return status == 200 and body["pid"] == pid
+        return status == 200 and isinstance(body, dict) and body.get("pid") == pid
 
 
 async def test_rolling_restart_keeps_n_minus_1_nodes_serving(clusters: Clusters) -> None:
@@ -282,9 +296,14 @@ async def test_rolling_restart_keeps_n_minus_1_nodes_serving(clusters: Clusters)
         with HealthWatch(cluster) as watch:
             reply = await asyncio.to_thread(control.ask, cluster.home, state, Request("restart"), 60.0)
         assert reply.ok, reply.message
-        assert watch.polls > 10 and watch.min_healthy is not None and watch.min_healthy >= 2, vars(watch)
-        assert watch.public_failures == []
+        samples = watch.samples
+        assert len(samples) >= 20, f"only {len(samples)} samples"
+        bad = [sample for sample in samples if sample.problem or len(sample.healthy) < 2]
+        assert bad == [], f"{len(bad)} of {len(samples)} samples below 2 healthy nodes or failed: {bad[:5]}"
         after = cluster.state().nodes
+        assert any(sample.processes > 3 for sample in samples), "no sample saw a replacement"
+        seen = frozenset().union(*(sample.healthy for sample in samples))
+        assert set(before.values()) | {node.pid for node in after} <= seen, "the samples did not span the restart"
         assert all(node.status == "online" and node.restarts == 1 and node.pid != before[node.id] for node in after)
         current = {node.pid for node in after}
         await async_wait_until(
