@@ -27,7 +27,7 @@ import pytest
 from sioplay.cluster.pids import ProcessRef, find
 from sioplay.cluster.ports import free_port
 from sioplay.cluster.state import ClusterState, read_state
-from tests.helpers import http_json
+from tests.helpers import http_json, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -46,6 +46,7 @@ CHROMIUM_ARGS = [
 EVENT_DEADLINE_S = 1.0
 # A node's graceful stop, and socket.io-client's reconnect back-off (up to 5 s) on top.
 RECOVERY_DEADLINE_MS = 20_000
+NODES = 4
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 # A suspended node must stay expected (heartbeats: 10 s of silence) and alive to the supervisor (health:
 # 60 s), while the roster gives up on it after 0.5 s.
@@ -110,6 +111,12 @@ class CliCluster:
         assert process is not None, f"{node_id} is not running"
         return process
 
+    def whole(self) -> bool:
+        nodes = self.state().nodes
+        if len(nodes) != NODES or any(node.status != "online" for node in nodes):
+            return False
+        return all(http_json(self.node_url(node.id) + "/healthz", timeout=1.0)[0] == 200 for node in nodes)
+
     @property
     def public_url(self) -> str:
         return f"http://127.0.0.1:{self.public_port}"
@@ -132,14 +139,21 @@ class CliCluster:
 
 
 @pytest.fixture(scope="module")
-def cli_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliCluster]:
+def module_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliCluster]:
     cluster = CliCluster(tmp_path_factory.mktemp("cluster-home"))
     try:
-        cluster.start(nodes=4)
+        cluster.start(nodes=NODES)
         yield cluster
     finally:
         left = cluster.stop()
     assert cluster.seen and not left, f"left behind by `sioplay cluster stop`: {left}"
+
+
+@pytest.fixture
+def cli_cluster(module_cluster: CliCluster) -> CliCluster:
+    """The shared cluster with every node back online, whatever an earlier test stopped."""
+    wait_until(module_cluster.whole, 30, f"{NODES} nodes online and healthy (state in {module_cluster.home})")
+    return module_cluster
 
 
 @pytest.fixture(scope="module")
@@ -298,4 +312,33 @@ def test_a_page_whose_node_stops_says_reconnecting_then_lands_on_another(
     assert rows(page) == [["5", "Stephanie", socket, node]]
     expect(page.locator("#node")).to_have_text(re.compile(rf"{node} \(pid \d+\)"))
     assert f"(pid {stopped.pid})" not in page.locator("#node").text_content(), "on a process that is still running"
+    visits.assert_stayed_on_loopback()
+
+
+def test_a_partial_roster_is_marked_until_every_node_answers_again(
+    cli_cluster: CliCluster, visits: Visits, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page = visits.open(f"{cli_cluster.node_url('node-1')}/ui/Physics?id_user=3")
+    expect(page.locator("#state")).to_have_text("connected to node node-1")
+    expect(page.locator("#members tr")).to_have_count(1)
+    expect(page.locator("#partial-badge")).to_be_hidden()
+
+    suspended = cli_cluster.node_process("node-4")
+    suspended.suspend()
+    try:
+        # Someone joins on node-2: the first page refreshes its list, and node-4 cannot answer.
+        other = visits.open(f"{cli_cluster.node_url('node-2')}/ui/Physics?id_user=4")
+        expect(page.locator("#partial")).to_have_text("Partial list: 3 of 4 nodes answered; no answer from node-4.")
+        expect(page.locator("#partial-badge")).to_be_visible()
+        expect(page.locator("#members tr")).to_have_count(2)
+        page.screenshot(path=str(tmp_path / "ui-partial.png"), full_page=True)
+    finally:
+        suspended.resume()
+
+    other.close()
+    expect(page.locator("#members tr")).to_have_count(1)
+    expect(page.locator("#partial")).to_be_hidden()
+    expect(page.locator("#partial-badge")).to_be_hidden()
     visits.assert_stayed_on_loopback()
