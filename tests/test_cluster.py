@@ -176,7 +176,7 @@ async def test_crashes_while_running_then_a_stuck_node_at_stop(clusters: Cluster
         "status to show node-1 waiting-restart",
     )
     assert (waiting["pid"], waiting["restarts"], waiting["last_exit"]) == (None, 0, "signal SIGKILL")
-    assert waiting["reason"] == "exited with signal SIGKILL"
+    assert waiting["reason"] == "exited with signal SIGKILL; crash 1 in a row, restarting in 2 s"
     back = wait_until(
         lambda: (node := cluster.node("node-1")).status == "online" and node, 15, "node-1 to be back online"
     )

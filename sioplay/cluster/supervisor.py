@@ -286,7 +286,8 @@ class Supervisor:
         if verdict.restart:
             slot.status = "waiting-restart"
             slot.restart_at = now + verdict.delay_s
-            slot.reason = why
+            # Status shows this while the node is down, so it says when it comes back.
+            slot.reason = f"{why}; {verdict.reason}"
             log.warning("%s (pid %s) %s: %s", slot.node_id, process.pid, why, verdict.reason)
             self._note(process, f"{why}: {verdict.reason}")
             return
