@@ -8,6 +8,7 @@ tests share it and keep out of each other's way by room and user.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import shutil
@@ -30,6 +31,8 @@ from sioplay.cluster.state import ClusterState, read_state
 from tests.helpers import http_json, wait_until
 
 pytestmark = pytest.mark.browser
+
+log = logging.getLogger(__name__)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Playwright's own browser download is not reachable here; the flags are what headless Chromium needs as root.
@@ -177,18 +180,31 @@ class Visits:
 
     context: Any
     urls: list[str] = dataclasses.field(default_factory=list)
+    # Answers of 400 and above: a page a person is shown should not be asking for what is not there.
+    failures: list[str] = dataclasses.field(default_factory=list)
 
     def open(self, url: str) -> Any:
         page = self.context.new_page()
         page.on("websocket", lambda websocket: self.urls.append(websocket.url))
+        # The browser's own fetches (the favicon) raise no request event; a failed one shows on the console.
+        page.on("console", self.check_console)
         page.goto(url)
         return page
+
+    def check_response(self, response: Any) -> None:
+        if response.status >= 400:
+            self.failures.append(f"{response.status} {response.url}")
+
+    def check_console(self, message: Any) -> None:
+        if message.type == "error" and message.text.startswith("Failed to load resource"):
+            self.failures.append(f"{message.text}: {message.location.get('url')}")
 
     def assert_stayed_on_loopback(self) -> None:
         assert any(url.endswith("/assets/socket.io.min.js") for url in self.urls), self.urls
         assert any(urlsplit(url).scheme == "ws" for url in self.urls), self.urls
         elsewhere = [url for url in self.urls if urlsplit(url).hostname not in LOOPBACK]
         assert elsewhere == [], f"the page reached beyond this machine: {elsewhere}"
+        assert self.failures == [], self.failures
 
 
 @pytest.fixture
@@ -196,6 +212,7 @@ def visits(browser: Any) -> Iterator[Visits]:
     context = browser.new_context(viewport={"width": 900, "height": 700})
     made = Visits(context)
     context.on("request", lambda request: made.urls.append(request.url))
+    context.on("response", made.check_response)
     try:
         yield made
     finally:
@@ -204,6 +221,16 @@ def visits(browser: Any) -> Iterator[Visits]:
 
 def rows(page: Any) -> list[list[str]]:
     return page.locator("#members tr").evaluate_all("rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+
+
+def keep_screenshot(page: Any, request: pytest.FixtureRequest, tmp_path: Path, name: str) -> Path:
+    """A full-page screenshot under the test's temporary directory, its path in the report (user properties, log)."""
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000, f"a blank screenshot? {path}"
+    request.node.user_properties.append(("screenshot", str(path)))
+    log.warning("screenshot: %s", path)
+    return path
 
 
 def ms_left(deadline: float) -> float:
@@ -217,7 +244,9 @@ def roster(cluster: CliCluster, room: str) -> dict[str, Any]:
     return body
 
 
-def test_people_in_maths_see_each_other_on_four_nodes(cli_cluster: CliCluster, visits: Visits, tmp_path: Path) -> None:
+def test_people_in_maths_see_each_other_on_four_nodes(
+    cli_cluster: CliCluster, visits: Visits, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     from playwright.sync_api import expect
 
     people = {"1": ("node-1", "John"), "2": ("node-3", "Mary"), "10": ("node-2", "Victoria")}
@@ -258,21 +287,20 @@ def test_people_in_maths_see_each_other_on_four_nodes(cli_cluster: CliCluster, v
     expect(john.locator("#members tr")).to_have_count(2, timeout=ms_left(deadline))
     assert [row[0] for row in rows(john)] == ["1", "10"]
 
-    screenshot = tmp_path / "ui-maths.png"
-    john.screenshot(path=str(screenshot), full_page=True)
-    assert screenshot.stat().st_size > 10_000
-    print(f"screenshot: {screenshot}")
+    keep_screenshot(john, request, tmp_path, "ui-maths.png")
     visits.assert_stayed_on_loopback()
 
 
-def test_unknown_user_sees_the_refusal(cli_cluster: CliCluster, visits: Visits, tmp_path: Path) -> None:
+def test_unknown_user_sees_the_refusal(
+    cli_cluster: CliCluster, visits: Visits, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     from playwright.sync_api import expect
 
     page = visits.open(f"{cli_cluster.node_url('node-2')}/ui/Maths?id_user=99")
     expect(page.locator("#refusal")).to_have_text("Connection refused: unknown id_user '99'")
     expect(page.locator("#state")).to_have_text("refused")
     expect(page.locator("#members")).to_be_hidden()
-    page.screenshot(path=str(tmp_path / "ui-refused.png"))
+    keep_screenshot(page, request, tmp_path, "ui-refused.png")
     visits.assert_stayed_on_loopback()
 
 
@@ -316,7 +344,7 @@ def test_a_page_whose_node_stops_says_reconnecting_then_lands_on_another(
 
 
 def test_a_partial_roster_is_marked_until_every_node_answers_again(
-    cli_cluster: CliCluster, visits: Visits, tmp_path: Path
+    cli_cluster: CliCluster, visits: Visits, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     from playwright.sync_api import expect
 
@@ -333,7 +361,7 @@ def test_a_partial_roster_is_marked_until_every_node_answers_again(
         expect(page.locator("#partial")).to_have_text("Partial list: 3 of 4 nodes answered; no answer from node-4.")
         expect(page.locator("#partial-badge")).to_be_visible()
         expect(page.locator("#members tr")).to_have_count(2)
-        page.screenshot(path=str(tmp_path / "ui-partial.png"), full_page=True)
+        keep_screenshot(page, request, tmp_path, "ui-partial.png")
     finally:
         suspended.resume()
 
