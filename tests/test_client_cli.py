@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -52,6 +53,8 @@ def test_join_prints_the_handshake_and_room_events_with_names(cluster: Cluster, 
 
     left = f"socket-disconnected  2 (Marie)  socket {mary_sid}"
     wait_until(lambda: left in john.text, 10, f"mary leaving in {john.text!r}")
+    stamped = [line for line in john.text.splitlines() if not re.match(r"\d\d:\d\d:\d\d\.\d{3}  \S", line)]
+    assert stamped == [], "every line starts with the local time as HH:MM:SS.mmm"
     seen = [line.split("  ", 1)[1] for line in john.text.splitlines()[1:]]
     assert re.fullmatch(rf"socket-connected +2 \((Mary|Marie)\)  socket {mary_sid}", seen[0]), seen
     assert seen[1:] == [
@@ -62,6 +65,43 @@ def test_join_prints_the_handshake_and_room_events_with_names(cluster: Cluster, 
     code, stderr = john.interrupt()
     assert code == 130 and "Traceback" not in stderr, stderr
     assert http_json(cluster.a.url + "/rooms/Maths")[1]["sockets"] == 0, "Ctrl-C leaves the room"
+
+
+async def test_join_json_reports_another_clients_connect_rename_and_leave(
+    cluster: Cluster, clients: list[SimClient], processes: list[Output]
+) -> None:
+    john = Output(cluster.settings, "join", "Maths", "--user", "1", "--json", "--for", "30", "--url", cluster.url)
+    processes.append(john)
+
+    def events() -> list[dict[str, Any]]:
+        return [json.loads(line) for _, line in list(john.lines)]
+
+    def heard(event: str) -> bool:
+        return any(line["event"] == event for line in events())
+
+    await asyncio.to_thread(wait_until, lambda: heard("handshake"), 10, f"john's handshake (stderr: {john.errors})")
+    mary = SimClient(cluster.b.url, "2", "Maths")
+    clients.append(mary)
+    await mary.connect()
+    sid = mary.sid
+    # Renamed only once john has printed her arrival, so that it shows the name she arrived with.
+    await asyncio.to_thread(wait_until, lambda: heard("socket-connected"), 10, f"mary's arrival in {john.text}")
+    assert http_json(cluster.b.url + "/users/2", "PUT", {"name": "Marie"})[0] == 204
+    await mary.call("identity-change", {"id_user": "2"})
+    await mary.disconnect()
+    await asyncio.to_thread(wait_until, lambda: heard("socket-disconnected"), 10, f"mary leaving in {john.text}")
+
+    handshake, *others = events()
+    assert handshake["event"] == "handshake" and handshake["name"] == "John"
+    assert [{key: line[key] for key in ("event", "data", "name")} for line in others] == [
+        {"event": "socket-connected", "data": {"id_socket": sid, "id_user": "2"}, "name": "Mary"},
+        {"event": "identity-change", "data": {"id_user": "2", "id_socket": sid}, "name": "Marie"},
+        {"event": "socket-disconnected", "data": {"id_socket": sid, "id_user": "2"}, "name": "Marie"},
+    ]
+    for line in events():
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", line["at"]), line
+    code, stderr = john.interrupt()
+    assert code == 130 and "Traceback" not in stderr, stderr
 
 
 async def test_who_json_is_the_server_envelope_with_names(cluster: Cluster, clients: list[SimClient]) -> None:
