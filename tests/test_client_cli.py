@@ -143,6 +143,17 @@ def test_who_marks_a_partial_answer(start_node: Callable[..., NodeHandle], seede
     assert shown["complete"] is False and shown["nodes"]["missing"] == ["node-b"]
 
 
+def snapshots(watch: Output) -> list[tuple[float, str]]:
+    """(arrival of its heading, text) of every complete table `who Maths --watch` has printed so far."""
+    found: list[tuple[float, list[str]]] = []
+    for at, line in list(watch.lines):
+        if line.startswith("Maths at "):
+            found.append((at, []))
+        if found:
+            found[-1][1].append(line)
+    return [(at, "\n".join(lines)) for at, lines in found if lines[-1].endswith(" ms")]
+
+
 async def test_who_watch_follows_joins_renames_and_leaves_within_a_second(
     cluster: Cluster, clients: list[SimClient], processes: list[Output]
 ) -> None:
@@ -150,25 +161,15 @@ async def test_who_watch_follows_joins_renames_and_leaves_within_a_second(
     watch = Output(cluster.settings, "who", "Maths", "--watch", "--refresh", "60", "--for", "60", "--url", cluster.url)
     processes.append(watch)
 
-    def snapshots() -> list[tuple[float, str]]:
-        """(arrival of its heading, text) of every table printed so far."""
-        found: list[tuple[float, list[str]]] = []
-        for at, line in list(watch.lines):
-            if line.startswith("Maths at "):
-                found.append((at, []))
-            if found:
-                found[-1][1].append(line)
-        return [(at, "\n".join(lines)) for at, lines in found if lines[-1].endswith(" ms")]
-
     async def shows(what: str, since: float) -> None:
         def arrived() -> float | None:
-            return next((at for at, text in snapshots() if at >= since and what in text), None)
+            return next((at for at, text in snapshots(watch) if at >= since and what in text), None)
 
         at = await asyncio.to_thread(wait_until, arrived, 5, f"{what!r} in the watched table: {watch.text}")
         assert at - since < 1.0, f"{what!r} shown {at - since:.2f} s after the change"
 
-    await asyncio.to_thread(wait_until, snapshots, 10, f"the first table (stderr: {watch.errors})")
-    assert "0 users, 0 sockets · nodes 2/2 answered" in snapshots()[0][1]
+    await asyncio.to_thread(wait_until, lambda: snapshots(watch), 10, f"the first table (stderr: {watch.errors})")
+    assert "0 users, 0 sockets · nodes 2/2 answered" in snapshots(watch)[0][1]
 
     since = time.monotonic()
     mary = SimClient(cluster.b.url, "2", "Maths")
@@ -189,6 +190,31 @@ async def test_who_watch_follows_joins_renames_and_leaves_within_a_second(
     await mary.disconnect()
     await shows("0 users, 0 sockets · nodes 2/2 answered", since)
 
+    code, stderr = watch.interrupt()
+    assert code == 130 and "Traceback" not in stderr, stderr
+
+
+async def test_who_watch_refreshes_on_its_timer_when_no_event_comes(
+    cluster: Cluster, clients: list[SimClient], processes: list[Output]
+) -> None:
+    mary = SimClient(cluster.b.url, "2", "Maths")
+    clients.append(mary)
+    await mary.connect()
+    watch = Output(cluster.settings, "who", "Maths", "--watch", "--refresh", "0.3", "--for", "60", "--url", cluster.url)
+    processes.append(watch)
+    await asyncio.to_thread(
+        wait_until, lambda: any("│ Mary │" in text for _, text in snapshots(watch)), 10, f"Mary in {watch.text}"
+    )
+
+    # Renamed behind the room's back: no identity-change, so only the periodic refresh can find it.
+    assert http_json(cluster.a.url + "/users/2", "PUT", {"name": "Mariana"})[0] == 204
+    shown = await asyncio.to_thread(
+        wait_until,
+        lambda: next((text for _, text in snapshots(watch) if "│ Mariana │" in text), None),
+        5,
+        f"Mariana in {watch.text}",
+    )
+    assert re.match(r"Maths at \d\d:\d\d:\d\d\.\d{3} after timer\n", shown), shown
     code, stderr = watch.interrupt()
     assert code == 130 and "Traceback" not in stderr, stderr
 
