@@ -41,6 +41,19 @@ def test_swarm_holds_200_clients_and_reports_them_per_node(cluster: Cluster, pro
     wait_until(lambda: roster(cluster.b.url)["sockets"] == 0, 10, "the swarm to leave the room")
 
 
+def test_swarm_ramp_paces_the_connects(cluster: Cluster) -> None:
+    # At 5 per second the 6th client starts 1 s after the 1st: however fast the nodes, not all are in before.
+    clients, per_second = 6, 5
+    result = cli(
+        cluster.settings.home, "swarm", "Maths", "--clients", str(clients), "--ramp", str(per_second),
+        "--for", "0", "--json", "--url", cluster.url,
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["connected"] == clients and summary["errors"] == 0
+    assert summary["connect_seconds"] >= (clients - 1) / per_second, summary
+
+
 def test_swarm_reconnects_the_clients_of_a_killed_node(cluster: Cluster, processes: list[Output]) -> None:
     swarm = Output(cluster.settings, "swarm", "Maths", "--clients", "40", "--for", "60", "--json", "--url", cluster.url)
     processes.append(swarm)
