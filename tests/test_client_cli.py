@@ -302,6 +302,18 @@ def test_node_and_default_urls_come_from_the_state_file(cluster: Cluster) -> Non
     assert "no node 'node-z' in the running cluster (nodes: node-a, node-b)" in unknown.stderr
 
 
+def test_rename_and_swarm_aim_at_the_node_given(cluster: Cluster) -> None:
+    home = cluster.settings.home
+    write_state(home, cluster)
+    for node in ("node-a", "node-b"):
+        told = cli(home, "rename", "--user", "3", "--name", f"Mike of {node}", "--room", "Maths", "--node", node)
+        assert told.exit_code == 0, told.output
+        assert f"and told room 'Maths' (via {node})" in told.stdout
+        crowd = cli(home, "swarm", "Maths", "--clients", "4", "--for", "0", "--json", "--node", node)
+        assert crowd.exit_code == 0, crowd.output
+        assert json.loads(crowd.stdout)["per_node"] == {node: 4}
+
+
 def test_url_resolution_without_a_running_cluster(tmp_path: Path) -> None:
     assert resolve_url(tmp_path) == DEFAULT_URL
     assert resolve_url(tmp_path, url="example.org:5010/") == "http://example.org:5010"
