@@ -6,10 +6,11 @@ import asyncio
 import dataclasses
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -269,6 +270,29 @@ def test_refusals_and_unreachable_clusters_say_why_and_exit_non_zero(cluster: Cl
 
     verbose = CliRunner().invoke(app, ["--home", str(home), "--verbose", "who", "Maths", "--url", nobody])
     assert verbose.exit_code == 1 and "Traceback" in verbose.stderr
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """A port where the kernel accepts connections and nobody ever answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_server_that_never_answers_gives_one_line_and_exit_1(silent_url: str, tmp_path: Path) -> None:
+    cases = [
+        (["who", "Maths"], f"GET {silent_url}/rooms/Maths"),
+        (["who", "Maths", "--watch"], f"GET {silent_url}/healthz"),
+        (["join", "Maths", "--user", "1"], f"GET {silent_url}/healthz"),
+        (["rename", "--user", "1", "--name", "X"], f"PUT {silent_url}/users/1"),
+    ]
+    for args, request in cases:
+        result = cli(tmp_path, *args, "--url", silent_url, "--timeout", "0.5")
+        assert result.exit_code == 1, (args, result.output)
+        assert result.stderr.splitlines() == [f"error: {request}: no answer within 0.5 s"], (args, result.stderr)
+        assert result.stdout == "", (args, result.stdout)
 
 
 def write_state(home: Path, cluster: Cluster | None, **changes: object) -> None:

@@ -12,7 +12,9 @@ import orjson
 
 from sioplay.errors import ClientError
 
-__all__ = ["Api", "open_api"]
+__all__ = ["DEFAULT_TIMEOUT_S", "Api", "open_api"]
+
+DEFAULT_TIMEOUT_S = 10.0
 
 NOT_RUNNING_HINT = "is a cluster running? start one with 'sioplay cluster start', or give --url"
 
@@ -20,7 +22,7 @@ NOT_RUNNING_HINT = "is a cluster running? start one with 'sioplay cluster start'
 class Api:
     """GET/PUT JSON against one base URL, on the caller's aiohttp session."""
 
-    def __init__(self, url: str, session: aiohttp.ClientSession, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, session: aiohttp.ClientSession, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.url = url.rstrip("/")
         self.session = session
         self.timeout_s = timeout_s
@@ -87,7 +89,7 @@ def _mapped(method: str, url: str, timeout_s: float) -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def open_api(url: str, timeout_s: float = 10.0) -> AsyncIterator[Api]:
+async def open_api(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> AsyncIterator[Api]:
     """An Api with a session of its own, closed on exit.
 
     The session carries one command's HTTP calls and the websockets of its

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from sioplay.client import join as join_room
 from sioplay.client import swarm as swarming
-from sioplay.client.http import open_api
+from sioplay.client.http import DEFAULT_TIMEOUT_S, open_api
 from sioplay.client.names import NameCache
 from sioplay.client.roster import fetch_roster, roster_view
 from sioplay.client.sim import SimClient
@@ -38,6 +38,10 @@ NodeOption = Annotated[
     str | None,
     typer.Option("--node", help="Aim at this node's own port, from the running cluster's state.", show_default=False),
 ]
+TimeoutOption = Annotated[
+    float,
+    typer.Option("--timeout", min=0.1, help="Give up on an HTTP request or a handshake after this many seconds."),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON for scripts instead of tables and text.")]
 ForOption = Annotated[
     float | None,
@@ -63,13 +67,14 @@ def join(
     as_json: JsonOption = False,
     url: UrlOption = None,
     node: NodeOption = None,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Join ROOM as one simulated client and print the room's events as they arrive."""
     base = resolve_url(state_of(ctx).settings.home, url, node)
     printer = join_room.JsonEventPrinter() if as_json else join_room.TextEventPrinter(console)
 
     async def run() -> None:
-        async with open_api(base) as api:
+        async with open_api(base, timeout) as api:
             await join_room.join(api, room, user, printer, rename_to=name, duration=duration)
 
     _run(run())
@@ -87,11 +92,12 @@ def who(
     ] = 5.0,
     url: UrlOption = None,
     node: NodeOption = None,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Who is in ROOM, across all nodes, with names; partial answers are marked."""
     base = resolve_url(state_of(ctx).settings.home, url, node)
     if not watch:
-        envelope = _run(_fetch_once(base, room))
+        envelope = _run(_fetch_once(base, room, timeout))
         if as_json:
             print_json(envelope)
         else:
@@ -99,7 +105,7 @@ def who(
         return
 
     async def run_watch() -> None:
-        async with open_api(base) as api:
+        async with open_api(base, timeout) as api:
             if as_json:
                 await RosterWatch(api, room, JsonLinesDisplay(err_console), refresh).run(duration)
             elif console.is_terminal:
@@ -111,8 +117,8 @@ def who(
     _run(run_watch())
 
 
-async def _fetch_once(base: str, room: str) -> dict[str, Any]:
-    async with open_api(base) as api:
+async def _fetch_once(base: str, room: str, timeout: float) -> dict[str, Any]:
+    async with open_api(base, timeout) as api:
         return await fetch_roster(api, NameCache(api), room)
 
 
@@ -126,18 +132,19 @@ def rename(
     ] = None,
     url: UrlOption = None,
     node: NodeOption = None,
+    timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Change a user's name and, with --room, tell that room as the browser page does."""
     base = resolve_url(state_of(ctx).settings.home, url, node)
-    told = _run(_rename(base, user, name, room))
+    told = _run(_rename(base, user, name, room, timeout))
     line = f"renamed {user} to {name!r}"
     line += f" and told room {room!r} (via {told})" if told else " (no room told: give --room to announce it)"
     console.print(Text(line), highlight=False, soft_wrap=True)
 
 
-async def _rename(base: str, user: str, name: str, room: str | None) -> str | None:
+async def _rename(base: str, user: str, name: str, room: str | None, timeout: float) -> str | None:
     """The node that relayed the identity-change, if a room was told."""
-    async with open_api(base) as api:
+    async with open_api(base, timeout) as api:
         if room is None:
             await api.rename(user, name)
             return None
