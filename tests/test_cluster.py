@@ -92,6 +92,7 @@ async def test_a_killed_node_is_restarted_and_the_roster_heals(clusters: Cluster
             "node-1 to be back online",
         )
         assert back.restarts == 1 and back.last_exit == "signal SIGKILL"
+        assert back.port == node_1.port, "a restarted node keeps its own port"
         assert time.monotonic() - started < 5, "back-off of 0.05 s, then a node start"
         wait_until(lambda: roster_complete_everywhere(cluster, 1), 10, "a complete roster from both nodes")
     finally:

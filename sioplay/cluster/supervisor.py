@@ -25,7 +25,7 @@ from sioplay.cluster.control import Request
 from sioplay.cluster.logs import LogFile, node_log_path
 from sioplay.cluster.pids import ProcessRef
 from sioplay.cluster.policy import Crash, RestartPolicy
-from sioplay.cluster.ports import free_port
+from sioplay.cluster.ports import free_port, port_is_free
 from sioplay.cluster.preflight import check_can_start, supervisor_lock
 from sioplay.cluster.process import LineSink, NodeProcess, describe_exit
 from sioplay.cluster.redis_server import EmbeddedRedis
@@ -62,6 +62,7 @@ class Slot:
     status: NodeStatus = "launching"
     process: NodeProcess | None = None
     successor: NodeProcess | None = None  # during a rolling restart, until it is healthy
+    port: int | None = None  # the own port this node id was last served on
     restarts: int = 0
     crashes: list[Crash] = dataclasses.field(default_factory=list)
     restart_at: float | None = None
@@ -421,7 +422,7 @@ class Supervisor:
             raise ClusterError(
                 f"{slot.node_id}: the replacement did not become healthy ({detail}); the old process keeps serving"
             )
-        old, slot.process = slot.process, new
+        old, slot.process, slot.port = slot.process, new, new.port
         slot.status = "online"
         slot.restarts += 1
         slot.crashes.clear()
@@ -444,12 +445,19 @@ class Supervisor:
 
     async def _launch(self, slot: Slot) -> None:
         slot.process = await self._spawn(slot, fresh_port=False)
+        slot.port = slot.process.port
         slot.status = "launching"
         slot.restart_at = None
 
     async def _spawn(self, slot: Slot, fresh_port: bool) -> NodeProcess:
-        base = self.settings.node_port_base
-        port = base + slot.index if base is not None and not fresh_port else free_port(self.settings.host)
+        base, host = self.settings.node_port_base, self.settings.host
+        if fresh_port:
+            port = free_port(host)
+        elif slot.port is not None and port_is_free(slot.port, host):
+            # A crashed node comes back where people, pages and scripts were reaching it.
+            port = slot.port
+        else:
+            port = base + slot.index if base is not None else free_port(host)
         process = NodeProcess(self.settings, slot.node_id, port, self._write_line)
         assert self._session is not None
         await process.start(self._session)
