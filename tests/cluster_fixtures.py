@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ import pytest
 
 from sioplay.cluster.launcher import start_detached, stop_cluster
 from sioplay.cluster.pids import ProcessRef, find
-from sioplay.cluster.ports import free_port, port_is_free, port_owner
+from sioplay.cluster.ports import free_port, port_is_free
 from sioplay.cluster.state import ClusterState, NodeRecord, read_state
 from sioplay.settings import Settings
 from tests.helpers import wait_until
@@ -139,19 +138,6 @@ def clusters(tmp_path: Path) -> Iterator[Clusters]:
         yield made
     finally:
         made.stop_all()
-
-
-def can_listen(port: int) -> bool:
-    """Nobody listens on `port` and a server could bind it now (connections in TIME_WAIT do not count)."""
-    if port_owner(port) is not None:
-        return False
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
 
 
 def alive_refs(refs: set[ProcessRef]) -> list[ProcessRef]:

@@ -21,10 +21,11 @@ from sioplay.client.sim import SimClient
 from sioplay.cluster import control
 from sioplay.cluster.control import Request
 from sioplay.cluster.launcher import start_detached
+from sioplay.cluster.ports import port_is_free
 from sioplay.cluster.state import read_state
 from sioplay.cluster.status import StatusCollector
 from sioplay.errors import ClusterError, PortInUseError
-from tests.cluster_fixtures import Clusters, RunningCluster, alive_refs, can_listen, free_ports
+from tests.cluster_fixtures import Clusters, RunningCluster, alive_refs, free_ports
 from tests.helpers import async_wait_until, http_json, wait_until
 
 cli = CliRunner()
@@ -75,7 +76,7 @@ async def test_three_nodes_share_the_public_port_and_stop_leaves_nothing(cluster
     assert alive_refs(cluster.seen) == []
     redis_port = int(state.redis_url.rsplit(":", 1)[1].split("/")[0])
     for port in [state.public_port, *ports, redis_port]:
-        assert can_listen(port), f"port {port} still taken"
+        assert port_is_free(port), f"port {port} still taken"
 
 
 async def test_a_killed_node_is_restarted_and_the_roster_heals(clusters: Clusters) -> None:

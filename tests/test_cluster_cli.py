@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 
 from sioplay.cli import app
 from sioplay.cluster.launcher import supervisor_output
+from sioplay.cluster.ports import port_is_free
 from sioplay.cluster.state import ClusterState, read_state
 from sioplay.settings import Settings
-from tests.cluster_fixtures import Clusters, Spawned, alive_refs, can_listen
+from tests.cluster_fixtures import Clusters, Spawned, alive_refs
 from tests.helpers import wait_until
 
 
@@ -66,7 +67,7 @@ def test_start_status_logs_stop(clusters: Clusters) -> None:
     assert stopped.returncode == 0, stopped.stderr
     assert "stopped cluster" in stopped.stdout
     assert alive_refs(cluster.seen) == []
-    assert can_listen(settings.public_port)
+    assert port_is_free(settings.public_port)
 
     after = sioplay(settings, "cluster", "status")
     assert after.returncode == 1 and "no cluster is running" in after.stderr
@@ -157,7 +158,7 @@ def test_foreground_stops_on_ctrl_c_and_a_second_ctrl_c_forces(clusters: Cluster
     assert f"pid {node_1.pid} stopped (code 0)" in (settings.home / "logs" / "node-1.log").read_text()
     assert f"pid {node_2.pid} stopped (signal SIGKILL)" in (settings.home / "logs" / "node-2.log").read_text()
     assert alive_refs(cluster.seen) == []
-    assert can_listen(settings.public_port)
+    assert port_is_free(settings.public_port)
 
 
 def test_status_without_a_cluster(tmp_path) -> None:
