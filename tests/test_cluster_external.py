@@ -52,7 +52,8 @@ async def test_a_cluster_on_an_external_redis_and_postgresql(
     john = SimClient(cluster.node_url(node_1), "1", "Maths")
     mary = SimClient(cluster.node_url(node_2), "2", "Maths")
     try:
-        await asyncio.gather(john.connect(), mary.connect())
+        await john.connect()
+        await mary.connect()
         await john.wait_event("socket-connected", id_socket=mary.sid)
         assert http_json(cluster.node_url(node_1) + "/users/2", "PUT", {"name": "Maria"})[0] == 204
         for node in state.nodes:
