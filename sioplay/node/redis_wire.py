@@ -4,9 +4,10 @@ The profile of a 4-node roster query showed redis-py's per-message costs as
 the largest share of what remained: each PUBLISH went through the connection
 pool, the retry wrapper and its own awaited round trip, and each received
 message through the same layers again. The bus needs only PUBLISH, SUBSCRIBE
-and AUTH (and /healthz a PING). Here a publisher keeps one connection and writes every PUBLISH of
-an event-loop tick in one write, matching the replies in order; a subscriber
-hands each message to a callback straight from `data_received`.
+and AUTH, and /healthz a PING. Here a publisher keeps one connection and
+writes every PUBLISH of an event-loop tick in one write, matching the replies
+in order; a subscriber hands each message to a callback straight from
+`data_received`.
 
 Both raise `ConnectionError` (an `OSError`) when Redis cannot be reached or
 the connection is lost, like the socket errors the bus already handles.
