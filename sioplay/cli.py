@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from sioplay import __version__
-from sioplay.commands import client as client_commands
 from sioplay.commands import bench, cluster, db, node
+from sioplay.commands import client as client_commands
 from sioplay.commands._common import CliState, handles_errors
 from sioplay.log import configure_cli_logging
 from sioplay.settings import Settings

@@ -38,7 +38,7 @@ def external_redis() -> str:
 
 
 async def test_a_cluster_on_an_external_redis_and_postgresql(
-    clusters: Clusters, external_redis: str, pg_database: str  # noqa: F811
+    clusters: Clusters, external_redis: str, pg_database: str
 ) -> None:
     cluster = clusters.start(nodes=2, redis_url=external_redis, db_url=pg_database)
     state = cluster.state()

@@ -14,7 +14,7 @@ import psutil
 
 from sioplay.errors import ClientError
 
-__all__ = ["DEFAULT_URL", "normalize_url", "read_cluster_state", "resolve_url", "state_path", "cluster_running"]
+__all__ = ["DEFAULT_URL", "cluster_running", "normalize_url", "read_cluster_state", "resolve_url", "state_path"]
 
 DEFAULT_URL = "http://localhost:5009"
 # A node bound to every address is dialled on loopback.

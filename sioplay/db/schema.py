@@ -14,7 +14,7 @@ from typing import TypeVar
 from alembic import command
 from alembic.config import Config
 from alembic.util.exc import CommandError
-from sqlalchemy import Connection, inspect, insert, text
+from sqlalchemy import Connection, insert, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sioplay.db.engine import create_engine, database_errors

@@ -25,9 +25,9 @@ from sioplay.node.realtime import RoomEvents
 from sioplay.node.redis_wire import RedisPublisher
 from sioplay.node.roster import RosterService
 from sioplay.node.sockets import LocalSockets
-from sioplay.tasks import cancel_and_wait
 from sioplay.node.ui import ui_routes
 from sioplay.settings import Settings
+from sioplay.tasks import cancel_and_wait
 
 __all__ = ["Node", "run_node"]
 

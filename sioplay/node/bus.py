@@ -28,8 +28,8 @@ from sioplay.node.envelope import REPLY_KINDS, REQUEST_KINDS, Envelope, Kind, de
 from sioplay.node.membership import Membership, Peer
 from sioplay.node.metrics import Metrics
 from sioplay.node.redis_wire import RedisPublisher, RedisSubscriber
-from sioplay.tasks import cancel_and_wait
 from sioplay.settings import Settings
+from sioplay.tasks import cancel_and_wait
 
 __all__ = ["ClusterBus", "QueryOutcome", "Reply"]
 
