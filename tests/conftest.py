@@ -15,8 +15,8 @@ from sioplay.db import schema
 from sioplay.settings import Settings
 from tests.helpers import NodeHandle
 
-# The supervisor's fixtures (`clusters`) for every test module that asks for them.
-pytest_plugins = ["tests.cluster_fixtures", "tests.cli_fixtures"]
+# Shared fixtures: supervised clusters, the CLI side, and the PostgreSQL of the "beyond one machine" tests.
+pytest_plugins = ["tests.cluster_fixtures", "tests.cli_fixtures", "tests.pg_fixtures"]
 
 
 @pytest.fixture

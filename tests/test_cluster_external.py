@@ -13,7 +13,6 @@ from sioplay.cluster.status import StatusCollector
 from sioplay.db import hide_password
 from tests.cluster_fixtures import Clusters, alive_refs
 from tests.helpers import http_json
-from tests.test_postgres_nodes import pg_database  # noqa: F401 - a fixture
 
 EXTERNAL_REDIS_URL = os.environ.get("SIOPLAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # CI sets this where the machine runs a Redis: one that does not answer there is a failure, not a skip.

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -33,50 +31,9 @@ from sioplay.db.engine import SQLITE_BUSY_TIMEOUT_MS
 from sioplay.db.schema import _LOCK_KEY, VERSION_TABLE
 from sioplay.errors import ConfigError, DatabaseError, UnknownUserError, ValidationError
 from tests.helpers import async_wait_until
+from tests.pg_fixtures import PG_URL, pg_admin, pg_schema
 
-PG_URL = os.environ.get("SIOPLAY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-# CI sets this where a server runs: a PostgreSQL that does not answer there is a failure, not a skip.
-PG_REQUIRED = os.environ.get("SIOPLAY_REQUIRE_PG") == "1"
 SEEDED = list(SEED_USERS)
-
-_pg_unavailable: list[str] = []
-
-
-def _asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def _pg_admin() -> asyncpg.Connection:
-    """A plain asyncpg connection to the test server, or a skip (a failure under SIOPLAY_REQUIRE_PG)."""
-    if not _pg_unavailable:
-        try:
-            return await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=5)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            _pg_unavailable.append(f"{type(exc).__name__}: {exc}")
-    reason = f"no PostgreSQL answers at {hide_password(PG_URL)} (SIOPLAY_TEST_PG_URL): {_pg_unavailable[0]}"
-    if PG_REQUIRED:
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-@contextlib.asynccontextmanager
-async def _pg_schema() -> AsyncIterator[str]:
-    """A fresh schema, dropped afterwards; engines built with it as search_path see nothing else."""
-    # Tests may run in parallel against one database, so each gets a schema of its own.
-    schema = f"sioplay_test_{uuid.uuid4().hex}"
-    admin = await _pg_admin()
-    try:
-        await admin.execute(f'CREATE SCHEMA "{schema}"')
-    finally:
-        await admin.close()
-    try:
-        yield schema
-    finally:
-        admin = await _pg_admin()
-        try:
-            await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -86,7 +43,7 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield sqlite_engine
         await sqlite_engine.dispose()
     else:
-        async with _pg_schema() as schema:
+        async with pg_schema() as schema:
             pg_engine = create_engine(PG_URL, search_path=schema)
             yield pg_engine
             await pg_engine.dispose()
@@ -348,7 +305,7 @@ async def test_unreachable_server_gives_database_error_without_password() -> Non
 
 @pytest.mark.postgres
 async def test_postgresql_unknown_database() -> None:
-    await (await _pg_admin()).close()
+    await (await pg_admin()).close()
     url = make_url(PG_URL).set(password="s3cret", database=f"sioplay_missing_{uuid.uuid4().hex}")
     with pytest.raises(DatabaseError, match="sioplay_missing_") as caught:
         await migrate(url.render_as_string(hide_password=False))
@@ -359,7 +316,7 @@ async def test_postgresql_unknown_database() -> None:
 async def test_postgresql_concurrent_ensure_seeds_once() -> None:
     # Two supervisors starting at once against one fresh database (threads with loops of their
     # own stand in for processes on two hosts): one creates and seeds, the other waits and finds it.
-    async with _pg_schema() as schema:
+    async with pg_schema() as schema:
         results = await asyncio.gather(*(asyncio.to_thread(asyncio.run, _ensure_in(schema)) for _ in range(2)))
         assert sorted(results) == [False, True]
         pg_engine = create_engine(PG_URL, search_path=schema)
@@ -380,9 +337,9 @@ async def _ensure_in(schema: str) -> bool:
 
 @pytest.mark.postgres
 async def test_postgresql_schema_changes_wait_for_the_advisory_lock() -> None:
-    async with _pg_schema() as schema:
+    async with pg_schema() as schema:
         pg_engine = create_engine(PG_URL, search_path=schema)
-        admin = await _pg_admin()
+        admin = await pg_admin()
         try:
             # The pool keeps this one connection, so ensure() below runs on this backend.
             async with pg_engine.connect() as conn:
@@ -409,13 +366,13 @@ async def _waits_for_advisory_lock(admin: asyncpg.Connection, pid: int) -> bool:
 
 @pytest.mark.postgres
 async def test_postgresql_tables_are_created_in_the_search_path_schema() -> None:
-    async with _pg_schema() as schema:
+    async with pg_schema() as schema:
         pg_engine = create_engine(PG_URL, search_path=schema)
         try:
             await reset(pg_engine)
         finally:
             await pg_engine.dispose()
-        admin = await _pg_admin()
+        admin = await pg_admin()
         try:
             rows = await admin.fetch(
                 "SELECT table_schema, table_name FROM information_schema.tables WHERE table_name = ANY($1)",

@@ -2,43 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-from sqlalchemy.engine import make_url
 
 from sioplay.client.sim import SimClient
-from sioplay.db import schema
 from sioplay.errors import ClientError
 from sioplay.settings import Settings
 from tests.helpers import NodeHandle, http_json
-from tests.test_db import PG_URL, _pg_admin
 
 pytestmark = pytest.mark.postgres
-
-
-async def _admin_execute(statement: str) -> None:
-    admin = await _pg_admin()
-    try:
-        await admin.execute(statement)
-    finally:
-        await admin.close()
-
-
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A database of its own on the test server, seeded by sioplay, dropped afterwards."""
-    name = f"sioplay_nodes_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin_execute(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        asyncio.run(schema.reset(url))
-        yield url
-    finally:
-        asyncio.run(_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
