@@ -195,6 +195,38 @@ async def test_who_watch_follows_joins_renames_and_leaves_within_a_second(
     assert code == 130 and "Traceback" not in stderr, stderr
 
 
+async def test_who_watch_marks_a_partial_answer_until_every_node_answers_again(
+    start_node: Callable[..., NodeHandle], seeded_settings: Settings, processes: list[Output]
+) -> None:
+    patient = dataclasses.replace(seeded_settings, heartbeat_interval_s=1.0, heartbeat_misses=10, roster_timeout_s=0.5)
+    cluster = start_cluster(start_node, patient)
+    watch = Output(patient, "who", "Maths", "--watch", "--refresh", "0.3", "--for", "60", "--url", cluster.a.url)
+    processes.append(watch)
+    await asyncio.to_thread(wait_until, lambda: snapshots(watch), 10, f"the first table (stderr: {watch.errors})")
+
+    def shown_after(since: float, what: str) -> str | None:
+        return next((text for at, text in snapshots(watch) if at >= since and what in text), None)
+
+    suspended = psutil.Process(cluster.b.pid)
+    suspended.suspend()
+    try:
+        since = time.monotonic()
+        partial = await asyncio.to_thread(
+            wait_until, lambda: shown_after(since, "PARTIAL"), 10, f"a partial table in {watch.text}"
+        )
+    finally:
+        suspended.resume()
+    assert "nodes 1/2 answered, missing: node-b" in " ".join(partial.split())
+
+    since = time.monotonic()
+    healed = await asyncio.to_thread(
+        wait_until, lambda: shown_after(since, "nodes 2/2 answered"), 10, f"a complete table in {watch.text}"
+    )
+    assert "PARTIAL" not in healed
+    code, stderr = watch.interrupt()
+    assert code == 130 and "Traceback" not in stderr, stderr
+
+
 async def test_who_watch_refreshes_on_its_timer_when_no_event_comes(
     cluster: Cluster, clients: list[SimClient], processes: list[Output]
 ) -> None:
