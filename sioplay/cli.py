@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -64,5 +66,17 @@ def root(
     ctx.obj = CliState(settings=settings, verbose=verbose)
 
 
+def _stop_like_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    # Whatever Ctrl-C would do now: asyncio.run's handler cancels the main task so that it can clean up.
+    on_ctrl_c = signal.getsignal(signal.SIGINT)
+    if callable(on_ctrl_c):
+        on_ctrl_c(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
+
+
 def main() -> None:
+    # `kill`, `timeout` and service managers send SIGTERM: a command then ends as on Ctrl-C,
+    # leaving its room and restoring the terminal. Nodes and the supervisor install their own handlers.
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     app()

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -65,7 +66,19 @@ def test_join_prints_the_handshake_and_room_events_with_names(cluster: Cluster, 
 
     code, stderr = john.interrupt()
     assert code == 130 and "Traceback" not in stderr, stderr
+    assert john.lines[-1][1].endswith("left Maths"), john.text
     assert http_json(cluster.a.url + "/rooms/Maths")[1]["sockets"] == 0, "Ctrl-C leaves the room"
+
+
+def test_sigterm_ends_join_as_ctrl_c_does(cluster: Cluster, processes: list[Output]) -> None:
+    john = Output(cluster.settings, "join", "Maths", "--user", "1", "--url", cluster.url)
+    processes.append(john)
+    wait_until(lambda: "joined Maths as 1" in john.text, 10, f"john's handshake line (so far: {john.text!r})")
+    john.process.send_signal(signal.SIGTERM)
+    code, stderr = john.wait()
+    assert code == 130 and "Traceback" not in stderr, stderr
+    assert john.lines[-1][1].endswith("left Maths"), john.text
+    assert http_json(cluster.a.url + "/rooms/Maths")[1]["sockets"] == 0
 
 
 async def test_join_json_reports_another_clients_connect_rename_and_leave(

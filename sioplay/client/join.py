@@ -114,9 +114,10 @@ async def join(
             names.forget(id_user)
             printer.renamed(time.time(), id_user, rename_to)
         await _relay(queue, names, printer, duration)
-        printer.left(time.time(), room)
     finally:
+        # Also on Ctrl-C or SIGTERM (a cancellation): the last line says the client is out of the room.
         await client.disconnect()
+        printer.left(time.time(), room)
 
 
 async def _name(names: NameCache, id_user: Any) -> str | None:
