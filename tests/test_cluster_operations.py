@@ -50,7 +50,7 @@ def test_restart_one_node_then_scale_up_and_down(clusters: Clusters) -> None:
     removed = {node.process for node in cluster.state().nodes[1:]}
 
     reply = control.ask(cluster.home, cluster.state(), Request("scale", nodes=1), timeout=30)
-    assert reply.ok and reply.message == "scaled from 3 to 1 nodes"
+    assert reply.ok and reply.message == "scaled from 3 to 1 node"
     assert [node.id for node in cluster.state().nodes] == ["node-1"]
     assert alive_refs(removed) == []
 

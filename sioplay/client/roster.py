@@ -11,6 +11,7 @@ from rich.text import Text
 
 from sioplay.client.http import Api
 from sioplay.client.names import NameCache
+from sioplay.cluster.units import count_of
 from sioplay.errors import ClientError
 
 __all__ = ["completeness_line", "fetch_roster", "roster_view", "same_roster", "user_rows"]
@@ -49,10 +50,6 @@ def user_rows(envelope: dict[str, Any]) -> list[UserRow]:
     ]
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
 def _complete(envelope: dict[str, Any]) -> bool:
     return envelope.get("complete") is True
 
@@ -65,7 +62,7 @@ def completeness_line(envelope: dict[str, Any]) -> Text:
         answered += f", missing: {', '.join(map(str, missing))}"
     if nodes.get("error"):
         answered += f", error: {nodes['error']}"
-    counts = f"{_plural(envelope.get('unique_users', 0), 'user')}, {_plural(envelope.get('sockets', 0), 'socket')}"
+    counts = f"{count_of(envelope.get('unique_users', 0), 'user')}, {count_of(envelope.get('sockets', 0), 'socket')}"
     took = f"{float(envelope.get('took_ms', 0.0)):.1f} ms"
     if _complete(envelope):
         return Text(f"{counts} · {answered} · {took}", style="green")

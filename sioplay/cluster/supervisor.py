@@ -38,7 +38,7 @@ from sioplay.cluster.state import (
     TransientRole,
     write_state,
 )
-from sioplay.cluster.units import format_bytes
+from sioplay.cluster.units import count_of, format_bytes
 from sioplay.db import schema
 from sioplay.db.url import hide_password
 from sioplay.errors import ClusterError, SioplayError
@@ -402,7 +402,7 @@ class Supervisor:
             await asyncio.gather(*(self._retire(process) for process in leaving))
             del self.slots[nodes:]
         log.info("scaled from %d to %d nodes", before, nodes)
-        return f"scaled from {before} to {nodes} nodes"
+        return f"scaled from {before} to {count_of(nodes, 'node')}"
 
     def _slot(self, node_id: str) -> Slot:
         for slot in self.slots:

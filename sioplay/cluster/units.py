@@ -1,4 +1,4 @@
-"""Sizes and durations as people write and read them."""
+"""Sizes, durations and counts as people write and read them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 from sioplay.errors import ConfigError
 
-__all__ = ["format_bytes", "format_duration", "parse_bytes"]
+__all__ = ["count_of", "format_bytes", "format_duration", "parse_bytes"]
 
 # 1024-based whatever the spelling, as pm2's max_memory_restart and docker's --memory read them.
 _MULTIPLIERS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -46,3 +46,8 @@ def format_duration(seconds: float | None) -> str:
     if seconds < 86400:
         return f"{seconds // 3600:.0f}h"
     return f"{seconds // 86400:.0f}D"
+
+
+def count_of(count: int, word: str) -> str:
+    """'1 node', '3 nodes'."""
+    return f"{count} {word}{'' if count == 1 else 's'}"

@@ -29,7 +29,7 @@ from sioplay.cluster.logs import (
 from sioplay.cluster.state import ClusterState, is_running, read_state
 from sioplay.cluster.status import StatusCollector, not_running, render_status
 from sioplay.cluster.supervisor import MAX_NODES, Supervisor
-from sioplay.cluster.units import parse_bytes
+from sioplay.cluster.units import count_of, parse_bytes
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
 from sioplay.errors import ClusterError
 from sioplay.settings import Settings
@@ -137,7 +137,9 @@ def stop(ctx: typer.Context) -> None:
             f"stopped {len(stopped.cleaned_up)} process(es) left by a dead supervisor: {pids}", highlight=False
         )
     if stopped.was_running and stopped.state is not None:
-        console.print(f"stopped cluster {stopped.state.cluster} ({len(stopped.state.nodes)} nodes)", highlight=False)
+        console.print(
+            f"stopped cluster {stopped.state.cluster} ({count_of(len(stopped.state.nodes), 'node')})", highlight=False
+        )
     elif not stopped.cleaned_up:
         console.print(f"no cluster is running from {settings.home}", highlight=False)
 
