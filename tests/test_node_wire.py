@@ -176,3 +176,39 @@ async def test_a_socket_whose_announcement_fails_is_dropped_then_the_node_recove
     clients.append(kept)
     await kept.connect()
     assert members(node, "Maths") == [kept.sid]
+
+
+async def test_garbage_on_the_socketio_channel_changes_nothing(
+    start_node: Callable[..., NodeHandle], seeded_settings: Settings, clients: list[SimClient]
+) -> None:
+    node_a, node_b = start_node("node-a"), start_node("node-b")
+    john = SimClient(node_a.url, "1", "Maths")
+    clients.append(john)
+    await john.connect()
+    garbage = [
+        b"not json at all",
+        b"[1, 2, 3]",
+        b'"method"',
+        b'{"method": "emit"}',
+        b'{"method": "emit", "event": "socket-connected", "namespace": "/", "room": {"not": "a room"}, "data": 1}',
+        b'{"method": "disconnect", "sid": ["x"], "namespace": "/"}',
+        b'{"method": "enter_room"}',
+        b"\xff\xfe" * 1000,
+    ]
+    redis = aioredis.Redis.from_url(seeded_settings.redis_url)
+    try:
+        for payload in garbage:
+            assert await redis.publish(f"{seeded_settings.cluster}:socketio", payload) == 2, "both nodes listen"
+    finally:
+        await redis.aclose()
+
+    mary = SimClient(node_b.url, "2", "Maths")
+    clients.append(mary)
+    await mary.connect()
+    joined = await john.wait_event("socket-connected", id_socket=mary.sid)
+    assert joined.data == {"id_socket": mary.sid, "id_user": "2"}
+    assert [event.name for event in john.events] == ["handshake", "socket-connected"], "garbage reached nobody"
+    assert john.connected
+    for node in (node_a, node_b):
+        _, body, _ = http_json(node.url + "/rooms/Maths")
+        assert body["complete"] and {user["id_user"] for user in body["users"]} == {"1", "2"}
