@@ -164,6 +164,9 @@ def write_json_atomic(path: Path, value: Any) -> None:
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as file:
         file.write(orjson.dumps(value, option=orjson.OPT_INDENT_2))
+        # On disk before the rename: after a power cut the state is the old one or the new one, never empty.
+        file.flush()
+        os.fsync(file.fileno())
     os.replace(temporary, path)
 
 
