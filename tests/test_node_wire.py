@@ -202,6 +202,15 @@ async def test_garbage_on_the_socketio_channel_changes_nothing(
     finally:
         await redis.aclose()
 
+    malformed = {"socket.io message is not JSON": 2, "socket.io message of unknown shape": 2}
+    for node in (node_a, node_b):
+        await async_wait_until(
+            lambda node=node: http_json(node.url + "/healthz")[1]["metrics"]["bus_dropped_by_reason"] == malformed,
+            5.0,
+            f"{node.node_id} to drop and count the messages that are not python-socketio's",
+        )
+        assert "Unexpected Error in pubsub listening thread" not in node.log_text(), "the listener never restarted"
+
     mary = SimClient(node_b.url, "2", "Maths")
     clients.append(mary)
     await mary.connect()

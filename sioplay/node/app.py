@@ -87,6 +87,8 @@ class Node:
             channel=f"{settings.cluster}:socketio",
             retry_max_s=settings.redis_retry_max_s,
             max_backlog=settings.max_socket_backlog,
+            max_message_bytes=settings.bus_max_message_bytes,
+            on_dropped=self.metrics.dropped,
         )
         eio_socket.install()
         self.sio = socketio.AsyncServer(

@@ -10,7 +10,12 @@ Like python-socketio's own AsyncRedisManager, this backend only implements
   the library's 60 s), so a restarted Redis is heard again quickly;
 - it calls the node back once a socket is fully connected (its CONNECT packet
   queued), so events sent from there can never overtake the CONNECT;
-- room emits go through :class:`RoomBroadcaster` (see there).
+- room emits go through :class:`RoomBroadcaster` (see there);
+- it hands python-socketio only messages of a known shape: python-socketio
+  reads `data['method']` outside its own error handling, so a single bare JSON
+  string on the channel would end its listener, which then subscribes again and
+  misses whatever is published meanwhile. Malformed messages are dropped and
+  counted instead, like those of the bus.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ __all__ = ["ClusterRedisManager", "RoomBroadcaster"]
 log = logging.getLogger(__name__)
 
 ConnectedCallback = Callable[[str, str], Awaitable[None]]
+DroppedCallback = Callable[[str], None]
+# What python-socketio's pub/sub managers publish; anything else is not from a node.
+MESSAGE_METHODS = frozenset({"emit", "callback", "disconnect", "enter_room", "leave_room", "close_room"})
 
 
 class RoomBroadcaster(AsyncManager):
@@ -107,13 +115,22 @@ class ClusterRedisManager(AsyncPubSubManager, RoomBroadcaster):
     name = "sioplay-redis"
 
     def __init__(
-        self, redis_url: str, publisher: RedisPublisher, channel: str, retry_max_s: float, max_backlog: int = 1000
+        self,
+        redis_url: str,
+        publisher: RedisPublisher,
+        channel: str,
+        retry_max_s: float,
+        max_backlog: int = 1000,
+        max_message_bytes: int = 4 * 1024 * 1024,
+        on_dropped: DroppedCallback | None = None,
     ) -> None:
         super().__init__(channel=channel, logger=logging.getLogger(__name__))
         self.redis_url = redis_url
         self.publisher = publisher
         self.retry_max_s = retry_max_s
         self.max_backlog = max_backlog
+        self.max_message_bytes = max_message_bytes
+        self.on_dropped = on_dropped
         self.on_connected: ConnectedCallback | None = None
         # Set while the subscription to the Socket.IO channel is live: a node opens its ports only then.
         self.subscribed = asyncio.Event()
@@ -146,7 +163,8 @@ class ClusterRedisManager(AsyncPubSubManager, RoomBroadcaster):
                 retry_s = min(0.1, self.retry_max_s)
                 ended = asyncio.ensure_future(self._mark_end(subscriber, received))
                 while (data := await received.get()) is not None:
-                    yield data
+                    if (message := self._well_formed(data)) is not None:
+                        yield message
             except OSError as exc:
                 log.warning("lost the Redis subscription (%s); retrying in %.1f s", exc, retry_s)
             finally:
@@ -156,6 +174,24 @@ class ClusterRedisManager(AsyncPubSubManager, RoomBroadcaster):
                     ended.cancel()
             await asyncio.sleep(retry_s)
             retry_s = min(retry_s * 2, self.retry_max_s)
+
+    def _well_formed(self, data: bytes) -> dict[str, Any] | None:
+        """The decoded message, or None once it is dropped and counted."""
+        if len(data) > self.max_message_bytes:
+            reason = "socket.io message too large"
+        else:
+            try:
+                message = self.json.loads(data)
+            except ValueError:
+                reason = "socket.io message is not JSON"
+            else:
+                if isinstance(message, dict) and message.get("method") in MESSAGE_METHODS:
+                    return message
+                reason = "socket.io message of unknown shape"
+        log.warning("dropped a message on %s: %s (%d bytes)", self.channel, reason, len(data))
+        if self.on_dropped is not None:
+            self.on_dropped(reason)
+        return None
 
     @staticmethod
     async def _mark_end(subscriber: RedisSubscriber, received: asyncio.Queue[bytes | None]) -> None:
