@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -20,7 +21,10 @@ JS_DIR = Path(__file__).parent / "js"
 def js_client_dir() -> Path:
     """tests/js with its pinned socket.io-client installed (`npm ci` when .ci/run has not done it)."""
     if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("Node.js and npm are needed to run the official socket.io-client")
+        reason = "Node.js and npm are needed to run the official socket.io-client"
+        if os.environ.get("SIOPLAY_REQUIRE_NODEJS"):
+            pytest.fail(f"{reason}, and SIOPLAY_REQUIRE_NODEJS is set")
+        pytest.skip(reason)
     if not (JS_DIR / "node_modules" / "socket.io-client").exists():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True, capture_output=True, timeout=300)
     return JS_DIR
