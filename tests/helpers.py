@@ -6,7 +6,6 @@ import asyncio
 import json
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sioplay.cluster.ports import free_port
+from sioplay.cluster.process import node_command
 from sioplay.settings import Settings
 
 T = TypeVar("T")
@@ -93,13 +93,11 @@ class NodeHandle:
         return self.process.pid
 
     def start(self, timeout: float = 20.0) -> NodeHandle:
-        args = [sys.executable, "-m", "sioplay", "node", "run", "--port", str(self.port), "--node-id", self.node_id]
+        args = node_command(self.node_id, self.port, self.public_port)
         env = self.settings.child_env()
         if self.settings.redis_url is not None:
             # The flag, not the environment: it is what a person types.
             args += ["--redis-url", env.pop("SIOPLAY_REDIS_URL")]
-        if self.public_port is not None:
-            args += ["--public-port", str(self.public_port)]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sioplay.client.swarm import raise_open_files_limit
 from sioplay.cluster.ports import free_port
+from sioplay.cluster.process import node_command
 from sioplay.cluster.redis_server import EmbeddedRedis
 from sioplay.db import schema
 from sioplay.errors import ClusterError
@@ -52,8 +52,7 @@ class Fleet:
         env = self.settings.child_env()
         for index in range(1, count + 1):
             port = free_port()
-            args = [sys.executable, "-m", "sioplay", "node", "run", "--port", str(port), "--node-id", f"node-{index}",
-                    "--public-port", str(self.public_port)]
+            args = node_command(f"node-{index}", port, self.public_port)
             with (log_dir / f"node-{index}.log").open("ab") as log:
                 self.processes.append(
                     subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)

@@ -19,7 +19,7 @@ from sioplay.cluster.pids import ProcessRef
 from sioplay.cluster.urls import local_url
 from sioplay.settings import Settings
 
-__all__ = ["LineSink", "NodeProcess", "describe_exit"]
+__all__ = ["LineSink", "NodeProcess", "describe_exit", "node_command"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,12 @@ _READ_CHUNK = 64 * 1024
 _MAX_LINE = 64 * 1024
 _PROBE_WHILE_LAUNCHING_S = 0.05
 _TAIL_LINES = 8
+
+
+def node_command(node_id: str, port: int, public_port: int | None = None) -> list[str]:
+    """`sioplay node run` for one node, as the supervisor, the benches and the tests start it."""
+    args = [sys.executable, "-m", "sioplay", "node", "run", "--node-id", node_id, "--port", str(port)]
+    return args + (["--public-port", str(public_port)] if public_port is not None else [])
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -81,12 +87,7 @@ class NodeProcess:
         return self._process is not None and self._process.returncode is None
 
     async def start(self, session: aiohttp.ClientSession) -> None:
-        args = [
-            sys.executable, "-m", "sioplay", "node", "run",
-            "--node-id", self.node_id,
-            "--port", str(self.port),
-            "--public-port", str(self.settings.public_port),
-        ]  # fmt: skip
+        args = node_command(self.node_id, self.port, self.settings.public_port)
         env = {**self.settings.child_env(), "PYTHONUNBUFFERED": "1"}
         self._process = await asyncio.create_subprocess_exec(
             *args,
