@@ -9,6 +9,8 @@ import asyncio
 import dataclasses
 import json
 import signal
+import socket
+import subprocess
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -17,6 +19,7 @@ import redis.asyncio as aioredis
 
 from sioplay.client.sim import SimClient
 from sioplay.cluster.ports import free_port
+from sioplay.cluster.process import node_command
 from sioplay.errors import ClientError
 from sioplay.node.app import Node
 from sioplay.settings import Settings
@@ -44,9 +47,10 @@ async def test_the_connect_ack_reaches_the_client_before_the_handshake(start_nod
 
 
 async def negotiated_compression(node: NodeHandle) -> int:
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(socket_io_url(node, "1", "Maths"), compress=15) as ws:
-            return ws.compress
+    async with aiohttp.ClientSession() as session, session.ws_connect(
+        socket_io_url(node, "1", "Maths"), compress=15
+    ) as ws:
+        return ws.compress
 
 
 async def test_websocket_compression_is_off_unless_asked_for(
@@ -221,3 +225,22 @@ async def test_garbage_on_the_socketio_channel_changes_nothing(
     for node in (node_a, node_b):
         _, body, _ = http_json(node.url + "/rooms/Maths")
         assert body["complete"] and {user["id_user"] for user in body["users"]} == {"1", "2"}
+
+
+def test_a_taken_port_is_one_clear_line(seeded_settings: Settings) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = subprocess.run(
+            [*node_command("node-x", port), "--redis-url", seeded_settings.redis_url or ""],
+            env=seeded_settings.child_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: node node-x cannot listen on port {port}") and "address already in use" in last
+    assert "node node-x stopped" in run.stderr, "what it had started is stopped again"

@@ -15,6 +15,7 @@ from aiohttp import web
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 
 from sioplay.db.store import UserStore
+from sioplay.errors import ClusterError
 from sioplay.node import eio_socket
 from sioplay.node.bus import ClusterBus
 from sioplay.node.corked import CorkedTransport
@@ -248,7 +249,12 @@ async def run_node(settings: Settings, node_id: str, port: int, public_port: int
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, handle_signal, signum)
     node = Node(settings, node_id, port, public_port)
-    await node.start()
+    try:
+        await node.start()
+    except OSError as exc:
+        await node.stop()
+        ports = f"port {port}" + (f" and public port {public_port}" if public_port is not None else "")
+        raise ClusterError(f"node {node_id} cannot listen on {ports}: {exc.strerror or exc}") from None
     try:
         await stop.wait()
     finally:
