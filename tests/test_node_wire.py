@@ -227,13 +227,15 @@ async def test_garbage_on_the_socketio_channel_changes_nothing(
         assert body["complete"] and {user["id_user"] for user in body["users"]} == {"1", "2"}
 
 
-def test_a_taken_port_is_one_clear_line(seeded_settings: Settings) -> None:
+@pytest.mark.parametrize("taken_port", ["own", "public"])
+def test_a_taken_port_is_one_clear_line(seeded_settings: Settings, taken_port: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
+        held, free = taken.getsockname()[1], free_port()
+        port, public_port = (held, free) if taken_port == "own" else (free, held)
         run = subprocess.run(
-            [*node_command("node-x", port), "--redis-url", seeded_settings.redis_url or ""],
+            [*node_command("node-x", port, public_port), "--redis-url", seeded_settings.redis_url or ""],
             env=seeded_settings.child_env(),
             capture_output=True,
             text=True,

@@ -179,12 +179,14 @@ class Node:
         self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
         await self._runner.setup()
         host = self.settings.host
-        self._sites.append(web.TCPSite(self._runner, host, self.port))
+        sites = [web.TCPSite(self._runner, host, self.port)]
         if self.public_port is not None:
             # The kernel spreads connections over every node bound here.
-            self._sites.append(web.TCPSite(self._runner, host, self.public_port, reuse_port=True))
-        for site in self._sites:
+            sites.append(web.TCPSite(self._runner, host, self.public_port, reuse_port=True))
+        for site in sites:
             await site.start()
+            # Only sites that listen are stopped again, also when the next one cannot.
+            self._sites.append(site)
         log.info(
             "node %s listening on port %d%s (cluster %r)",
             self.node_id,
