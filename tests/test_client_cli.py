@@ -301,6 +301,7 @@ def test_refusals_and_unreachable_clusters_say_why_and_exit_non_zero(cluster: Cl
         (["rename", "--user", "1", "--name", "X", "--room", "", "--url", url], "error: room name is missing or empty"),
         (["rename", "--user", "99", "--name", "X", "--url", url], "error: unknown id_user '99'"),
         (["who", "x" * 65, "--url", url], "error: room name is longer than 64 characters (65)"),
+        (["who", "", "--url", url], "error: room name is missing or empty"),
         (["who", "Maths", "--url", nobody], f"error: cannot reach {nobody}/rooms/Maths"),
         (["join", "Maths", "--user", "1", "--url", nobody], f"error: cannot reach {nobody}/healthz"),
         (["who", "Maths", "--watch", "--url", nobody], "is a cluster running? start one with 'sioplay cluster start'"),

@@ -20,6 +20,7 @@ from sioplay.client.target import resolve_url
 from sioplay.client.watch import JsonLinesDisplay, LiveDisplay, RosterWatch, SnapshotDisplay
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
 from sioplay.errors import ClientError
+from sioplay.node.validation import validate_room
 
 __all__ = ["join", "register", "rename", "swarm", "who"]
 
@@ -95,6 +96,8 @@ def who(
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Who is in ROOM, across all nodes, with names; partial answers are marked."""
+    # The server's rules, checked here: an empty name would ask another route (/rooms/) and get a bare 404.
+    validate_room(room)
     base = resolve_url(state_of(ctx).settings.home, url, node)
     if not watch:
         envelope = _run(_fetch_once(base, room, timeout))
