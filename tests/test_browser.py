@@ -309,7 +309,7 @@ def test_unknown_user_sees_the_refusal(
 def test_a_page_whose_node_stops_says_reconnecting_then_lands_on_another(
     cli_cluster: CliCluster, visits: Visits
 ) -> None:
-    """On the public port, as people use it: the restarted node gets a new port of its own, the public one stays."""
+    """On the public port, as people use it: the page reconnects to whichever node the kernel hands it."""
     from playwright.sync_api import expect
 
     page = visits.open(f"{cli_cluster.public_url}/ui/Chemistry?id_user=5")
