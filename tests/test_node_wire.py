@@ -198,6 +198,7 @@ async def test_garbage_on_the_socketio_channel_changes_nothing(
         b'{"method": "disconnect", "sid": ["x"], "namespace": "/"}',
         b'{"method": "enter_room"}',
         b"\xff\xfe" * 1000,
+        b'{"method": "emit", "padding": "' + b"x" * seeded_settings.bus_max_message_bytes + b'"}',
     ]
     redis = aioredis.Redis.from_url(seeded_settings.redis_url)
     try:
@@ -206,7 +207,11 @@ async def test_garbage_on_the_socketio_channel_changes_nothing(
     finally:
         await redis.aclose()
 
-    malformed = {"socket.io message is not JSON": 2, "socket.io message of unknown shape": 2}
+    malformed = {
+        "socket.io message is not JSON": 2,
+        "socket.io message of unknown shape": 2,
+        "socket.io message too large": 1,
+    }
     for node in (node_a, node_b):
         await async_wait_until(
             lambda node=node: http_json(node.url + "/healthz")[1]["metrics"]["bus_dropped_by_reason"] == malformed,
