@@ -251,3 +251,21 @@ def test_a_taken_port_is_one_clear_line(seeded_settings: Settings, taken_port: s
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: node node-x cannot listen on port {port}") and "address already in use" in last
     assert "node node-x stopped" in run.stderr, "what it had started is stopped again"
+
+
+async def test_an_oversized_event_drops_its_sender_only(
+    start_node: Callable[..., NodeHandle], seeded_settings: Settings, clients: list[SimClient]
+) -> None:
+    node_a, node_b = start_node("node-a"), start_node("node-b")
+    john = SimClient(node_a.url, "1", "Maths")
+    mary = SimClient(node_b.url, "2", "Maths")
+    clients += [john, mary]
+    await john.connect()
+    await mary.connect()
+    mary_sid = mary.sid
+    await mary.emit("identity-change", {"id_user": "2", "padding": "x" * (seeded_settings.max_http_body_bytes + 1)})
+    await mary.wait_for(lambda: not mary.connected, 5.0, "the node to drop the sender of an oversized frame")
+    left = await john.wait_event("socket-disconnected", id_socket=mary_sid)
+    assert left.data == {"id_socket": mary_sid, "id_user": "2"}
+    assert [event.name for event in john.events if event.name == "identity-change"] == [], "nothing was relayed"
+    assert john.connected and http_json(node_b.url + "/healthz")[1]["sockets"] == 0
