@@ -96,16 +96,24 @@ def test_health_reports_a_growing_uptime(start_node: Callable[..., NodeHandle]) 
     assert status == 200 and again["uptime_s"] >= first
 
 
+async def john_and_mary(
+    start_node: Callable[..., NodeHandle], clients: list[SimClient]
+) -> tuple[NodeHandle, NodeHandle, SimClient, SimClient]:
+    """node-a with John and node-b with Mary, both in Maths."""
+    node_a, node_b = start_node("node-a"), start_node("node-b")
+    john = SimClient(node_a.url, "1", "Maths")
+    mary = SimClient(node_b.url, "2", "Maths")
+    clients += [john, mary]
+    await john.connect()
+    await mary.connect()
+    return node_a, node_b, john, mary
+
+
 async def test_sigint_stops_a_node_like_sigterm(start_node: Callable[..., NodeHandle], clients: list[SimClient]) -> None:
-    leaving, staying = start_node("node-a"), start_node("node-b")
-    stay = SimClient(staying.url, "1", "Maths")
-    leave = SimClient(leaving.url, "2", "Maths")
-    clients += [stay, leave]
-    await stay.connect()
-    await leave.connect()
-    leave_sid = leave.sid
+    _, leaving, john, mary = await john_and_mary(start_node, clients)
+    mary_sid = mary.sid
     assert await asyncio.to_thread(leaving.stop, signum=signal.SIGINT) == 0
-    await stay.wait_event("socket-disconnected", id_socket=leave_sid)
+    await john.wait_event("socket-disconnected", id_socket=mary_sid)
     assert "SIGINT received" in leaving.log_text()
 
 
@@ -256,12 +264,7 @@ def test_a_taken_port_is_one_clear_line(seeded_settings: Settings, taken_port: s
 async def test_an_oversized_event_drops_its_sender_only(
     start_node: Callable[..., NodeHandle], seeded_settings: Settings, clients: list[SimClient]
 ) -> None:
-    node_a, node_b = start_node("node-a"), start_node("node-b")
-    john = SimClient(node_a.url, "1", "Maths")
-    mary = SimClient(node_b.url, "2", "Maths")
-    clients += [john, mary]
-    await john.connect()
-    await mary.connect()
+    _, node_b, john, mary = await john_and_mary(start_node, clients)
     mary_sid = mary.sid
     await mary.emit("identity-change", {"id_user": "2", "padding": "x" * (seeded_settings.max_http_body_bytes + 1)})
     await mary.wait_for(lambda: not mary.connected, 5.0, "the node to drop the sender of an oversized frame")
