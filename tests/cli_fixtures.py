@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import signal
 import subprocess
 import sys
@@ -57,17 +58,25 @@ def cli(home: Path, *args: str) -> Result:
     return CliRunner().invoke(app, ["--home", str(home), *args])
 
 
-class Output:
-    """A `python -m sioplay ...` process whose stdout lines are kept with the time each arrived."""
+# Rich's cursor and colour codes, when a test makes it draw as on a terminal.
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
-    def __init__(self, settings: Settings, *args: str) -> None:
+
+class Output:
+    """A `python -m sioplay ...` process whose stdout lines are kept with the time each arrived.
+
+    It runs in a session of its own, so a test's signals reach it alone; `stop` kills it by pid if still running.
+    """
+
+    def __init__(self, settings: Settings, *args: str, env: dict[str, str] | None = None, columns: int = 100) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sioplay", *args],
-            env={**settings.child_env(), "COLUMNS": "100"},
+            env={**settings.child_env(), "COLUMNS": str(columns), **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,
         )
         self.lines: list[tuple[float, str]] = []
         self.errors: list[str] = []
@@ -79,7 +88,7 @@ class Output:
             reader.start()
 
     def _line(self, line: str) -> None:
-        self.lines.append((time.monotonic(), line.rstrip("\n")))
+        self.lines.append((time.monotonic(), _ANSI.sub("", line.rstrip("\n"))))
 
     @staticmethod
     def _read(stream: IO[str] | None, keep: Callable[[str], None]) -> None:
@@ -88,8 +97,26 @@ class Output:
             keep(line)
 
     @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
     def text(self) -> str:
         return "\n".join(line for _, line in list(self.lines))
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.errors)
+
+    def wait_printed(self, pattern: str, timeout: float) -> re.Match[str]:
+        """The first match of `pattern` in what it printed; fails if it exits first or `timeout` passes."""
+
+        def printed() -> re.Match[str] | None:
+            if self.process.poll() is not None and not re.search(pattern, self.text, re.MULTILINE):
+                raise AssertionError(f"exited with {self.process.returncode} first: {self.stderr[-2000:]}")
+            return re.search(pattern, self.text, re.MULTILINE)
+
+        return wait_until(printed, timeout, f"{pattern!r} in the output of pid {self.pid}")
 
     def interrupt(self, timeout: float = 10.0) -> tuple[int, str]:
         """Ctrl-C, then (exit code, stderr)."""
@@ -97,11 +124,11 @@ class Output:
         return self.wait(timeout)
 
     def wait(self, timeout: float = 10.0) -> tuple[int, str]:
-        """(exit code, stderr) once the process has ended."""
+        """(exit code, stderr) once the process has ended and its output is read to the end."""
         code = self.process.wait(timeout)
         for reader in self._readers:
             reader.join(5)
-        return code, "".join(self.errors)
+        return code, self.stderr
 
     def stop(self) -> None:
         if self.process.poll() is None:

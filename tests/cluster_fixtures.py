@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import subprocess
-import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import psutil
 import pytest
@@ -21,7 +16,6 @@ from sioplay.cluster.pids import ProcessRef, find
 from sioplay.cluster.ports import free_port, port_is_free
 from sioplay.cluster.state import ClusterState, NodeRecord, read_state
 from sioplay.settings import Settings
-from tests.helpers import wait_until
 
 
 def short_timer_settings(home: Path) -> Settings:
@@ -151,70 +145,3 @@ def free_ports(count: int) -> int:
         if base + count < 65536 and all(port_is_free(port, "127.0.0.1") for port in range(base, base + count)):
             return base
     raise AssertionError(f"no {count} consecutive free ports")
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-class Spawned:
-    """A `sioplay` subprocess whose output a thread collects, so a test can wait on what it printed.
-
-    It runs in a session of its own, so a test's signals reach it alone; `close` kills it by pid if still running.
-    """
-
-    def __init__(self, settings: Settings, *args: str, env: dict[str, str] | None = None) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sioplay", "--home", str(settings.home), *args],
-            env={**settings.child_env(), "COLUMNS": "200", **(env or {})},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        self._chunks: list[bytes] = []
-        self._errors: list[bytes] = []
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.process.stdout, self._chunks), daemon=True),
-            threading.Thread(target=self._read, args=(self.process.stderr, self._errors), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    @staticmethod
-    def _read(stream: IO[bytes] | None, into: list[bytes]) -> None:
-        assert stream is not None
-        while chunk := os.read(stream.fileno(), 65536):
-            into.append(chunk)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def stdout(self) -> str:
-        """What it printed so far, without terminal escape codes."""
-        return _ANSI.sub("", b"".join(self._chunks).decode(errors="replace"))
-
-    @property
-    def stderr(self) -> str:
-        return b"".join(self._errors).decode(errors="replace")
-
-    def wait_printed(self, pattern: str, timeout: float) -> re.Match[str]:
-        def printed() -> re.Match[str] | None:
-            if self.process.poll() is not None and not re.search(pattern, self.stdout, re.MULTILINE):
-                raise AssertionError(f"exited with {self.process.returncode} first: {self.stderr[-2000:]}")
-            return re.search(pattern, self.stdout, re.MULTILINE)
-
-        return wait_until(printed, timeout, f"{pattern!r} in the output of pid {self.pid}")
-
-    def wait(self, timeout: float) -> int:
-        """Its exit code, once its output is read to the end."""
-        code = self.process.wait(timeout)
-        for reader in self._readers:
-            reader.join(timeout)
-        return code
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.wait(10)

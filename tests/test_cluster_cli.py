@@ -18,7 +18,8 @@ from sioplay.cluster.launcher import supervisor_output
 from sioplay.cluster.ports import port_is_free
 from sioplay.cluster.state import ClusterState, read_state
 from sioplay.settings import Settings
-from tests.cluster_fixtures import Clusters, Spawned, alive_refs
+from tests.cli_fixtures import Output
+from tests.cluster_fixtures import Clusters, alive_refs
 from tests.helpers import wait_until
 
 
@@ -114,24 +115,24 @@ def assert_second_start_refused(settings: Settings, state: ClusterState) -> None
 
 def assert_watch_refreshes_until_ctrl_c(settings: Settings) -> None:
     """`status --watch` redraws the table (on a terminal) until Ctrl-C, then exits cleanly."""
-    watch = Spawned(settings, "cluster", "status", "--watch", env={"TTY_COMPATIBLE": "1"})
+    watch = Output(settings, "cluster", "status", "--watch", env={"TTY_COMPATIBLE": "1"}, columns=200)
     try:
         # Two tables: the first one and at least one refresh.
         watch.wait_printed(r"node-2\s.*\sonline\s(?:.|\n)*node-2\s.*\sonline\s", 20)
-        os.kill(watch.pid, signal.SIGINT)
-        assert watch.wait(10) == 0, watch.stderr
+        code, stderr = watch.interrupt()
+        assert code == 0, stderr
     finally:
-        watch.close()
+        watch.stop()
     assert watch.stderr == ""
-    assert re.search(r"node\s.*\spid\s.*\sstatus\s.*\ssockets", watch.stdout), watch.stdout
-    assert re.search(r"node-1[\s│]+\d+[\s│]+\d+[\s│]+online\s", watch.stdout), watch.stdout
+    assert re.search(r"node\s.*\spid\s.*\sstatus\s.*\ssockets", watch.text), watch.text
+    assert re.search(r"node-1[\s│]+\d+[\s│]+\d+[\s│]+online\s", watch.text), watch.text
 
 
 def test_foreground_stops_on_ctrl_c_and_a_second_ctrl_c_forces(clusters: Clusters) -> None:
     # Far beyond the test's patience: only the second Ctrl-C can cut the wait for a stuck node.
     settings = clusters.settings(stop_timeout_s=30.0, health_timeout_s=60.0)
     cluster = clusters.track(settings)
-    supervisor = Spawned(settings, "cluster", "start", "--foreground", "--nodes", "2")
+    supervisor = Output(settings, "cluster", "start", "--foreground", "--nodes", "2", columns=200)
     try:
         supervisor.wait_printed(r"node-2\s.*\sonline\s", 60)
         state = cluster.state()
@@ -145,14 +146,15 @@ def test_foreground_stops_on_ctrl_c_and_a_second_ctrl_c_forces(clusters: Cluster
         assert supervisor.process.poll() is None, "it waits for node-2"
         forced = time.monotonic()
         os.kill(supervisor.pid, signal.SIGINT)
-        assert supervisor.wait(15) == 0, supervisor.stderr
+        code, stderr = supervisor.wait(15)
+        assert code == 0, stderr
         assert time.monotonic() - forced < 10
     finally:
-        supervisor.close()
+        supervisor.stop()
 
     assert "Traceback" not in supervisor.stderr, supervisor.stderr
     for source, text in (("node-1", r"\S"), ("supervisor", "SIGINT: stopping"), ("supervisor", "second SIGINT")):
-        assert re.search(rf"^\d\d:\d\d:\d\d {source} +\| {text}", supervisor.stdout, re.MULTILINE), supervisor.stdout
+        assert re.search(rf"^\d\d:\d\d:\d\d {source} +\| {text}", supervisor.text, re.MULTILINE), supervisor.text
     final = read_state(settings.home)
     assert final is not None and final.phase == "stopped" and final.processes() == []
     assert f"pid {node_1.pid} stopped (code 0)" in (settings.home / "logs" / "node-1.log").read_text()
