@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from sioplay.bench.growth import Growth, nodes_label
+from sioplay.bench.growth import Growth
 from sioplay.bench.roster import RosterFigures
+from sioplay.cluster.units import count_of
 from sioplay.errors import ConfigError
 
 __all__ = ["check_chart_path", "write_chart"]
@@ -45,7 +46,7 @@ def write_chart(growth: Growth, path: Path) -> None:
                 [figures.clients for figures in series],
                 [value(figures) for figures in series],
                 marker="o",
-                label=nodes_label(nodes),
+                label=count_of(nodes, "node"),
             )
         # Log on both axes: M spans orders of magnitude and so may the cost; a straight line's slope is its exponent.
         axes.set_xscale("log")

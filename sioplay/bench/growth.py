@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from sioplay.bench.roster import RosterFigures
 
-__all__ = ["Growth", "GrowthRatio", "growth", "nodes_label"]
+__all__ = ["Growth", "GrowthRatio", "growth"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,11 +72,6 @@ def growth(figures: Iterable[RosterFigures]) -> Growth:
         nodes=tuple(sorted({nodes for _, nodes in cells})),
         cells=cells,
     )
-
-
-def nodes_label(nodes: int) -> str:
-    """A growth table's column, a chart's legend entry."""
-    return f"{nodes} node{'s' if nodes > 1 else ''}"
 
 
 def _ratio(at_largest: float, at_smallest: float) -> float | None:

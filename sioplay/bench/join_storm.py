@@ -20,7 +20,7 @@ from rich.progress import Progress
 from sioplay.bench.clients import BenchClients
 from sioplay.bench.fleet import Fleet, bench_progress, cpu_seconds, shown_fleet
 from sioplay.bench.memory import rss_bytes
-from sioplay.bench.rooms import roster_exact
+from sioplay.bench.rooms import roster_exact_everywhere
 from sioplay.errors import ClientError
 from sioplay.settings import Settings
 
@@ -98,9 +98,8 @@ async def _storm(
             delivered_s = time.perf_counter() - started
             cpu_used = cpu_seconds(running.pids()) - cpu_before
             rss_growth = rss_bytes(node_pids) - rss_before
-            exact = pool.dropped == 0
-            for url in running.urls:
-                exact = exact and await roster_exact(session, url, ROOM, pool.expected(ROOM))
+            expected = pool.expected(ROOM)
+            exact = pool.dropped == 0 and await roster_exact_everywhere(session, running.urls, ROOM, expected)
             return JoinStormFigures(
                 nodes=len(running.urls),
                 clients=clients,

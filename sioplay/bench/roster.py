@@ -16,7 +16,7 @@ from rich.progress import Progress
 from sioplay.bench.clients import BenchClients
 from sioplay.bench.fleet import Fleet, bench_progress, cpu_seconds, shown_fleet
 from sioplay.bench.profile import profiled
-from sioplay.bench.rooms import roster_exact
+from sioplay.bench.rooms import roster_exact_everywhere
 from sioplay.errors import ClientError
 from sioplay.settings import Settings
 
@@ -35,13 +35,6 @@ class RosterFigures:
     requests_per_s: float
     cpu_ms_per_query: float
     exact: bool
-
-
-async def _roster_matches(session: aiohttp.ClientSession, urls: list[str], expected: set[tuple[str, str]]) -> bool:
-    for url in urls:
-        if not await roster_exact(session, url, ROOM, expected):
-            return False
-    return True
 
 
 async def _latencies(session: aiohttp.ClientSession, urls: list[str], requests: int) -> list[float]:
@@ -105,7 +98,8 @@ async def _measure(
                 task = progress.add_task(f"connecting {count} clients", total=count, completed=len(pool.members))
                 await pool.grow_to(count, lambda: progress.advance(task))
                 progress.remove_task(task)
-                exact = pool.dropped == 0 and await _roster_matches(session, running.urls, pool.expected(ROOM))
+                expected = pool.expected(ROOM)
+                exact = pool.dropped == 0 and await roster_exact_everywhere(session, running.urls, ROOM, expected)
                 await _latencies(session, running.urls, min(50, requests))
                 timings = await _latencies(session, running.urls, requests)
                 with _profiling(running, profile_dir, count):

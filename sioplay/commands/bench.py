@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from sioplay.cluster.units import count_of
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
 from sioplay.errors import ConfigError
 
@@ -109,12 +110,10 @@ def _print_roster(results: list[RosterFigures], grown: Growth, concurrency: int,
 
 
 def _print_growth(grown: Growth) -> None:
-    from sioplay.bench.growth import nodes_label
-
     table = Table(title="how the roster cost grows", caption="server CPU ms/query / p50 ms")
     table.add_column("clients (M)", justify="right")
     for nodes in grown.nodes:
-        table.add_column(nodes_label(nodes), justify="right")
+        table.add_column(count_of(nodes, "node"), justify="right")
     for clients in grown.clients:
         cells = [grown.cell(clients, nodes) for nodes in grown.nodes]
         table.add_row(
@@ -124,7 +123,7 @@ def _print_growth(grown: Growth) -> None:
     console.print(table)
     for ratio in grown.ratios():
         console.print(
-            f"{nodes_label(ratio.nodes)}, M {ratio.smallest:,} → {ratio.largest:,}:"
+            f"{count_of(ratio.nodes, 'node')}, M {ratio.smallest:,} → {ratio.largest:,}:"
             f" CPU/query {_times(ratio.cpu)}, p50 {_times(ratio.p50)}",
             highlight=False,
         )

@@ -196,12 +196,14 @@ class Node:
         )
 
     async def _wait_subscribed(self, timeout: float) -> bool:
+        """True once both the Socket.IO channel and the bus are subscribed, within one `timeout`."""
         try:
             async with asyncio.timeout(timeout):
                 await self.manager.subscribed.wait()
+                await self.bus.subscribed.wait()
         except TimeoutError:
             return False
-        return await self.bus.wait_subscribed(timeout)
+        return True
 
     async def stop(self) -> None:
         """Close the listeners, drop the connections (the room hears it), then let go of Redis.

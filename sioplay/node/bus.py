@@ -109,7 +109,8 @@ class ClusterBus:
         self._unheard_since: float | None = None
         self._pending: dict[str, _Pending] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._subscribed = asyncio.Event()
+        # Set while the subscription to the bus channels is live, like the Socket.IO manager's.
+        self.subscribed = asyncio.Event()
         self._runners: list[asyncio.Task[None]] = []
 
     # Lifecycle ---------------------------------------------------------------------------
@@ -129,17 +130,9 @@ class ClusterBus:
         """
         runners, self._runners = self._runners, []
         stopped = await asyncio.gather(*(cancel_and_wait(task, timeout) for task in runners))
-        self._subscribed.clear()
+        self.subscribed.clear()
         await self.say_goodbye()
         return all(stopped)
-
-    async def wait_subscribed(self, timeout: float) -> bool:
-        try:
-            async with asyncio.timeout(timeout):
-                await self._subscribed.wait()
-        except TimeoutError:
-            return False
-        return True
 
     async def say_goodbye(self) -> None:
         try:
@@ -155,7 +148,7 @@ class ClusterBus:
         Counted from when a heartbeat was sent, not from when one was last heard, so
         that a node whose event loop is merely busy (a join storm) stays linked.
         """
-        if not self._subscribed.is_set() or self._heard_self_at is None:
+        if not self.subscribed.is_set() or self._heard_self_at is None:
             return False
         return self._unheard_since is None or self.clock() - self._unheard_since <= self.silence_s
 
@@ -215,12 +208,12 @@ class ClusterBus:
             subscriber = RedisSubscriber(self.redis_url, [self.channel, self.direct_channel], self._receive)
             try:
                 await subscriber.subscribe()
-                self._subscribed.set()
+                self.subscribed.set()
                 retry_s = min(0.1, self.settings.redis_retry_max_s)
                 await self._publish(self.channel, "hello", {"sockets": self.presence()})
                 await subscriber.wait_closed()
             except OSError as exc:
-                self._subscribed.clear()
+                self.subscribed.clear()
                 log.warning("bus lost its Redis subscription (%s); retrying in %.1f s", exc, retry_s)
             finally:
                 subscriber.close()

@@ -159,17 +159,19 @@ class RedisPublisher:
 
     async def publish(self, channel: str, data: bytes) -> int:
         """How many subscribers received `data`; ConnectionError if Redis did not take it."""
-        connection = self._connection
-        if connection is None or connection.closed.done():
-            connection = await self._connect()
+        connection = await self._live()
         return int(await connection.send(encode_command("PUBLISH", channel, data)))
 
     async def ping(self) -> None:
         """A round trip on the publishing connection itself: what /healthz reports is what the emits use."""
+        connection = await self._live()
+        await connection.send(encode_command("PING"))
+
+    async def _live(self) -> _PublishConnection:
         connection = self._connection
         if connection is None or connection.closed.done():
             connection = await self._connect()
-        await connection.send(encode_command("PING"))
+        return connection
 
     async def _connect(self) -> _PublishConnection:
         # Publishes that find no connection wait for the same attempt.

@@ -18,7 +18,18 @@ from collections.abc import Callable, Iterable, Sequence
 
 import orjson
 
-__all__ = ["Entry", "LocalPart", "MergedRoster", "RemotePart", "RoomCache", "RoomCaches", "order_key"]
+__all__ = [
+    "Entry",
+    "LocalPart",
+    "MergedRoster",
+    "RemotePart",
+    "RoomCache",
+    "RoomCaches",
+    "legacy_json",
+    "merge",
+    "order_key",
+    "sorted_entries",
+]
 
 # (order key, id_socket, id_user, node): tuples compare in C, on the unique order key.
 Entry = tuple[str, str, str, str]
