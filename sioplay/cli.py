@@ -45,13 +45,16 @@ def root(
     ctx: typer.Context,
     home: Annotated[
         Path | None,
-        typer.Option("--home", help="State directory (database, pids, logs). \\[env: SIOPLAY_HOME]", show_default=False),
+        typer.Option(
+            "--home", help="State directory (database, pids, logs). \\[env: SIOPLAY_HOME]", show_default=False
+        ),
     ] = None,
     db_url: Annotated[
         str | None, typer.Option("--db-url", help="SQLAlchemy URL of the user database. \\[env: SIOPLAY_DB_URL]")
     ] = None,
     redis_url: Annotated[
-        str | None, typer.Option("--redis-url", help="Redis URL; default: the embedded Redis. \\[env: SIOPLAY_REDIS_URL]")
+        str | None,
+        typer.Option("--redis-url", help="Redis URL; default: the embedded Redis. \\[env: SIOPLAY_REDIS_URL]"),
     ] = None,
     cluster_name: Annotated[
         str | None, typer.Option("--cluster", help="Cluster name, namespaces Redis channels. \\[env: SIOPLAY_CLUSTER]")

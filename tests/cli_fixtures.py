@@ -1,4 +1,4 @@
-"""Fixtures for the client-side tests: a 2-node cluster on one public port, CLI runs, and CLI processes stopped at teardown."""
+"""Client-side test fixtures: a 2-node cluster on one public port, CLI runs, CLI processes stopped at teardown."""
 
 from __future__ import annotations
 

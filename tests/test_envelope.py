@@ -12,7 +12,13 @@ LIMIT = 4096
 
 
 def raw(**fields: object) -> bytes:
-    message = {"v": PROTOCOL_VERSION, "kind": "heartbeat", "origin": "node-1", "instance": "abc", "body": {"sockets": 2}}
+    message = {
+        "v": PROTOCOL_VERSION,
+        "kind": "heartbeat",
+        "origin": "node-1",
+        "instance": "abc",
+        "body": {"sockets": 2},
+    }
     message.update(fields)
     return orjson.dumps(message)
 
@@ -52,10 +58,19 @@ def test_a_request_says_which_versions_it_holds() -> None:
         (raw(body=[]), "body is not an object"),
         (raw(body={"sockets": "many"}), "sockets must be"),
         (raw(kind="roster-request", request_id="r", body={"room": "a\x00b"}), "bad room"),
-        (raw(kind="roster-reply", request_id="r", body={"room": "M", "version": 1, "members": [["s1"]]}), "each member"),
-        (raw(kind="roster-reply", request_id="r", body={"room": "M", "version": 1, "members": [["s", 7]]}), "id_user must"),
+        (
+            raw(kind="roster-reply", request_id="r", body={"room": "M", "version": 1, "members": [["s1"]]}),
+            "each member",
+        ),
+        (
+            raw(kind="roster-reply", request_id="r", body={"room": "M", "version": 1, "members": [["s", 7]]}),
+            "id_user must",
+        ),
         (raw(kind="roster-reply", request_id="r", body={"room": "M", "members": []}), "version must be"),
-        (raw(kind="roster-reply", request_id="r", body={"room": "M", "version": -1, "unchanged": True}), "version must"),
+        (
+            raw(kind="roster-reply", request_id="r", body={"room": "M", "version": -1, "unchanged": True}),
+            "version must",
+        ),
         (raw(kind="roster-request", request_id="r", body={"room": "M", "have": []}), "have must be"),
         (raw(kind="roster-request", request_id="r", body={"room": "M", "have": {"a": "3"}}), "version must be"),
         (raw(kind="roster-request", request_id="r", body={"room": "M", "have": {"": 3}}), "instance must be"),

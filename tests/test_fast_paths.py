@@ -79,7 +79,9 @@ async def _connect_and_stop_reading(port: int, id_user: str, room: str) -> socke
     return sock
 
 
-async def test_a_client_that_stops_reading_is_disconnected(start_node: Callable[..., NodeHandle], seeded_settings: Settings) -> None:
+async def test_a_client_that_stops_reading_is_disconnected(
+    start_node: Callable[..., NodeHandle], seeded_settings: Settings
+) -> None:
     bounded = dataclasses.replace(seeded_settings, max_socket_backlog=50, ws_send_buffer_bytes=8192)
     node = start_node("node-a", bounded)
     observer = SimClient(node.url, "1", "Flood")

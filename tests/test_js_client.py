@@ -26,7 +26,9 @@ def js_client_dir() -> Path:
             pytest.fail(f"{reason}, and SIOPLAY_REQUIRE_NODEJS is set")
         pytest.skip(reason)
     if not (JS_DIR / "node_modules" / "socket.io-client").exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True, capture_output=True, timeout=300
+        )
     return JS_DIR
 
 

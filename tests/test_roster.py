@@ -20,7 +20,11 @@ from tests.helpers import NodeHandle, http_json, wait_until
 def three_nodes(start_node: Callable[..., NodeHandle]) -> list[NodeHandle]:
     nodes = [start_node("node-a"), start_node("node-b"), start_node("node-c")]
     for node in nodes:
-        wait_until(lambda node=node: len(http_json(node.url + "/cluster")[1]["nodes"]) == 3, 5, f"{node.node_id} to see 3 nodes")
+        wait_until(
+            lambda node=node: len(http_json(node.url + "/cluster")[1]["nodes"]) == 3,
+            5,
+            f"{node.node_id} to see 3 nodes",
+        )
     return nodes
 
 
@@ -40,7 +44,14 @@ def roster(node: NodeHandle, room: str, query: str = "") -> dict:
 
 async def test_roster_is_exact_from_every_node(three_nodes, clients) -> None:
     a, b, c = three_nodes
-    plan = [(a, "1", "Maths"), (a, "2", "Maths"), (b, "3", "Maths"), (b, "1", "Maths"), (c, "4", "Maths"), (c, "5", "Physics")]
+    plan = [
+        (a, "1", "Maths"),
+        (a, "2", "Maths"),
+        (b, "3", "Maths"),
+        (b, "1", "Maths"),
+        (c, "4", "Maths"),
+        (c, "5", "Physics"),
+    ]
     made = await connect_all(clients, plan)
     expected = sorted(
         ({"id_socket": cl.sid, "id_user": cl.id_user} for cl in made if cl.room == "Maths"),
@@ -113,7 +124,9 @@ async def test_sigkilled_node_is_reported_then_forgotten(three_nodes, clients, s
     assert body["_headers"]["X-Sioplay-Complete"] == "false" and body["_headers"]["X-Sioplay-Nodes-Missing"] == "node-c"
     assert roster(a, "Maths", "?strict=1")["_status"] in (503, 200)
 
-    after = wait_until(lambda: (r := roster(b, "Maths"))["complete"] and r, 5, "node-c to be forgotten after its silence")
+    after = wait_until(
+        lambda: (r := roster(b, "Maths"))["complete"] and r, 5, "node-c to be forgotten after its silence"
+    )
     assert after["nodes"]["answered"] == ["node-a", "node-b"] and after["sockets"] == 2
     assert after["took_ms"] < seeded_settings.roster_timeout_s * 1000 / 2, "no waiting for the deadline"
     health = http_json(a.url + "/healthz")[1]
@@ -157,7 +170,11 @@ async def test_garbage_on_the_bus_is_dropped_and_counted(three_nodes, clients, s
         (channel, b"[1, 2, 3]"),
         (channel, b'{"v": 99, "kind": "hello", "origin": "x", "instance": "y", "body": {}}'),
         (channel, b'{"v": 2, "kind": "launch-missiles", "origin": "x", "instance": "y", "body": {}}'),
-        (channel, b'{"v": 2, "kind": "roster-request", "origin": "x", "instance": "y", "request_id": "r", "body": {"room": ""}}'),
+        (
+            channel,
+            b'{"v": 2, "kind": "roster-request", "origin": "x", "instance": "y", "request_id": "r",'
+            b' "body": {"room": ""}}',
+        ),
         (channel, b'{"v": 2, "kind": "heartbeat", "origin": "x", "instance": "y", "body": {"sockets": -1}}'),
         (channel, b'{"v": 2, "kind": "hello", "body": "' + b"x" * (seeded_settings.bus_max_message_bytes + 1) + b'"}'),
         (
@@ -204,7 +221,9 @@ async def test_two_clusters_on_one_redis_do_not_mix(start_node, seeded_settings:
     assert not any(e.name == "socket-connected" for e in mike.events), "no broadcasts across clusters"
 
 
-async def test_redis_restart_degrades_then_recovers(three_nodes, clients, redis_server, seeded_settings: Settings) -> None:
+async def test_redis_restart_degrades_then_recovers(
+    three_nodes, clients, redis_server, seeded_settings: Settings
+) -> None:
     a, b, c = three_nodes
     await connect_all(clients, [(a, "1", "Maths"), (b, "2", "Maths"), (c, "3", "Maths")])
     redis_server.stop()

@@ -16,7 +16,7 @@ FORMATS = (".svg", ".png")
 
 
 def check_chart_path(path: Path) -> None:
-    """ConfigError for what would only fail once the benchmark is over: another format, no such directory, no matplotlib."""
+    """ConfigError now for what would only fail after the benchmark: a format, a directory, matplotlib missing."""
     if path.suffix.lower() not in FORMATS:
         raise ConfigError(f"--plot writes .svg or .png, not {path.name!r}")
     if not path.parent.is_dir():

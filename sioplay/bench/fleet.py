@@ -115,7 +115,9 @@ def fleet(nodes: int, base: Settings, clients: int) -> Iterator[Fleet]:
             redis.start()
         try:
             # Always a fresh SQLite: a benchmark must not rename the users of a real database.
-            settings = dataclasses.replace(base, home=home, db_url=None, redis_url=base.redis_url or (redis.url if redis else None))
+            settings = dataclasses.replace(
+                base, home=home, db_url=None, redis_url=base.redis_url or (redis.url if redis else None)
+            )
             asyncio.run(schema.reset(settings.effective_db_url))
             running = Fleet(settings, redis)
             try:

@@ -1,4 +1,4 @@
-"""How the roster cost grows with M and with the node count: the pivot behind `bench roster`'s growth table and chart."""
+"""How the roster cost grows with M and the node count: the pivot behind `bench roster`'s growth table and chart."""
 
 from __future__ import annotations
 

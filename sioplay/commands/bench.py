@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Benchmarks: each starts its own Redis, database and nodes, and prints figures.", no_args_is_help=True)
+app = typer.Typer(
+    help="Benchmarks: each starts its own Redis, database and nodes, and prints figures.", no_args_is_help=True
+)
 
 
 def _counts(raw: str, what: str) -> list[int]:
@@ -40,7 +42,8 @@ def roster(
     ctx: typer.Context,
     nodes: Annotated[str, typer.Option(help="Node counts to measure, comma-separated.")] = "1,2,4",
     clients: Annotated[
-        str, typer.Option(help="Clients in the room (M), comma-separated; 10000 takes long (each join reaches the room).")
+        str,
+        typer.Option(help="Clients in the room (M), comma-separated; 10000 takes long (each join reaches the room)."),
     ] = "40,400,2000",
     requests: Annotated[int, typer.Option(help="Sequential requests for the latency figures.")] = 500,
     concurrency: Annotated[int, typer.Option(help="Concurrent requesters for the throughput figure.")] = 8,
@@ -51,7 +54,9 @@ def roster(
     ] = None,
     plot: Annotated[
         Path | None,
-        typer.Option(help="Draw CPU/query and p50 against M, a line per node count, to this .svg or .png (needs matplotlib)."),
+        typer.Option(
+            help="Draw CPU/query and p50 against M, a line per node count, to this .svg or .png (needs matplotlib)."
+        ),
     ] = None,
 ) -> None:
     """Roster latency (p50/p95/p99, sequential) and requests/s (concurrent) for each nodes × clients."""

@@ -20,7 +20,9 @@ app = typer.Typer(help="Run a single Socket.IO node.", no_args_is_help=True)
 def run(
     ctx: typer.Context,
     port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="This node's own port.")] = 5009,
-    node_id: Annotated[str, typer.Option("--node-id", help="Name of this node in logs, handshakes and rosters.")] = "node-1",
+    node_id: Annotated[
+        str, typer.Option("--node-id", help="Name of this node in logs, handshakes and rosters.")
+    ] = "node-1",
     public_port: Annotated[
         int | None,
         typer.Option("--public-port", min=1, max=65535, help="A port shared with the other nodes (SO_REUSEPORT)."),

@@ -155,7 +155,13 @@ class Node:
     async def handle_cluster(self, request: web.Request) -> web.Response:
         now = time.monotonic()
         nodes = [
-            {"node": self.node_id, "instance": self.bus.instance, "self": True, "sockets": len(self.sockets), "last_seen_s": 0.0}
+            {
+                "node": self.node_id,
+                "instance": self.bus.instance,
+                "self": True,
+                "sockets": len(self.sockets),
+                "last_seen_s": 0.0,
+            }
         ]
         nodes += [
             {
@@ -226,7 +232,9 @@ class Node:
                 # The disconnect handlers run as engine.io notices each closed connection.
                 await self.sockets.wait_empty()
         except TimeoutError:
-            log.warning("node %s: sockets still open after %.1f s, closing anyway", self.node_id, self.settings.shutdown_grace_s)
+            log.warning(
+                "node %s: sockets still open after %.1f s, closing anyway", self.node_id, self.settings.shutdown_grace_s
+            )
         await self.sio.shutdown()
         listener = self.manager.thread
         if listener is not None and not await cancel_and_wait(listener, LISTENER_STOP_TIMEOUT_S):
@@ -263,4 +271,3 @@ async def run_node(settings: Settings, node_id: str, port: int, public_port: int
         await stop.wait()
     finally:
         await node.stop()
-

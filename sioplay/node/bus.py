@@ -194,7 +194,11 @@ class ClusterBus:
 
     def _outcome_without_bus(self, peers: dict[str, str], started: float, error: str) -> QueryOutcome:
         return QueryOutcome(
-            replies=[], expected=len(peers), missing=sorted(peers.values()), took_ms=self._ms_since(started), error=error
+            replies=[],
+            expected=len(peers),
+            missing=sorted(peers.values()),
+            took_ms=self._ms_since(started),
+            error=error,
         )
 
     def _ms_since(self, started: float) -> float:
