@@ -172,15 +172,19 @@ async def test_garbage_on_the_bus_is_dropped_and_counted(three_nodes, clients, s
         (channel, b'{"v": 2, "kind": "launch-missiles", "origin": "x", "instance": "y", "body": {}}'),
         (
             channel,
-            b'{"v": 2, "kind": "roster-request", "origin": "x", "instance": "y", "request_id": "r",'
-            b' "body": {"room": ""}}',
+            (
+                b'{"v": 2, "kind": "roster-request", "origin": "x", "instance": "y", "request_id": "r",'
+                b' "body": {"room": ""}}'
+            ),
         ),
         (channel, b'{"v": 2, "kind": "heartbeat", "origin": "x", "instance": "y", "body": {"sockets": -1}}'),
         (channel, b'{"v": 2, "kind": "hello", "body": "' + b"x" * (seeded_settings.bus_max_message_bytes + 1) + b'"}'),
         (
             f"{channel}:{instance_a}",
-            b'{"v": 2, "kind": "roster-reply", "origin": "x", "instance": "y", "request_id": "nobody-asked",'
-            b' "body": {"room": "Maths", "version": 1, "members": [["ghost", "9"]]}}',
+            (
+                b'{"v": 2, "kind": "roster-reply", "origin": "x", "instance": "y", "request_id": "nobody-asked",'
+                b' "body": {"room": "Maths", "version": 1, "members": [["ghost", "9"]]}}'
+            ),
         ),
     ]
     client = redis.Redis.from_url(seeded_settings.redis_url)
