@@ -4,8 +4,30 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 
-__all__ = ["configure_cli_logging", "configure_node_logging"]
+__all__ = ["Throttle", "configure_cli_logging", "configure_node_logging"]
+
+
+class Throttle:
+    """At most one report per key every `every_s` seconds, so that a flood leaves a line, not a log full of it."""
+
+    def __init__(self, every_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every_s = every_s
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def allow(self, key: str) -> int | None:
+        """None while `key` was reported recently (counted); else how many reports were held back since."""
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.every_s:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._suppressed.pop(key, 0)
 
 
 class _NodeIdFilter(logging.Filter):

@@ -10,16 +10,18 @@ __all__ = ["cancel_all", "cancel_and_wait"]
 _RECANCEL_EVERY_S = 0.2
 
 
-async def cancel_and_wait(task: asyncio.Task[Any], timeout: float) -> bool:
-    """Cancel `task` until it has ended; False if it is still running after `timeout` seconds.
+async def cancel_and_wait(task: asyncio.Task[Any], timeout_s: float) -> bool:
+    """Cancel `task` until it has ended; False if it is still running after `timeout_s` seconds.
 
-    A redis-py pub/sub read can lose a cancellation that lands as data arrives
-    (seen with redis-py 8.1 and hiredis: the listener stayed "cancelling" inside
-    its next socket read and node shutdown hung). Cancelling again interrupts
-    the read it went back to.
+    A single cancel is not always the end of a task: one that catches
+    CancelledError to clean up, or awaits again while cleaning up, goes on
+    running, and a cancel that lands while the task is being woken can be lost
+    (seen with redis-py's pub/sub reads: node shutdown hung). Cancelling again
+    until it is done, within a deadline, ends both without trusting any one
+    task's code.
     """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + timeout_s
     while not task.done():
         remaining = deadline - loop.time()
         if remaining <= 0:
@@ -29,8 +31,8 @@ async def cancel_and_wait(task: asyncio.Task[Any], timeout: float) -> bool:
     return True
 
 
-async def cancel_all(tasks: list[asyncio.Task[Any]], timeout: float) -> bool:
-    """Cancel every task and wait for them to end; False if some are still running after `timeout` seconds.
+async def cancel_all(tasks: list[asyncio.Task[Any]], timeout_s: float) -> bool:
+    """Cancel every task and wait for them to end; False if some are still running after `timeout_s` seconds.
 
     `asyncio.wait`, not `gather`: a gather cut short by a timeout cancels its
     tasks again and then waits for them, however long a stubborn one takes.
@@ -39,7 +41,7 @@ async def cancel_all(tasks: list[asyncio.Task[Any]], timeout: float) -> bool:
         return True
     for task in tasks:
         task.cancel()
-    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    done, pending = await asyncio.wait(tasks, timeout=timeout_s)
     for task in done:
         if not task.cancelled():
             # Read, so that a task that failed on its way out is not reported as never retrieved.

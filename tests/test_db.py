@@ -216,11 +216,12 @@ async def test_migrate_creates_an_empty_table_then_is_a_no_op(engine: AsyncEngin
     assert tables == {"users", VERSION_TABLE}
 
 
-async def test_open_fails_fast_without_the_users_table(engine: AsyncEngine) -> None:
+async def test_a_store_without_the_users_table_gives_database_error(engine: AsyncEngine) -> None:
+    user_store = UserStore(engine)
     with pytest.raises(DatabaseError, match="users"):
-        await UserStore.open(engine)
+        await user_store.list()
     await reset(engine)
-    user_store = await UserStore.open(engine)
+    assert await user_store.list() == SEEDED
     await user_store.close()
 
 
@@ -243,7 +244,7 @@ async def test_sqlite_from_plain_urls(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/plain.db"
     assert await ensure(url) is True
     assert await ensure(url) is False
-    store = await UserStore.open(url)
+    store = UserStore(url)
     try:
         assert await store.list() == SEEDED
     finally:
@@ -285,7 +286,7 @@ async def test_sqlite_path_that_cannot_exist(tmp_path: Path) -> None:
 
 async def test_unreachable_server_gives_database_error_without_password() -> None:
     url = f"postgresql://sioplay:s3cret@127.0.0.1:{_refused_port()}/sioplay"
-    for attempt in (migrate(url), reset(url), ensure(url), UserStore.open(url)):
+    for attempt in (migrate(url), reset(url), ensure(url), UserStore(url).list()):
         with pytest.raises(DatabaseError) as caught:
             await attempt
         message = str(caught.value)

@@ -8,9 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import redis
-
 from sioplay.cluster.ports import free_port
+from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.errors import RedisError
 
 __all__ = ["EmbeddedRedis", "find_redis_server"]
@@ -41,7 +40,7 @@ class EmbeddedRedis:
     """One redis-server on a loopback port, without persistence.
 
     `start` returns once Redis answers PING; `stop` is SIGTERM, a deadline, then
-    SIGKILL. `restart` keeps the port, so clients that know the URL reconnect.
+    SIGKILL.
     """
 
     def __init__(self, workdir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
@@ -81,24 +80,19 @@ class EmbeddedRedis:
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        client = redis.Redis(host=self.host, port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)
-        try:
-            while True:
-                if self.process is not None and self.process.poll() is not None:
-                    raise RedisError(
-                        f"redis-server exited with code {self.process.returncode} at start; see {self.log_path}"
-                    )
-                try:
-                    if client.ping():
-                        return
-                except redis.RedisError:
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RedisError(f"redis-server did not answer PING on port {self.port} within {timeout:g} s")
-                time.sleep(0.02)
-        finally:
-            client.close()
+        endpoint = RedisEndpoint(host=self.host, port=self.port)
+        while True:
+            if self.process is not None and self.process.poll() is not None:
+                raise RedisError(f"redis-server exited with code {self.process.returncode} at start; see {self.log_path}")
+            try:
+                endpoint.command("PING", timeout_s=0.5)
+                return
+            except RedisError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RedisError(f"redis-server did not answer PING on port {self.port} within {timeout:g} s")
+            time.sleep(0.02)
 
     def stop(self, timeout: float = 5.0) -> None:
         process, self.process = self.process, None
@@ -110,14 +104,3 @@ class EmbeddedRedis:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout)
-
-    def restart(self, timeout: float = 10.0) -> None:
-        self.stop()
-        self.start(timeout)
-
-    def __enter__(self) -> EmbeddedRedis:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()

@@ -10,7 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sioplay.errors import ValidationError
 
-__all__ = ["NAME_MAX_CHARS", "SEED_USERS", "Base", "User", "UserRecord", "validate_name"]
+__all__ = ["NAME_MAX_CHARS", "SEED_USERS", "Base", "User", "UserRecord", "id_user_order", "validate_name"]
 
 NAME_MAX_CHARS = 255
 # Control characters, lone surrogates (not encodable) and line/paragraph separators.
@@ -43,6 +43,17 @@ SEED_USERS: tuple[UserRecord, ...] = tuple(
         ("John", "Mary", "Mike", "Frank", "Stephanie", "Richard", "Sonia", "Charlie", "Rowan", "Victoria"), start=1
     )
 )
+
+
+def id_user_order(id_user: str) -> str:
+    """A string whose plain order is the order users are listed in: numeric ids by value, then the others.
+
+    A string, not a tuple, so that the roster's sort keys compare in C.
+    """
+    if id_user.isascii() and id_user.isdigit():
+        digits = id_user.lstrip("0") or "0"
+        return f"0{len(digits):03d}{digits}\x00{id_user}"
+    return f"1{id_user}"
 
 
 def validate_name(raw: object) -> str:

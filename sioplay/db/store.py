@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sioplay.db.engine import create_engine, database_errors
-from sioplay.db.models import User, UserRecord, validate_name
+from sioplay.db.models import User, UserRecord, id_user_order, validate_name
 from sioplay.errors import UnknownUserError
 
 __all__ = ["UserStore"]
@@ -25,19 +25,6 @@ class UserStore:
     def __init__(self, target: str | AsyncEngine) -> None:
         self._owns_engine = isinstance(target, str)
         self._engine = create_engine(target) if isinstance(target, str) else target
-
-    @classmethod
-    async def open(cls, target: str | AsyncEngine) -> UserStore:
-        """A store whose users table answered, so that a node fails at start rather than on its first request."""
-        store = cls(target)
-        try:
-            with store._errors("read users from"):
-                async with store._engine.connect() as conn:
-                    await conn.execute(select(User.id_user).limit(1))
-        except BaseException:
-            await store.close()
-            raise
-        return store
 
     async def get(self, id_user: str) -> UserRecord:
         with self._errors("read users from"):
@@ -61,7 +48,8 @@ class UserStore:
         with self._errors("read users from"):
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(select(User.id_user, User.name))).all()
-        return sorted((UserRecord(row.id_user, row.name) for row in rows), key=_id_order)
+        records = (UserRecord(row.id_user, row.name) for row in rows)
+        return sorted(records, key=lambda record: id_user_order(record.id_user))
 
     async def close(self) -> None:
         if self._owns_engine:
@@ -78,8 +66,3 @@ class UserStore:
     def _errors(self, doing: str) -> AbstractContextManager[None]:
         return database_errors(self._engine.url, doing)
 
-
-def _id_order(record: UserRecord) -> tuple[int, int, str]:
-    if record.id_user.isascii() and record.id_user.isdigit():
-        return (0, int(record.id_user), record.id_user)
-    return (1, 0, record.id_user)

@@ -1,4 +1,4 @@
-"""One node: a python-socketio server on aiohttp, its HTTP routes, and its lifecycle."""
+"""One node: its parts wired together (Socket.IO server, Redis connections, bus, roster, routes) and its lifecycle."""
 
 from __future__ import annotations
 
@@ -6,27 +6,24 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import time
-from typing import Any
 
 import socketio
 from aiohttp import web
-from engineio.async_drivers import aiohttp as engineio_aiohttp
 
+from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.db.store import UserStore
 from sioplay.errors import ClusterError
-from sioplay.node import eio_socket
-from sioplay.node.bus import ClusterBus
-from sioplay.node.corked import CorkedTransport
-from sioplay.node.http import json_errors, json_response, roster_routes, user_routes
+from sioplay.node import patches
+from sioplay.node.bus import ClusterBus, new_instance_id
+from sioplay.node.cluster_roster import LocalAnswers, RosterService
 from sioplay.node.manager import ClusterRedisManager
 from sioplay.node.metrics import Metrics
-from sioplay.node.realtime import RoomEvents
-from sioplay.node.redis_wire import RedisPublisher
-from sioplay.node.roster import RosterService
+from sioplay.node.redis_wire import RedisPublisher, Subscription
+from sioplay.node.room_events import RoomEvents
+from sioplay.node.roster_parts import RoomCaches
+from sioplay.node.routes import add_routes, json_errors
 from sioplay.node.sockets import LocalSockets
-from sioplay.node.ui import ui_routes
 from sioplay.settings import Settings
 from sioplay.tasks import cancel_and_wait
 
@@ -35,34 +32,7 @@ __all__ = ["Node", "run_node"]
 log = logging.getLogger(__name__)
 
 LISTENER_STOP_TIMEOUT_S = 2.0
-
-
-def _websocket_driver(compress: bool, send_buffer_bytes: int | None) -> type[engineio_aiohttp.WebSocket]:
-    """engine.io's aiohttp websocket wrapper with compression and the send buffer as settings.
-
-    aiohttp compresses every frame by default and engine.io does not turn it
-    off; under a join storm in a large room that costs more CPU than anything
-    else and drops clients. The frames of one event-loop tick leave in one
-    write (`CorkedTransport`).
-    """
-
-    class WebSocket(engineio_aiohttp.WebSocket):
-        async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
-            request = environ["aiohttp.request"]
-            self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=compress)
-            await self._sock.prepare(request)
-            # aiohttp keeps the frame writer private; without it frames are simply not batched.
-            frame_writer = getattr(self._sock, "_writer", None)
-            if frame_writer is not None and isinstance(getattr(frame_writer, "transport", None), asyncio.Transport):
-                frame_writer.transport = CorkedTransport(frame_writer.transport)
-            raw_socket = request.transport.get_extra_info("socket") if request.transport else None
-            if send_buffer_bytes is not None and raw_socket is not None:
-                raw_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
-            self.environ = environ
-            await self.handler(self)
-            return self._sock
-
-    return WebSocket
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class Node:
@@ -76,22 +46,33 @@ class Node:
         self.started_at = time.monotonic()
         self.sockets = LocalSockets()
         self.store = UserStore(settings.effective_db_url)
-        redis_url = settings.redis_url or "redis://127.0.0.1:6379/0"
         self.metrics = Metrics()
-        # One connection carries every PUBLISH of this node, the bus's and Socket.IO's, a tick's worth per write.
-        self.publisher = RedisPublisher(redis_url)
-        self.bus = ClusterBus(redis_url, self.publisher, settings, node_id, self.metrics)
-        self.roster = RosterService(self.bus, self.sockets, self.metrics)
-        self.manager = ClusterRedisManager(
-            redis_url,
+        endpoint = RedisEndpoint.from_url(settings.redis_url or DEFAULT_REDIS_URL)
+        # One connection carries every PUBLISH of this node, the bus's and Socket.IO's, a tick's worth per write;
+        # one more carries every channel it listens on.
+        self.publisher = RedisPublisher(endpoint)
+        self.subscription = Subscription(endpoint, settings.redis_retry_max_s, self.metrics.handler_failed)
+        instance = new_instance_id()
+        self.local_answers = LocalAnswers(self.sockets, RoomCaches(), node_id, instance)
+        self.bus = ClusterBus(
             self.publisher,
+            self.subscription,
+            settings,
+            node_id,
+            instance,
+            self.metrics,
+            handlers=self.local_answers.handlers(),
+            presence=self.sockets.__len__,
+        )
+        self.roster = RosterService(self.bus, self.local_answers, self.metrics)
+        self.manager = ClusterRedisManager(
+            self.publisher,
+            self.subscription,
             channel=f"{settings.cluster}:socketio",
-            retry_max_s=settings.redis_retry_max_s,
             max_backlog=settings.max_socket_backlog,
             max_message_bytes=settings.bus_max_message_bytes,
             on_dropped=self.metrics.dropped,
         )
-        eio_socket.install()
         self.sio = socketio.AsyncServer(
             client_manager=self.manager,
             async_mode="aiohttp",
@@ -100,85 +81,22 @@ class Node:
             logger=False,
             engineio_logger=False,
         )
-        self.sio.eio._async = {
-            **self.sio.eio._async,
-            "websocket": _websocket_driver(settings.ws_compression, settings.ws_send_buffer_bytes),
-        }
+        self.patches = patches.install(
+            self.sio, self.manager, settings.ws_compression, settings.ws_send_buffer_bytes
+        )
         self.events = RoomEvents(self.sio, self.store, self.sockets, node_id)
         self.manager.on_connected = self.events.handle_connected
         self.events.register()
-        self.app = self._build_app()
+        self.app = web.Application(client_max_size=settings.max_http_body_bytes, middlewares=[json_errors])
+        self.sio.attach(self.app)
+        add_routes(self.app, self)
         self._runner: web.AppRunner | None = None
         self._sites: list[web.TCPSite] = []
 
-    def _build_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.settings.max_http_body_bytes, middlewares=[json_errors])
-        self.sio.attach(app)
-        app.add_routes(user_routes(self.store))
-        app.add_routes(ui_routes())
-        app.add_routes(
-            [
-                web.get("/healthz", self.handle_health),
-                web.get("/metrics", self.handle_metrics),
-                web.get("/cluster", self.handle_cluster),
-            ]
-        )
-        app.add_routes(roster_routes(self.roster, self.settings.roster_timeout_s))
-        return app
-
-    async def handle_health(self, request: web.Request) -> web.Response:
-        redis_state: dict[str, Any]
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(1.0):
-                await self.publisher.ping()
-            redis_state = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
-        except (OSError, TimeoutError) as exc:
-            redis_state = {"ok": False, "error": str(exc) or type(exc).__name__}
-        return json_response(
-            {
-                "node": self.node_id,
-                "pid": os.getpid(),
-                "cluster": self.settings.cluster,
-                "uptime_s": round(time.monotonic() - self.started_at, 3),
-                "sockets": len(self.sockets),
-                "redis": redis_state,
-                "bus": {"linked": self.bus.linked, "peers": len(self.bus.membership)},
-                "metrics": self.metrics.as_json(),
-            }
-        )
-
-    async def handle_metrics(self, request: web.Request) -> web.Response:
-        text = self.metrics.prometheus(self.node_id, len(self.sockets), len(self.bus.membership))
-        return web.Response(text=text, content_type="text/plain", charset="utf-8")
-
-    async def handle_cluster(self, request: web.Request) -> web.Response:
-        now = time.monotonic()
-        nodes = [
-            {
-                "node": self.node_id,
-                "instance": self.bus.instance,
-                "self": True,
-                "sockets": len(self.sockets),
-                "last_seen_s": 0.0,
-            }
-        ]
-        nodes += [
-            {
-                "node": peer.node_id,
-                "instance": peer.instance,
-                "self": False,
-                "sockets": peer.sockets,
-                "last_seen_s": round(now - peer.last_seen, 3),
-            }
-            for peer in self.bus.live_nodes()
-        ]
-        return json_response({"cluster": self.settings.cluster, "linked": self.bus.linked, "nodes": nodes})
-
     async def start(self) -> None:
         # Subscribed before listening: a client landing here must hear, and be heard by, the other nodes at once.
-        self.sio.manager_initialized = True
-        self.manager.initialize()
+        patches.initialize_manager_early(self.sio, self.patches)
+        self.subscription.start()
         self.bus.start()
         if not await self._wait_subscribed(self.settings.roster_timeout_s):
             log.warning("node %s: Redis subscriptions not ready; listening anyway, they keep retrying", self.node_id)
@@ -201,12 +119,11 @@ class Node:
             self.settings.cluster,
         )
 
-    async def _wait_subscribed(self, timeout: float) -> bool:
-        """True once both the Socket.IO channel and the bus are subscribed, within one `timeout`."""
+    async def _wait_subscribed(self, timeout_s: float) -> bool:
+        """True once every channel of the node is subscribed, within `timeout_s`."""
         try:
-            async with asyncio.timeout(timeout):
-                await self.manager.subscribed.wait()
-                await self.bus.subscribed.wait()
+            async with asyncio.timeout(timeout_s):
+                await self.subscription.subscribed.wait()
         except TimeoutError:
             return False
         return True
@@ -222,11 +139,8 @@ class Node:
         for site in self._sites:
             await site.stop()
         if not await self.bus.stop(LISTENER_STOP_TIMEOUT_S):
-            log.warning("node %s: the bus listener did not stop", self.node_id)
-        for environ in list(self.sio.environ.values()):
-            request = environ.get("aiohttp.request")
-            if request is not None and request.transport is not None:
-                request.transport.abort()
+            log.warning("node %s: the bus heartbeat did not stop", self.node_id)
+        patches.abort_all_connections(self.sio)
         try:
             async with asyncio.timeout(self.settings.shutdown_grace_s):
                 # The disconnect handlers run as engine.io notices each closed connection.
@@ -239,6 +153,8 @@ class Node:
         listener = self.manager.thread
         if listener is not None and not await cancel_and_wait(listener, LISTENER_STOP_TIMEOUT_S):
             log.warning("node %s: the Socket.IO pub/sub listener did not stop", self.node_id)
+        if not await self.subscription.stop(LISTENER_STOP_TIMEOUT_S):
+            log.warning("node %s: the Redis subscription did not stop", self.node_id)
         if self._runner is not None:
             await self._runner.cleanup()
         await self.publisher.close()

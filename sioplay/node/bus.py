@@ -20,26 +20,33 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from sioplay.errors import BusError
-from sioplay.node.envelope import REPLY_KINDS, REQUEST_KINDS, Envelope, Kind, decode, encode
+from sioplay.node.bus_message import REPLY_KINDS, REQUEST_KINDS, BusMessage, Kind, decode, encode
 from sioplay.node.membership import Membership, Peer
 from sioplay.node.metrics import Metrics
-from sioplay.node.redis_wire import RedisPublisher, RedisSubscriber
+from sioplay.node.redis_wire import RedisPublisher, Subscription
+from sioplay.node.roster_protocol import REPLY_KIND
 from sioplay.settings import Settings
 from sioplay.tasks import cancel_and_wait
 
-__all__ = ["ClusterBus", "QueryOutcome", "Reply"]
+__all__ = ["ClusterBus", "PeerReply", "QueryOutcome", "RequestHandler", "new_instance_id"]
 
 log = logging.getLogger(__name__)
 
-RequestHandler = Callable[[Envelope], dict[str, Any]]
+# A request's body in, this node's reply body out.
+RequestHandler = Callable[[BusMessage], dict[str, Any]]
+
+
+def new_instance_id() -> str:
+    """The id of one node process: a restarted node is a new instance under the same node id."""
+    return uuid.uuid4().hex[:16]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Reply:
+class PeerReply:
     node_id: str
     instance: str
     body: dict[str, Any]
@@ -49,7 +56,7 @@ class Reply:
 class QueryOutcome:
     """What came back from the other nodes for one request."""
 
-    replies: list[Reply]
+    replies: list[PeerReply]
     expected: int
     missing: list[str]
     took_ms: float
@@ -64,7 +71,7 @@ class QueryOutcome:
 class _Pending:
     expected: dict[str, str]
     done: asyncio.Event
-    replies: dict[str, Reply] = dataclasses.field(default_factory=dict)
+    replies: dict[str, PeerReply] = dataclasses.field(default_factory=dict)
     gone: dict[str, str] = dataclasses.field(default_factory=dict)
     subscribers: int = 0
 
@@ -82,57 +89,74 @@ class _Pending:
 
 
 class ClusterBus:
+    """This node on the bus: its presence, its answers to the others' requests, and its own requests.
+
+    `handlers` answer the request kinds (see `roster_protocol`); `presence`
+    is how many sockets this node holds, sent with every heartbeat.
+    """
+
     def __init__(
         self,
-        redis_url: str,
         publisher: RedisPublisher,
+        subscription: Subscription,
         settings: Settings,
         node_id: str,
+        instance: str,
         metrics: Metrics,
+        handlers: Mapping[str, RequestHandler],
+        presence: Callable[[], int],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.redis_url = redis_url
         self.publisher = publisher
+        self.subscription = subscription
         self.settings = settings
         self.node_id = node_id
-        self.instance = uuid.uuid4().hex[:16]
+        self.instance = instance
         self.metrics = metrics
         self.clock = clock
         self.channel = f"{settings.cluster}:bus"
         self.direct_channel = f"{self.channel}:{self.instance}"
         self.silence_s = settings.heartbeat_interval_s * settings.heartbeat_misses
         self.membership = Membership(self.silence_s, on_gone=self._peer_gone)
-        self.handlers: dict[str, RequestHandler] = {}
-        self.presence: Callable[[], int] = lambda: 0
+        self.handlers = dict(handlers)
+        self.presence = presence
         self.started_at = clock()
         self._heard_self_at: float | None = None
         self._unheard_since: float | None = None
         self._pending: dict[str, _Pending] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        # Set while the subscription to the bus channels is live, like the Socket.IO manager's.
-        self.subscribed = asyncio.Event()
-        self._runners: list[asyncio.Task[None]] = []
+        self._beating: asyncio.Task[None] | None = None
+        self._leaving = False
+        subscription.add(self.channel, self._receive)
+        subscription.add(self.direct_channel, self._receive)
+        subscription.on_subscribed(self._announce)
 
     # Lifecycle ---------------------------------------------------------------------------
 
+    @property
+    def subscribed(self) -> bool:
+        return self.subscription.subscribed.is_set() and not self._leaving
+
     def start(self) -> None:
-        """Listen, send heartbeats and expire silent peers until `stop()`."""
-        self._runners = [
-            asyncio.create_task(self._listen(), name="bus-listen"),
-            asyncio.create_task(self._beat(), name="bus-heartbeat"),
-        ]
+        """Send heartbeats and expire silent peers until `stop()`; listening is the subscription's."""
+        self._beating = asyncio.create_task(self._beat(), name="bus-heartbeat")
 
-    async def stop(self, timeout: float) -> bool:
-        """Stop listening and beating, and say goodbye; False if a task outlived `timeout`.
+    async def stop(self, timeout_s: float) -> bool:
+        """Stop beating and listening, and say goodbye; False if the heartbeat outlived `timeout_s`.
 
-        Each task is cancelled on its own: a TaskGroup would not pass on a
-        second cancel to a child that lost the first (see `cancel_and_wait`).
+        The bus channels are unsubscribed before the goodbye: a node still
+        subscribed is counted by every PUBLISH, and the others would wait for it.
         """
-        runners, self._runners = self._runners, []
-        stopped = await asyncio.gather(*(cancel_and_wait(task, timeout) for task in runners))
-        self.subscribed.clear()
+        self._leaving = True
+        beating, self._beating = self._beating, None
+        stopped = beating is None or await cancel_and_wait(beating, timeout_s)
+        await self.subscription.remove([self.channel, self.direct_channel], timeout_s)
         await self.say_goodbye()
-        return all(stopped)
+        return stopped
+
+    def _announce(self) -> None:
+        if not self._leaving:
+            self._in_background(self._publish(self.channel, "hello", {"sockets": self.presence()}))
 
     async def say_goodbye(self) -> None:
         try:
@@ -148,7 +172,7 @@ class ClusterBus:
         Counted from when a heartbeat was sent, not from when one was last heard, so
         that a node whose event loop is merely busy (a join storm) stays linked.
         """
-        if not self.subscribed.is_set() or self._heard_self_at is None:
+        if not self.subscribed or self._heard_self_at is None:
             return False
         return self._unheard_since is None or self.clock() - self._unheard_since <= self.silence_s
 
@@ -160,7 +184,7 @@ class ClusterBus:
 
     # Queries -----------------------------------------------------------------------------
 
-    async def request(self, kind: Kind, body: dict[str, Any], timeout: float) -> QueryOutcome:
+    async def request(self, kind: Kind, body: dict[str, Any], timeout_s: float) -> QueryOutcome:
         """Ask every other node once; see the module docstring for when this returns."""
         started = self.clock()
         peers = {peer.instance: peer.node_id for peer in self.membership.peers()}
@@ -172,7 +196,7 @@ class ClusterBus:
         pending = _Pending(expected=peers, done=asyncio.Event())
         self._pending[request_id] = pending
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout_s):
                 receivers = await self._publish(self.channel, kind, body, request_id)
                 # PUBLISH counts this node's own subscription too.
                 pending.subscribers = max(int(receivers) - 1, 0)
@@ -206,67 +230,49 @@ class ClusterBus:
 
     # Receiving ---------------------------------------------------------------------------
 
-    async def _listen(self) -> None:
-        retry_s = min(0.1, self.settings.redis_retry_max_s)
-        while True:
-            subscriber = RedisSubscriber(self.redis_url, [self.channel, self.direct_channel], self._receive)
-            try:
-                await subscriber.subscribe()
-                self.subscribed.set()
-                retry_s = min(0.1, self.settings.redis_retry_max_s)
-                await self._publish(self.channel, "hello", {"sockets": self.presence()})
-                await subscriber.wait_closed()
-            except OSError as exc:
-                self.subscribed.clear()
-                log.warning("bus lost its Redis subscription (%s); retrying in %.1f s", exc, retry_s)
-            finally:
-                subscriber.close()
-            await asyncio.sleep(retry_s)
-            retry_s = min(retry_s * 2, self.settings.redis_retry_max_s)
-
     def _receive(self, raw: bytes) -> None:
         try:
-            envelope = decode(raw, self.settings.bus_max_message_bytes)
+            message = decode(raw, self.settings.bus_max_message_bytes)
         except BusError as exc:
             self.metrics.dropped(str(exc).split(" (")[0])
             log.warning("dropped a bus message: %s", exc)
             return
         now = self.clock()
-        if envelope.instance == self.instance:
+        if message.instance == self.instance:
             self._heard_self_at = now
             self._unheard_since = None
             return
-        if envelope.kind == "goodbye":
-            self.membership.gone(envelope.instance, "goodbye")
+        if message.kind == "goodbye":
+            self.membership.gone(message.instance, "goodbye")
             return
-        if envelope.kind in ("hello", "heartbeat"):
-            is_new = self.membership.seen(envelope.origin, envelope.instance, now, envelope.body.get("sockets"))
-            if envelope.kind == "hello" or is_new:
+        if message.kind in ("hello", "heartbeat"):
+            is_new = self.membership.seen(message.origin, message.instance, now, message.body.get("sockets"))
+            if message.kind == "hello" or is_new:
                 # Let a newcomer know about this node now rather than at its next heartbeat.
-                self._spawn(self._publish(self.channel, "heartbeat", {"sockets": self.presence()}))
-        elif envelope.instance in self.membership:
+                self._in_background(self._publish(self.channel, "heartbeat", {"sockets": self.presence()}))
+        elif message.instance in self.membership:
             # Only presence messages make a member; anything else is merely a sign of life.
-            self.membership.seen(envelope.origin, envelope.instance, now)
-        if envelope.kind in REQUEST_KINDS:
-            self._answer(envelope)
-        elif envelope.kind in REPLY_KINDS:
-            self._collect(envelope)
+            self.membership.seen(message.origin, message.instance, now)
+        if message.kind in REQUEST_KINDS:
+            self._answer(message)
+        elif message.kind in REPLY_KINDS:
+            self._collect(message)
 
-    def _answer(self, envelope: Envelope) -> None:
-        handler = self.handlers.get(envelope.kind)
+    def _answer(self, message: BusMessage) -> None:
+        handler = self.handlers.get(message.kind)
         if handler is None:
             self.metrics.dropped("no handler")
             return
-        body = handler(envelope)
-        reply_kind: Kind = "roster-reply" if envelope.kind == "roster-request" else "rooms-reply"
-        self._spawn(self._publish(f"{self.channel}:{envelope.instance}", reply_kind, body, envelope.request_id))
+        body = handler(message)
+        reply_channel = f"{self.channel}:{message.instance}"
+        self._in_background(self._publish(reply_channel, REPLY_KIND[message.kind], body, message.request_id))
 
-    def _collect(self, envelope: Envelope) -> None:
-        pending = self._pending.get(envelope.request_id or "")
+    def _collect(self, message: BusMessage) -> None:
+        pending = self._pending.get(message.request_id or "")
         if pending is None:
             self.metrics.dropped("reply to unknown request")
             return
-        pending.replies[envelope.instance] = Reply(envelope.origin, envelope.instance, envelope.body)
+        pending.replies[message.instance] = PeerReply(message.origin, message.instance, message.body)
         pending.settle()
 
     def _peer_gone(self, peer: Peer, reason: str) -> None:
@@ -298,10 +304,10 @@ class ClusterBus:
             await asyncio.sleep(self.settings.heartbeat_interval_s)
 
     async def _publish(self, channel: str, kind: Kind, body: dict[str, Any], request_id: str | None = None) -> int:
-        envelope = Envelope(kind=kind, origin=self.node_id, instance=self.instance, body=body, request_id=request_id)
-        return await self.publisher.publish(channel, encode(envelope))
+        message = BusMessage(kind=kind, origin=self.node_id, instance=self.instance, body=body, request_id=request_id)
+        return await self.publisher.publish(channel, encode(message))
 
-    def _spawn(self, coroutine: Awaitable[Any]) -> None:
+    def _in_background(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(self._quietly(coroutine))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -17,7 +17,6 @@ __all__ = ["Membership", "Peer"]
 class Peer:
     node_id: str
     instance: str
-    first_seen: float
     last_seen: float
     sockets: int = 0
 
@@ -33,7 +32,7 @@ class Membership:
         peer = self._peers.get(instance)
         is_new = peer is None
         if peer is None:
-            peer = self._peers[instance] = Peer(node_id, instance, first_seen=now, last_seen=now)
+            peer = self._peers[instance] = Peer(node_id, instance, last_seen=now)
         peer.last_seen = max(peer.last_seen, now)
         if sockets is not None:
             peer.sockets = sockets

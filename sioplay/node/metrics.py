@@ -18,9 +18,14 @@ class Metrics:
     bus_errors: int = 0
     last_query_ms: float | None = None
     bus_dropped: Counter[str] = dataclasses.field(default_factory=Counter)
+    # Messages whose handler raised, by channel: each was skipped, the subscription stayed.
+    handler_errors: Counter[str] = dataclasses.field(default_factory=Counter)
 
     def dropped(self, reason: str) -> None:
         self.bus_dropped[reason] += 1
+
+    def handler_failed(self, channel: str, error: BaseException) -> None:
+        self.handler_errors[channel] += 1
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -31,6 +36,8 @@ class Metrics:
             "bus_errors": self.bus_errors,
             "bus_dropped": sum(self.bus_dropped.values()),
             "bus_dropped_by_reason": dict(self.bus_dropped),
+            "handler_errors": sum(self.handler_errors.values()),
+            "handler_errors_by_channel": dict(self.handler_errors),
             "last_query_ms": self.last_query_ms,
         }
 
@@ -53,6 +60,11 @@ class Metrics:
         lines += [
             f'sioplay_bus_dropped_total{{{label},reason="{reason}"}} {count}'
             for reason, count in sorted(self.bus_dropped.items())
+        ]
+        lines.append("# TYPE sioplay_handler_errors_total counter")
+        lines += [
+            f'sioplay_handler_errors_total{{{label},channel="{channel}"}} {count}'
+            for channel, count in sorted(self.handler_errors.items())
         ]
         lines += [
             "# TYPE sioplay_last_query_ms gauge",

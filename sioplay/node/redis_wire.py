@@ -1,70 +1,65 @@
-"""Redis pub/sub for the cluster bus on raw connections: commands written in RESP, replies read by hiredis.
+"""Redis pub/sub for a node on raw connections: commands written in RESP, replies read by hiredis.
 
 The profile of a 4-node roster query showed redis-py's per-message costs as
 the largest share of what remained: each PUBLISH went through the connection
 pool, the retry wrapper and its own awaited round trip, and each received
-message through the same layers again. The bus needs only PUBLISH, SUBSCRIBE
-and AUTH, and /healthz a PING. Here a publisher keeps one connection and
-writes every PUBLISH of an event-loop tick in one write, matching the replies
-in order; a subscriber hands each message to a callback straight from
-`data_received`.
+message through the same layers again. A node needs only PUBLISH, SUBSCRIBE,
+UNSUBSCRIBE and AUTH, and /healthz a PING. Here:
+
+- `RedisPublisher` keeps one connection and writes every PUBLISH of an
+  event-loop tick in one write, matching the replies in order;
+- `Subscription` is the node's one subscribed connection, carrying every
+  channel of the node (the bus's and Socket.IO's), each message handed to its
+  channel's handler straight from `data_received`. It owns the reconnect with
+  back-off and the resubscription. A handler that raises is reported and the
+  next message is handled: the connection is never closed for it.
 
 Both raise `ConnectionError` (an `OSError`) when Redis cannot be reached or
-the connection is lost, like the socket errors the bus already handles.
+the connection is lost, like the socket errors their callers already handle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import ssl
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import hiredis
-from redis.asyncio.connection import parse_url
 
-__all__ = ["RedisPublisher", "RedisSubscriber", "encode_command"]
+from sioplay.common.redis_endpoint import RedisEndpoint, encode_command
+from sioplay.log import Throttle
+from sioplay.tasks import cancel_and_wait
+
+__all__ = ["MessageHandler", "RedisPublisher", "Subscription", "open_connection"]
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[bytes], None]
+HandlerErrorSink = Callable[[str, BaseException], None]
+
+_HANDLER_ERROR_LOG_EVERY_S = 10.0
 
 
-def encode_command(*parts: bytes | str) -> bytes:
-    """One command in RESP: an array of bulk strings."""
-    chunks = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        data = part.encode() if isinstance(part, str) else part
-        chunks.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(chunks)
-
-
-class _Endpoint:
-    """Where a redis:// or rediss:// or unix:// URL points, and the AUTH it needs."""
-
-    def __init__(self, url: str, connect_timeout_s: float) -> None:
-        options = parse_url(url)
-        self.path: str | None = options.get("path")
-        self.host: str = options.get("host", "127.0.0.1")
-        self.port: int = int(options.get("port", 6379))
-        self.tls = url.startswith("rediss://")
-        self.connect_timeout_s = connect_timeout_s
-        password, username = options.get("password"), options.get("username")
-        self.auth: bytes | None = None
-        if password is not None:
-            self.auth = encode_command("AUTH", *([username] if username else []), password)
-
-    async def open(self, protocol_factory: Callable[[], asyncio.Protocol]) -> Any:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(self.connect_timeout_s):
-                if self.path is not None:
-                    _, protocol = await loop.create_unix_connection(protocol_factory, self.path)
-                else:
-                    context = ssl.create_default_context() if self.tls else None
-                    _, protocol = await loop.create_connection(protocol_factory, self.host, self.port, ssl=context)
-        except TimeoutError:
-            raise ConnectionError(f"no connection to Redis within {self.connect_timeout_s:g} s") from None
-        except OSError as exc:
-            raise ConnectionError(f"cannot connect to Redis: {exc}") from exc
-        return protocol
+async def open_connection(
+    endpoint: RedisEndpoint, protocol_factory: Callable[[], asyncio.Protocol], connect_timeout_s: float
+) -> Any:
+    """A connection to `endpoint` speaking `protocol_factory()`'s protocol; ConnectionError if none in time."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(connect_timeout_s):
+            if endpoint.path is not None:
+                _, protocol = await loop.create_unix_connection(protocol_factory, endpoint.path)
+            else:
+                _, protocol = await loop.create_connection(
+                    protocol_factory, endpoint.host, endpoint.port, ssl=endpoint.ssl_context()
+                )
+    except TimeoutError:
+        raise ConnectionError(f"no connection to Redis within {connect_timeout_s:g} s") from None
+    except OSError as exc:
+        raise ConnectionError(f"cannot connect to Redis: {exc}") from exc
+    return protocol
 
 
 class _Connection(asyncio.Protocol):
@@ -114,15 +109,21 @@ class _PublishConnection(_Connection):
         self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self.outgoing: list[bytes] = []
 
-    def send(self, command: bytes) -> asyncio.Future[Any]:
+    def send(self, command: bytes, replies: int = 1) -> asyncio.Future[Any]:
+        """The last of the `replies` replies `command` gets (more than one when it holds several commands)."""
         if self.closed.done():
             raise ConnectionError("Redis connection is closed")
-        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.waiting.append(reply)
+        loop = asyncio.get_running_loop()
+        waiters = [loop.create_future() for _ in range(replies)]
+        self.waiting.extend(waiters)
         if not self.outgoing:
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         self.outgoing.append(command)
-        return reply
+        return asyncio.ensure_future(self._last(waiters)) if replies > 1 else waiters[0]
+
+    @staticmethod
+    async def _last(waiters: list[asyncio.Future[Any]]) -> Any:
+        return (await asyncio.gather(*waiters))[-1]
 
     def _flush(self) -> None:
         outgoing, self.outgoing = self.outgoing, []
@@ -152,10 +153,11 @@ class _PublishConnection(_Connection):
 class RedisPublisher:
     """PUBLISH (and PING) over one connection, opened on first use and again after it is lost."""
 
-    def __init__(self, url: str, connect_timeout_s: float = 2.0) -> None:
-        self._endpoint = _Endpoint(url, connect_timeout_s)
+    def __init__(self, endpoint: RedisEndpoint, connect_timeout_s: float = 2.0) -> None:
+        self._endpoint = endpoint
+        self._connect_timeout_s = connect_timeout_s
         self._connection: _PublishConnection | None = None
-        self._connecting: asyncio.Task[_PublishConnection] | None = None
+        self._connecting: asyncio.Future[_PublishConnection] | None = None
 
     async def publish(self, channel: str, data: bytes) -> int:
         """How many subscribers received `data`; ConnectionError if Redis did not take it."""
@@ -174,20 +176,28 @@ class RedisPublisher:
         return connection
 
     async def _connect(self) -> _PublishConnection:
-        # Publishes that find no connection wait for the same attempt.
-        if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._open())
-        try:
-            return await asyncio.shield(self._connecting)
-        finally:
-            if self._connecting.done():
-                self._connecting = None
+        # Every caller that finds no connection waits for the same attempt; the attempt forgets itself.
+        attempt = self._connecting
+        if attempt is None:
+            attempt = self._connecting = asyncio.ensure_future(self._open())
+            attempt.add_done_callback(self._attempt_done)
+        return await asyncio.shield(attempt)
+
+    def _attempt_done(self, attempt: asyncio.Future[_PublishConnection]) -> None:
+        if self._connecting is attempt:
+            self._connecting = None
+        if not attempt.cancelled():
+            # Its callers saw the error; with none left, it must not be reported as never retrieved.
+            attempt.exception()
 
     async def _open(self) -> _PublishConnection:
-        connection: _PublishConnection = await self._endpoint.open(_PublishConnection)
-        if self._endpoint.auth is not None:
+        connection: _PublishConnection = await open_connection(
+            self._endpoint, _PublishConnection, self._connect_timeout_s
+        )
+        handshake = self._endpoint.handshake()
+        if handshake:
             try:
-                await connection.send(self._endpoint.auth)
+                await connection.send(handshake, self._endpoint.handshake_replies)
             except ConnectionError:
                 connection.close()
                 raise
@@ -203,27 +213,44 @@ class RedisPublisher:
 
 
 class _SubscribeConnection(_Connection):
-    def __init__(self, channels: Sequence[str], on_message: Callable[[bytes], None], auth: bytes | None) -> None:
+    def __init__(
+        self, channels: Sequence[bytes], dispatch: Callable[[bytes, bytes], None], handshake: bytes
+    ) -> None:
         super().__init__()
-        self.channels = channels
-        self.on_message = on_message
-        self.auth = auth
+        self.channels = set(channels)
+        self.dispatch = dispatch
+        self.handshake = handshake
         self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._confirmed = 0
+        self._confirmed: set[bytes] = set()
+        self._unsubscribing: dict[bytes, asyncio.Future[None]] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         assert self.transport is not None
-        self.transport.write((self.auth or b"") + encode_command("SUBSCRIBE", *self.channels))
+        self.transport.write(self.handshake + encode_command("SUBSCRIBE", *sorted(self.channels)))
+
+    def unsubscribe(self, channels: Sequence[bytes]) -> list[asyncio.Future[None]]:
+        loop = asyncio.get_running_loop()
+        waits = [self._unsubscribing.setdefault(channel, loop.create_future()) for channel in channels]
+        if self.transport is not None and not self.closed.done():
+            self.transport.write(encode_command("UNSUBSCRIBE", *channels))
+        return waits
 
     def on_reply(self, reply: Any) -> None:
         if isinstance(reply, list) and len(reply) == 3:
-            if reply[0] == b"message":
-                self.on_message(reply[2])
-            elif reply[0] == b"subscribe":
-                self._confirmed += 1
-                if self._confirmed == len(self.channels) and not self.subscribed.done():
+            kind, channel = reply[0], reply[1]
+            if kind == b"message":
+                self.dispatch(channel, reply[2])
+            elif kind == b"subscribe":
+                self._confirmed.add(channel)
+                if self._confirmed >= self.channels and not self.subscribed.done():
                     self.subscribed.set_result(None)
+            elif kind == b"unsubscribe":
+                self._confirmed.discard(channel)
+                self.channels.discard(channel)
+                waiter = self._unsubscribing.pop(channel, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
         elif isinstance(reply, hiredis.ReplyError):
             self.fail(ConnectionError(f"Redis refused the subscription: {reply}"))
 
@@ -231,38 +258,129 @@ class _SubscribeConnection(_Connection):
         if not self.subscribed.done():
             self.subscribed.set_exception(error)
             self.subscribed.exception()
+        for waiter in self._unsubscribing.values():
+            if not waiter.done():
+                # A lost connection has unsubscribed everything.
+                waiter.set_result(None)
         super().fail(error)
 
 
-class RedisSubscriber:
-    """One subscription: `on_message(data)` for every message on `channels` until the connection ends."""
+class Subscription:
+    """The node's one subscribed connection: every channel on it, resubscribed until `stop()`.
+
+    Channels are added before `start()`; `subscribed` is set while every one of
+    them is confirmed by Redis, and `on_subscribed` callbacks run each time that
+    becomes true again (a node announces itself after a reconnect).
+    """
 
     def __init__(
-        self, url: str, channels: Sequence[str], on_message: Callable[[bytes], None], connect_timeout_s: float = 2.0
+        self,
+        endpoint: RedisEndpoint,
+        retry_max_s: float,
+        on_handler_error: HandlerErrorSink | None = None,
+        connect_timeout_s: float = 2.0,
     ) -> None:
-        self._endpoint = _Endpoint(url, connect_timeout_s)
-        self.channels = channels
-        self.on_message = on_message
+        self._endpoint = endpoint
+        self.retry_max_s = retry_max_s
+        self.connect_timeout_s = connect_timeout_s
+        self.on_handler_error = on_handler_error
+        self.subscribed = asyncio.Event()
+        self._handlers: dict[bytes, MessageHandler] = {}
+        self._on_subscribed: list[Callable[[], None]] = []
         self._connection: _SubscribeConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._log_errors = Throttle(_HANDLER_ERROR_LOG_EVERY_S)
 
-    async def subscribe(self) -> None:
-        """Connect and subscribe; ConnectionError if Redis does not confirm in time."""
-        connection: _SubscribeConnection = await self._endpoint.open(
-            lambda: _SubscribeConnection(self.channels, self.on_message, self._endpoint.auth)
+    def add(self, channel: str, handler: MessageHandler) -> None:
+        if self._task is not None:
+            raise RuntimeError("channels are added before the subscription starts")
+        self._handlers[channel.encode()] = handler
+
+    def on_subscribed(self, callback: Callable[[], None]) -> None:
+        self._on_subscribed.append(callback)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="redis-subscription")
+
+    async def remove(self, channels: Sequence[str], timeout_s: float) -> None:
+        """Stop receiving `channels`, also after a reconnect; returns once Redis confirmed it or `timeout_s` passed."""
+        names = [channel.encode() for channel in channels if channel.encode() in self._handlers]
+        for name in names:
+            del self._handlers[name]
+        connection = self._connection
+        if not names or connection is None or connection.closed.done():
+            return
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.gather(*connection.unsubscribe(names))
+        except TimeoutError:
+            log.warning("Redis did not confirm the unsubscription within %g s", timeout_s)
+
+    async def stop(self, timeout_s: float) -> bool:
+        """Close the connection and stop resubscribing; False if the task outlived `timeout_s`."""
+        self.subscribed.clear()
+        task, self._task = self._task, None
+        if self._connection is not None:
+            self._connection.close()
+        return task is None or await cancel_and_wait(task, timeout_s)
+
+    def _dispatch(self, channel: bytes, data: bytes) -> None:
+        handler = self._handlers.get(channel)
+        if handler is None:
+            return
+        try:
+            handler(data)
+        except Exception as exc:  # noqa: BLE001 - one bad message must not deafen the node
+            name = channel.decode(errors="replace")
+            if self.on_handler_error is not None:
+                self.on_handler_error(name, exc)
+            suppressed = self._log_errors.allow(name)
+            if suppressed is not None:
+                log.error(
+                    "a handler of channel %s raised %s: %s%s",
+                    name,
+                    type(exc).__name__,
+                    exc,
+                    f" ({suppressed} more since the last report)" if suppressed else "",
+                    exc_info=exc,
+                )
+
+    async def _run(self) -> None:
+        retry_s = min(0.1, self.retry_max_s)
+        while True:
+            try:
+                await self._subscribe_once()
+                retry_s = min(0.1, self.retry_max_s)
+                for callback in self._on_subscribed:
+                    callback()
+                assert self._connection is not None
+                await self._connection.closed
+                log.warning("the Redis subscription ended; subscribing again")
+            except OSError as exc:
+                log.warning("lost the Redis subscription (%s); retrying in %.1f s", exc, retry_s)
+            finally:
+                self.subscribed.clear()
+                if self._connection is not None:
+                    self._connection.close()
+            await asyncio.sleep(retry_s)
+            retry_s = min(retry_s * 2, self.retry_max_s)
+
+    async def _subscribe_once(self) -> None:
+        channels = list(self._handlers)
+        connection: _SubscribeConnection = await open_connection(
+            self._endpoint,
+            lambda: _SubscribeConnection(channels, self._dispatch, self._endpoint.handshake()),
+            self.connect_timeout_s,
         )
         self._connection = connection
         try:
-            async with asyncio.timeout(self._endpoint.connect_timeout_s):
+            async with asyncio.timeout(self.connect_timeout_s):
                 await connection.subscribed
         except TimeoutError:
             connection.fail(ConnectionError("Redis did not confirm the subscription in time"))
             raise ConnectionError("Redis did not confirm the subscription in time") from None
-
-    async def wait_closed(self) -> None:
-        """Return when the subscription ended by `close()`; ConnectionError when it was lost."""
-        assert self._connection is not None
-        await self._connection.closed
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
+        self.subscribed.set()

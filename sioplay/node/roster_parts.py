@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import orjson
 
+from sioplay.db.models import id_user_order
+
 __all__ = [
     "Entry",
     "LocalPart",
@@ -25,7 +27,6 @@ __all__ = [
     "RemotePart",
     "RoomCache",
     "RoomCaches",
-    "legacy_json",
     "merge",
     "order_key",
     "sorted_entries",
@@ -38,11 +39,8 @@ MAX_CACHED_ROOMS = 1024
 
 
 def order_key(id_user: str, id_socket: str) -> str:
-    """A string whose plain order is the roster's: numeric id_users by value, then the others; then by socket."""
-    if id_user.isascii() and id_user.isdigit():
-        digits = id_user.lstrip("0") or "0"
-        return f"0{len(digits):03d}{digits}\x00{id_user}\x00{id_socket}"
-    return f"1{id_user}\x00{id_socket}"
+    """A string whose plain order is the roster's: users as `id_user_order` lists them, then by socket."""
+    return f"{id_user_order(id_user)}\x00{id_socket}"
 
 
 def sorted_entries(members: Iterable[tuple[str, str]], node: str) -> list[Entry]:
@@ -68,7 +66,8 @@ class MergedRoster:
     # Local version, then (instance, version) of every part that answered.
     signature: tuple[int, tuple[tuple[str, int], ...]]
     entries: Sequence[Entry]
-    legacy_json: bytes
+    # Serialized forms of `entries` (the HTTP bodies), made by whoever needs one, kept with it.
+    serialized: dict[str, bytes] = dataclasses.field(default_factory=dict)
 
 
 def merge(local: list[Entry], remote: Iterable[RemotePart]) -> list[Entry]:
@@ -77,11 +76,6 @@ def merge(local: list[Entry], remote: Iterable[RemotePart]) -> list[Entry]:
         return local
     # Timsort merges the already sorted runs in about M log(runs) comparisons.
     return sorted(itertools.chain.from_iterable(runs))
-
-
-def legacy_json(entries: Sequence[Entry]) -> bytes:
-    """The original's response body: [{id_socket, id_user}]."""
-    return orjson.dumps([{"id_socket": id_socket, "id_user": id_user} for _, id_socket, id_user, _ in entries])
 
 
 @dataclasses.dataclass(slots=True)

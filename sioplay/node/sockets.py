@@ -72,9 +72,6 @@ class LocalSockets:
     def get(self, id_socket: str) -> LocalSocket | None:
         return self._by_id.get(id_socket)
 
-    def ids(self) -> list[str]:
-        return list(self._by_id)
-
     def version(self, room: str) -> int:
         return self._versions.get(room, 0)
 

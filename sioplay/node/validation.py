@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import parse_qs
 
 from sioplay.errors import ValidationError
 
-__all__ = ["MAX_ID_USER_LENGTH", "MAX_ROOM_LENGTH", "connect_params", "validate_id_user", "validate_room"]
+__all__ = [
+    "MAX_ID_USER_LENGTH",
+    "MAX_ROOM_LENGTH",
+    "connect_params",
+    "validate_id_user",
+    "validate_room",
+    "watch_params",
+]
 
 MAX_ROOM_LENGTH = 64
 MAX_ID_USER_LENGTH = 64
@@ -39,10 +45,19 @@ def validate_id_user(raw: object) -> str:
     return raw.strip()
 
 
+def _connect_value(query_string: str, auth: object, name: str) -> object:
+    """`name` from the `auth` payload, falling back to the query string."""
+    if isinstance(auth, Mapping) and name in auth:
+        return auth[name]
+    values = parse_qs(query_string or "", keep_blank_values=True).get(name)
+    return values[0] if values else None
+
+
 def connect_params(query_string: str, auth: object) -> tuple[str, str]:
-    """(id_user, room) from the `auth` payload, falling back to the query string."""
-    query = {key: values[0] for key, values in parse_qs(query_string or "", keep_blank_values=True).items()}
-    auth_map: Mapping[str, Any] = auth if isinstance(auth, Mapping) else {}
-    id_user = validate_id_user(auth_map.get("id_user", query.get("id_user")))
-    room = validate_room(auth_map.get("room", query.get("room")))
-    return id_user, room
+    """(id_user, room) of a client joining a room."""
+    return validate_id_user(_connect_value(query_string, auth, "id_user")), watch_params(query_string, auth)
+
+
+def watch_params(query_string: str, auth: object) -> str:
+    """The room an observer (`sioplay who --watch`) watches."""
+    return validate_room(_connect_value(query_string, auth, "room"))

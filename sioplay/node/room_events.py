@@ -6,14 +6,14 @@ import logging
 import os
 import time
 from typing import Any
-from urllib.parse import parse_qs
 
 import socketio
 
 from sioplay.db.store import UserStore
 from sioplay.errors import DatabaseError, UnknownUserError, ValidationError
+from sioplay.node.patches import connected_session
 from sioplay.node.sockets import LocalSocket, LocalSockets
-from sioplay.node.validation import connect_params, validate_room
+from sioplay.node.validation import connect_params, watch_params
 
 __all__ = ["NAMESPACE", "WATCH_NAMESPACE", "RoomEvents"]
 
@@ -44,10 +44,8 @@ class RoomEvents:
         self.sio.on("connect", self.handle_watch_connect, namespace=WATCH_NAMESPACE)
 
     async def handle_watch_connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
-        query = parse_qs(environ.get("QUERY_STRING", ""))
-        raw_room = auth.get("room") if isinstance(auth, dict) else (query.get("room") or [None])[0]
         try:
-            room = validate_room(raw_room)
+            room = watch_params(environ.get("QUERY_STRING", ""), auth)
         except ValidationError as exc:
             raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
         await self.sio.enter_room(sid, room, namespace=WATCH_NAMESPACE)
@@ -92,14 +90,11 @@ class RoomEvents:
     async def handle_connected(self, sid: str, namespace: str) -> None:
         if namespace != NAMESPACE:
             return
-        manager = self.sio.manager
-        eio_sid = manager.eio_sid_from_sid(sid, namespace)
-        eio_socket = self.sio.eio.sockets.get(eio_sid) if eio_sid else None
-        if eio_socket is None or eio_socket.closed:
+        session = connected_session(self.sio, sid, namespace)
+        if session is None:
             # The client left while its identity was being checked.
-            manager.basic_disconnect(sid, namespace)
+            self.sio.manager.basic_disconnect(sid, namespace)
             return
-        session = eio_socket.session.get(namespace, {})
         entry = LocalSocket(id_socket=sid, id_user=session["id_user"], room=session["room"])
         try:
             await self.sio.enter_room(sid, entry.room, namespace=namespace)

@@ -1,4 +1,4 @@
-"""The browser page of the original, served by every node with its own copy of the client library."""
+"""`/ui/{room}`: the browser page of the original, served by every node with its own copy of the client library."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sioplay.node.validation import validate_id_user, validate_room
 
 __all__ = ["ui_routes"]
 
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).parent.parent / "static"
 
 
 def ui_routes() -> list[web.RouteDef]:

@@ -1,4 +1,4 @@
-"""Bus envelopes: what is accepted, and why the rest is refused."""
+"""Bus messages: what is accepted, and why the rest is refused."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from sioplay.errors import BusError
-from sioplay.node.envelope import PROTOCOL_VERSION, Envelope, decode, encode
+from sioplay.node.bus_message import PROTOCOL_VERSION, BusMessage, decode, encode
 
 LIMIT = 4096
 
@@ -24,8 +24,8 @@ def raw(**fields: object) -> bytes:
 
 
 def test_round_trip() -> None:
-    envelope = Envelope("roster-request", "node-1", "abc", {"room": "Maths"}, request_id="r1")
-    assert decode(encode(envelope), LIMIT) == envelope
+    message = BusMessage("roster-request", "node-1", "abc", {"room": "Maths"}, request_id="r1")
+    assert decode(encode(message), LIMIT) == message
 
 
 def test_reply_members_are_checked() -> None:

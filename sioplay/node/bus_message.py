@@ -1,0 +1,105 @@
+"""The node-to-node message format: JSON, validated and size-checked on receipt.
+
+Nothing that arrives over pub/sub is trusted: a message is decoded as JSON
+only (never pickle), checked against its kind's shape and bounded in size,
+or refused with a BusError that says why (the listener counts and drops it).
+
+    {"v": 2, "kind": "roster-request", "origin": "node-2", "instance": "3f…",
+     "request_id": "9a…", "body": {"room": "Maths", "have": {"7c…": 41}}}
+
+Presence (hello, heartbeat, goodbye) is checked here; the request and reply
+bodies of the roster protocol in `roster_protocol`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Literal, get_args
+
+import orjson
+
+from sioplay.errors import BusError
+from sioplay.node.roster_protocol import BODY_CHECKS, REPLY_KIND, short_string
+
+__all__ = ["PROTOCOL_VERSION", "BusMessage", "Kind", "decode", "encode"]
+
+# 2: roster replies carry their part's version and may say it is unchanged.
+PROTOCOL_VERSION = 2
+MAX_NAME_LENGTH = 64
+
+Kind = Literal[
+    "hello", "heartbeat", "goodbye", "roster-request", "roster-reply", "rooms-request", "rooms-reply"
+]
+KINDS: frozenset[str] = frozenset(get_args(Kind))
+REQUEST_KINDS = frozenset(REPLY_KIND)
+REPLY_KINDS = frozenset(REPLY_KIND.values())
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BusMessage:
+    kind: Kind
+    origin: str
+    instance: str
+    body: dict[str, Any]
+    request_id: str | None = None
+
+
+def encode(message: BusMessage) -> bytes:
+    return orjson.dumps(
+        {
+            "v": PROTOCOL_VERSION,
+            "kind": message.kind,
+            "origin": message.origin,
+            "instance": message.instance,
+            "request_id": message.request_id,
+            "body": message.body,
+        }
+    )
+
+
+def decode(raw: bytes | str, max_bytes: int) -> BusMessage:
+    """The message in `raw`, or BusError naming what is wrong with it."""
+    if len(raw) > max_bytes:
+        raise BusError(f"oversized message ({len(raw)} bytes, limit {max_bytes})")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BusError("message is not JSON") from None
+    if not isinstance(data, dict):
+        raise BusError("message is not a JSON object")
+    if data.get("v") != PROTOCOL_VERSION:
+        raise BusError(f"unsupported protocol version {data.get('v')!r}")
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise BusError(f"unknown kind {str(kind)[:40]!r}")
+    origin = short_string(data.get("origin"), "origin", MAX_NAME_LENGTH)
+    instance = short_string(data.get("instance"), "instance", MAX_NAME_LENGTH)
+    request_id = data.get("request_id")
+    if kind in REQUEST_KINDS or kind in REPLY_KINDS:
+        request_id = short_string(request_id, "request_id", MAX_NAME_LENGTH)
+    elif request_id is not None:
+        raise BusError(f"{kind} carries a request_id")
+    body = data.get("body")
+    if not isinstance(body, dict):
+        raise BusError("body is not an object")
+    _BODY_CHECKS[kind](body)
+    return BusMessage(kind=kind, origin=origin, instance=instance, body=body, request_id=request_id)
+
+
+def _check_presence(body: dict[str, Any]) -> None:
+    sockets = body.get("sockets", 0)
+    if not isinstance(sockets, int) or isinstance(sockets, bool) or sockets < 0:
+        raise BusError("sockets must be a non-negative integer")
+
+
+def _nothing(body: dict[str, Any]) -> None:
+    return None
+
+
+_BODY_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "hello": _check_presence,
+    "heartbeat": _check_presence,
+    "goodbye": _nothing,
+    **BODY_CHECKS,
+}

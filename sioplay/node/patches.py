@@ -1,0 +1,392 @@
+"""Every place where sioplay reaches into python-socketio, python-engineio or aiohttp internals.
+
+Each patch names the private target it needs and checks, before applying,
+that the target is still there and still has the shape it was written for.
+`install()` applies them and returns which took effect; one that cannot is
+logged once as a warning naming its target and left off, so an upgrade that
+moves a private name costs speed, never correctness (no double delivery, no
+crash). `/healthz` lists the active ones. pyproject pins the versions they
+were written for (python-socketio 5.16-5.18, python-engineio 4.12-4.15,
+aiohttp 3.10-3.14).
+
+The patches, and why each exists:
+
+- ``websocket-driver``: engine.io's aiohttp websocket wrapper, with per-message
+  compression as a setting (aiohttp compresses every frame by default, and
+  under a join storm that costs more CPU than anything else) and SO_SNDBUF as
+  a setting; it replaces ``eio._async["websocket"]``.
+- ``corked-writes``: the frames of one event-loop tick leave in one write
+  (`CorkedTransport`), set on aiohttp's private frame writer.
+- ``queue-socket``: a cheaper writer wait (`QueueSocket`) put in place of
+  engine.io's ``AsyncSocket``; only on Python 3.11, where ``wait_for`` starts
+  a task per wait (``python -m sioplay.bench.writer_wait``: 36 vs 26 µs per
+  wait on 3.11; on 3.12+ ``wait_for`` is the same timeout-around-await).
+- ``room-broadcast``: a room emit queues its frames on each recipient's
+  engine.io queue without a task each (`RoomBroadcaster`); it relies on
+  ``AsyncManager.get_participants`` and ``AsyncSocket.queue``.
+- ``early-manager``: the client manager subscribed before the node listens,
+  by setting ``AsyncServer.manager_initialized`` first; if that flag moved,
+  python-socketio would initialise the manager a second time (two listeners,
+  every event delivered twice), so without it the node waits for the first
+  connection to initialise it, as python-socketio does.
+
+Also here, so that no other module touches engine.io's tables: the session of
+a connected socket (`connected_session`) and aborting a connection
+(`abort_connection`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import logging
+import socket
+import sys
+from typing import Any
+
+import socketio
+from aiohttp import web
+from engineio import async_server, async_socket, exceptions
+from engineio import packet as eio_packet
+from engineio.async_drivers import aiohttp as engineio_aiohttp
+from socketio import packet as sio_packet
+from socketio.async_manager import AsyncManager
+
+__all__ = [
+    "CorkedTransport",
+    "PatchReport",
+    "QueueSocket",
+    "RoomBroadcaster",
+    "abort_connection",
+    "connected_session",
+    "initialize_manager_early",
+    "install",
+]
+
+log = logging.getLogger(__name__)
+
+# engine.io's writer waits with `wait_for`, which starts a task per wait before Python 3.12.
+QUEUE_SOCKET_PAYS = sys.version_info < (3, 12)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PatchReport:
+    """Which patches took effect on this node, and why the others did not."""
+
+    active: tuple[str, ...]
+    inactive: dict[str, str]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"active": list(self.active), "inactive": self.inactive}
+
+
+# Corked writes ---------------------------------------------------------------------------
+
+
+class CorkedTransport:
+    """A transport wrapper that sends everything written to it during one event-loop tick in one write.
+
+    engine.io's writer sends each queued packet as its own websocket frame, and
+    aiohttp writes each frame straight to the socket: one system call per frame.
+    In a join storm a socket has several room events queued at once, and the
+    profile of a node showed a third of its time in those writes. Frames written
+    here within a tick go out together at the end of it, in the order written,
+    through the real transport, whose buffer and flow control are unchanged.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._pending: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        # A bytearray or view may be reused by the writer before the flush.
+        self._pending.append(data if isinstance(data, bytes) else bytes(data))
+
+    def writelines(self, lines: list[bytes | bytearray | memoryview]) -> None:
+        for data in lines:
+            self.write(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending and not self._transport.is_closing():
+            self._transport.writelines(pending)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _cork(response: web.WebSocketResponse) -> bool:
+    """Wrap the transport of `response`'s frame writer; False when aiohttp no longer has one there."""
+    frame_writer = getattr(response, "_writer", None)
+    if frame_writer is None or not isinstance(getattr(frame_writer, "transport", None), asyncio.Transport):
+        return False
+    frame_writer.transport = CorkedTransport(frame_writer.transport)
+    return True
+
+
+# The websocket driver --------------------------------------------------------------------
+
+
+def _websocket_driver(compress: bool, send_buffer_bytes: int | None, cork: bool) -> type[engineio_aiohttp.WebSocket]:
+    """engine.io's aiohttp `WebSocket.__call__`, with compression, the send buffer and corked writes."""
+
+    class WebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
+        corked = cork
+
+        async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+            request = environ["aiohttp.request"]
+            self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=compress)
+            await self._sock.prepare(request)
+            if WebSocket.corked and not _cork(self._sock):
+                WebSocket.corked = False
+                log.warning("patch corked-writes is off: aiohttp's WebSocketResponse._writer.transport is gone")
+            raw_socket = request.transport.get_extra_info("socket") if request.transport else None
+            if send_buffer_bytes is not None and raw_socket is not None:
+                raw_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
+            self.environ = environ
+            await self.handler(self)
+            return self._sock
+
+    return WebSocket
+
+
+def _driver_target(sio: socketio.AsyncServer) -> str | None:
+    """None if engine.io's driver table and aiohttp wrapper look as the driver expects, else what is missing."""
+    table = getattr(sio.eio, "_async", None)
+    if not isinstance(table, dict) or not issubclass(table.get("websocket", object), engineio_aiohttp.WebSocket):
+        return "engineio AsyncServer._async['websocket']"
+    parameters = list(inspect.signature(engineio_aiohttp.WebSocket.__init__).parameters)
+    if parameters != ["self", "handler", "server"]:
+        return "engineio.async_drivers.aiohttp.WebSocket(handler, server)"
+    return None
+
+
+def _writer_target() -> str | None:
+    # Only a prepared response has a writer; each connection checks it again (`_cork`).
+    return None if hasattr(web.WebSocketResponse, "_writer") else "aiohttp WebSocketResponse._writer"
+
+
+# The writer's wait -----------------------------------------------------------------------
+
+
+# engine.io's own class, as imported: what the checks read even after QueueSocket took its place.
+_ENGINEIO_SOCKET: type = async_socket.AsyncSocket
+
+
+class QueueSocket(_ENGINEIO_SOCKET):  # type: ignore[misc,valid-type]
+    """engine.io's socket with a cheaper wait for the next packet to send.
+
+    Each socket's writer waits for packets with `asyncio.wait_for(queue.get(), …)`,
+    which on Python 3.11 starts a task and a timer for every wait; in a join storm
+    every socket waits again after every room event, and the profile of a node
+    holding 2,500 sockets showed a sixth of its time in those waits. This wait is
+    the same queue, the same order and the same timeout, taken with
+    `asyncio.timeout` around the queue's own wait, and none when a packet is
+    already queued.
+    """
+
+    async def poll(self) -> list[Any]:
+        """The queued packets, waiting for the first; QueueEmpty after the ping timeout or on cancel."""
+        queue: asyncio.Queue[Any] = self.queue
+        if queue.empty():
+            try:
+                async with asyncio.timeout(self.server.ping_interval + self.server.ping_timeout):
+                    first = await queue.get()
+            except (TimeoutError, asyncio.CancelledError):
+                raise exceptions.QueueEmpty() from None
+        else:
+            first = queue.get_nowait()
+        queue.task_done()
+        if first is None:
+            return []
+        packets = [first]
+        while not queue.empty():
+            packet = queue.get_nowait()
+            queue.task_done()
+            if packet is None:
+                # The end-of-stream marker stays for the next poll, as engine.io does.
+                queue.put_nowait(None)
+                break
+            packets.append(packet)
+        return packets
+
+
+def _queue_socket_target() -> str | None:
+    # engine.io looks the class up in this module on every connection, and polls `self.queue`.
+    if getattr(async_server, "async_socket", None) is not async_socket:
+        return "engineio.async_server.async_socket"
+    if getattr(async_socket, "AsyncSocket", None) not in (_ENGINEIO_SOCKET, QueueSocket):
+        return "engineio.async_socket.AsyncSocket"
+    if "self.queue.get()" not in inspect.getsource(_ENGINEIO_SOCKET.poll):
+        return "engineio AsyncSocket.poll on self.queue"
+    return None
+
+
+# Room broadcasts -------------------------------------------------------------------------
+
+
+class RoomBroadcaster(AsyncManager):  # type: ignore[misc]
+    """Local delivery of an emit: encoded once, queued for every recipient without a task each.
+
+    python-socketio creates one asyncio task per recipient and awaits them all,
+    which dominates a join storm in a large room. Here the packet goes straight
+    into each socket's own engine.io send queue, the same queue the handshake,
+    pings and every other packet of that socket go through, so frame order is
+    kept. A socket whose queue already holds `max_backlog` packets is not
+    reading: it is disconnected (its connection aborted, its backlog freed)
+    with a logged reason instead of growing without bound.
+
+    It skips `AsyncSocket.send`'s ping-timeout check: a socket past its ping
+    timeout is closed by its own reader, and the packets queued meanwhile go
+    with it. Off (`enabled` False), emits take python-socketio's own path.
+    """
+
+    max_backlog: int = 1000
+    enabled: bool = False
+
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str,
+        room: str | None = None,
+        skip_sid: str | list[str] | None = None,
+        callback: Any = None,
+        to: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not self.enabled or callback is not None or namespace not in self.rooms:
+            await super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, to=to, **kwargs)
+            return
+        args = list(data) if isinstance(data, tuple) else ([] if data is None else [data])
+        encoded = self.server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, *args]).encode()
+        frames = [
+            eio_packet.Packet(eio_packet.MESSAGE, part)
+            for part in (encoded if isinstance(encoded, list) else [encoded])
+        ]
+        skipped = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
+        sockets = self.server.eio.sockets
+        for sid, eio_sid in self.get_participants(namespace, to or room):
+            if sid in skipped:
+                continue
+            eio_socket = sockets.get(eio_sid)
+            if eio_socket is None or eio_socket.closed:
+                continue
+            if eio_socket.queue.qsize() >= self.max_backlog:
+                self._drop_slow_reader(sid, eio_sid, eio_socket)
+                continue
+            for frame in frames:
+                eio_socket.queue.put_nowait(frame)
+
+    def _drop_slow_reader(self, sid: str, eio_sid: str, eio_socket: Any) -> None:
+        log.warning(
+            "disconnecting socket %s: it stopped reading (%d packets waiting, limit %d)",
+            sid,
+            eio_socket.queue.qsize(),
+            self.max_backlog,
+        )
+        while not eio_socket.queue.empty():
+            eio_socket.queue.get_nowait()
+            eio_socket.queue.task_done()
+        # Closing politely would queue a CLOSE frame behind a client that does not read.
+        abort_connection(self.server, eio_sid)
+
+
+def _broadcast_target() -> str | None:
+    parameters = inspect.signature(AsyncManager.emit).parameters
+    if not {"event", "data", "namespace", "room", "skip_sid", "callback", "to"} <= set(parameters):
+        return "socketio AsyncManager.emit(event, data, namespace, room, skip_sid, callback, to)"
+    if not callable(getattr(AsyncManager, "get_participants", None)):
+        return "socketio AsyncManager.get_participants"
+    if "self.queue" not in inspect.getsource(_ENGINEIO_SOCKET.send):
+        return "engineio AsyncSocket.send on self.queue"
+    return None
+
+
+# The manager, subscribed before listening ------------------------------------------------
+
+
+def _early_manager_target(sio: socketio.AsyncServer) -> str | None:
+    if getattr(sio, "manager_initialized", None) is not False:
+        return "socketio AsyncServer.manager_initialized"
+    if "manager_initialized" not in inspect.getsource(socketio.AsyncServer._handle_eio_connect):
+        return "socketio AsyncServer._handle_eio_connect checking manager_initialized"
+    return None
+
+
+def initialize_manager_early(sio: socketio.AsyncServer, report: PatchReport) -> bool:
+    """Initialise the client manager now, as python-socketio would on the first connection; False when off."""
+    if "early-manager" not in report.active:
+        return False
+    sio.manager_initialized = True
+    sio.manager.initialize()
+    return True
+
+
+# Engine.io's tables ----------------------------------------------------------------------
+
+
+def connected_session(sio: socketio.AsyncServer, sid: str, namespace: str) -> dict[str, Any] | None:
+    """The session saved for Socket.IO socket `sid`, or None when its connection is already closed."""
+    eio_sid = sio.manager.eio_sid_from_sid(sid, namespace)
+    eio_socket = sio.eio.sockets.get(eio_sid) if eio_sid else None
+    if eio_socket is None or eio_socket.closed:
+        return None
+    session: dict[str, Any] = eio_socket.session.get(namespace, {})
+    return session
+
+
+def abort_connection(sio: socketio.AsyncServer, eio_sid: str) -> bool:
+    """Drop engine.io connection `eio_sid` at once (no CLOSE frame); False when it has none."""
+    request = sio.environ.get(eio_sid, {}).get("aiohttp.request")
+    if request is None or request.transport is None:
+        return False
+    request.transport.abort()
+    return True
+
+
+def abort_all_connections(sio: socketio.AsyncServer) -> int:
+    """Drop every connection of `sio`; how many were dropped."""
+    return sum(abort_connection(sio, eio_sid) for eio_sid in list(sio.environ))
+
+
+# Installing ------------------------------------------------------------------------------
+
+
+def install(
+    sio: socketio.AsyncServer, manager: RoomBroadcaster, compress: bool, send_buffer_bytes: int | None
+) -> PatchReport:
+    """Apply every patch whose target is intact to `sio` (and engine.io's module); report which took effect."""
+    active: list[str] = []
+    inactive: dict[str, str] = {}
+
+    def check(name: str, missing: str | None) -> bool:
+        if missing is None:
+            active.append(name)
+            return True
+        inactive[name] = f"{missing} not found"
+        log.warning("patch %s is off: %s not found (installed versions differ from those pinned)", name, missing)
+        return False
+
+    driver_ok = check("websocket-driver", _driver_target(sio))
+    cork = driver_ok and check("corked-writes", _writer_target())
+    if driver_ok:
+        sio.eio._async = {**sio.eio._async, "websocket": _websocket_driver(compress, send_buffer_bytes, cork)}
+    if not QUEUE_SOCKET_PAYS:
+        inactive["queue-socket"] = "not needed on Python 3.12+"
+    elif check("queue-socket", _queue_socket_target()):
+        async_server.async_socket.AsyncSocket = QueueSocket
+    manager.enabled = check("room-broadcast", _broadcast_target())
+    check("early-manager", _early_manager_target(sio))
+    return PatchReport(tuple(active), inactive)

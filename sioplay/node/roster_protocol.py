@@ -1,0 +1,130 @@
+"""The roster protocol on the bus: which request gets which reply, what their bodies hold, how they are checked.
+
+    roster-request  {"room": "Maths", "have": {"<instance>": <version>, …}}
+    roster-reply    {"room": "Maths", "version": 41, "members": [["<id_socket>", "<id_user>"], …]}
+                    {"room": "Maths", "version": 41, "unchanged": true}
+    rooms-request   {}
+    rooms-reply     {"rooms": {"Maths": ["<id_user>", …], …}}
+
+A roster request says which version of each node's part of the room the
+requester already holds (`have`, by instance); a node whose part is still that
+version answers "unchanged" instead of its members, so a large room crosses
+Redis only when it has changed. Bodies are built here and checked here on
+receipt (`BODY_CHECKS`), before any handler sees them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import orjson
+
+from sioplay.errors import BusError, ValidationError
+from sioplay.node.validation import MAX_ID_USER_LENGTH, validate_room
+
+__all__ = [
+    "BODY_CHECKS",
+    "MAX_HAVE_ENTRIES",
+    "REPLY_KIND",
+    "ReplyKind",
+    "RequestKind",
+    "rooms_reply",
+    "roster_reply",
+    "roster_request",
+    "short_string",
+    "unchanged_reply",
+]
+
+RequestKind = Literal["roster-request", "rooms-request"]
+ReplyKind = Literal["roster-reply", "rooms-reply"]
+REPLY_KIND: dict[str, ReplyKind] = {"roster-request": "roster-reply", "rooms-request": "rooms-reply"}
+
+MAX_ID_LENGTH = 64
+MAX_SOCKET_ID_LENGTH = 64
+# A cluster has a handful of nodes; this only bounds what a stranger can make a node read.
+MAX_HAVE_ENTRIES = 256
+
+
+def roster_request(room: str, have: dict[str, int]) -> dict[str, Any]:
+    return {"room": room, "have": have}
+
+
+def roster_reply(room: str, version: int, members_json: orjson.Fragment) -> dict[str, Any]:
+    """`members_json`: [[id_socket, id_user], …] already serialized, in roster order."""
+    return {"room": room, "version": version, "members": members_json}
+
+
+def unchanged_reply(room: str, version: int) -> dict[str, Any]:
+    return {"room": room, "version": version, "unchanged": True}
+
+
+def rooms_reply(rooms: dict[str, list[str]]) -> dict[str, Any]:
+    return {"rooms": rooms}
+
+
+def short_string(value: object, what: str, limit: int) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= limit:
+        raise BusError(f"{what} must be a string of 1-{limit} characters")
+    return value
+
+
+def _check_room(body: dict[str, Any]) -> None:
+    try:
+        validate_room(body.get("room"))
+    except ValidationError as exc:
+        raise BusError(f"bad room: {exc}") from None
+
+
+def _check_version(value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BusError("a version must be a non-negative integer")
+
+
+def _check_roster_request(body: dict[str, Any]) -> None:
+    _check_room(body)
+    have = body.get("have", {})
+    if not isinstance(have, dict) or len(have) > MAX_HAVE_ENTRIES:
+        raise BusError(f"have must be an object of at most {MAX_HAVE_ENTRIES} versions")
+    for instance, version in have.items():
+        short_string(instance, "instance", MAX_ID_LENGTH)
+        _check_version(version)
+
+
+def _check_roster_reply(body: dict[str, Any]) -> None:
+    _check_room(body)
+    _check_version(body.get("version"))
+    if body.get("unchanged") is True:
+        return
+    members = body.get("members")
+    if not isinstance(members, list):
+        raise BusError("members must be a list")
+    for member in members:
+        if not isinstance(member, list) or len(member) != 2:
+            raise BusError("each member must be [id_socket, id_user]")
+        short_string(member[0], "id_socket", MAX_SOCKET_ID_LENGTH)
+        short_string(member[1], "id_user", MAX_ID_USER_LENGTH)
+
+
+def _check_rooms_reply(body: dict[str, Any]) -> None:
+    rooms = body.get("rooms")
+    if not isinstance(rooms, dict):
+        raise BusError("rooms must be an object")
+    for room, users in rooms.items():
+        _check_room({"room": room})
+        if not isinstance(users, list):
+            raise BusError("each room must list the id_user of every socket")
+        for id_user in users:
+            short_string(id_user, "id_user", MAX_ID_USER_LENGTH)
+
+
+def _nothing(body: dict[str, Any]) -> None:
+    return None
+
+
+BODY_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "roster-request": _check_roster_request,
+    "roster-reply": _check_roster_reply,
+    "rooms-request": _nothing,
+    "rooms-reply": _check_rooms_reply,
+}
