@@ -83,7 +83,8 @@ class EmbeddedRedis:
         endpoint = RedisEndpoint(host=self.host, port=self.port)
         while True:
             if self.process is not None and self.process.poll() is not None:
-                raise RedisError(f"redis-server exited with code {self.process.returncode} at start; see {self.log_path}")
+                code = self.process.returncode
+                raise RedisError(f"redis-server exited with code {code} at start; see {self.log_path}")
             try:
                 endpoint.command("PING", timeout_s=0.5)
                 return

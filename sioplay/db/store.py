@@ -65,4 +65,3 @@ class UserStore:
 
     def _errors(self, doing: str) -> AbstractContextManager[None]:
         return database_errors(self._engine.url, doing)
-

@@ -81,9 +81,7 @@ class Node:
             logger=False,
             engineio_logger=False,
         )
-        self.patches = patches.install(
-            self.sio, self.manager, settings.ws_compression, settings.ws_send_buffer_bytes
-        )
+        self.patches = patches.install(self.sio, self.manager, settings.ws_compression, settings.ws_send_buffer_bytes)
         self.events = RoomEvents(self.sio, self.store, self.sockets, node_id)
         self.manager.on_connected = self.events.handle_connected
         self.events.register()
@@ -150,7 +148,8 @@ class Node:
                 "node %s: sockets still open after %.1f s, closing anyway", self.node_id, self.settings.shutdown_grace_s
             )
         await self.sio.shutdown()
-        listener = self.manager.thread
+        # python-socketio sets `thread` when it initialises the manager, which may not have happened yet.
+        listener = getattr(self.manager, "thread", None)
         if listener is not None and not await cancel_and_wait(listener, LISTENER_STOP_TIMEOUT_S):
             log.warning("node %s: the Socket.IO pub/sub listener did not stop", self.node_id)
         if not await self.subscription.stop(LISTENER_STOP_TIMEOUT_S):

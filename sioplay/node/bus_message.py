@@ -28,9 +28,7 @@ __all__ = ["PROTOCOL_VERSION", "BusMessage", "Kind", "decode", "encode"]
 PROTOCOL_VERSION = 2
 MAX_NAME_LENGTH = 64
 
-Kind = Literal[
-    "hello", "heartbeat", "goodbye", "roster-request", "roster-reply", "rooms-request", "rooms-reply"
-]
+Kind = Literal["hello", "heartbeat", "goodbye", "roster-request", "roster-reply", "rooms-request", "rooms-reply"]
 KINDS: frozenset[str] = frozenset(get_args(Kind))
 REQUEST_KINDS = frozenset(REPLY_KIND)
 REPLY_KINDS = frozenset(REPLY_KIND.values())

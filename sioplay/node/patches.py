@@ -68,6 +68,15 @@ log = logging.getLogger(__name__)
 
 # engine.io's writer waits with `wait_for`, which starts a task per wait before Python 3.12.
 QUEUE_SOCKET_PAYS = sys.version_info < (3, 12)
+# What `install` applies on this Python when every target is intact, in its order, and what it leaves off.
+APPLICABLE: tuple[str, ...] = (
+    "websocket-driver",
+    "corked-writes",
+    *(("queue-socket",) if QUEUE_SOCKET_PAYS else ()),
+    "room-broadcast",
+    "early-manager",
+)
+NOT_APPLICABLE: dict[str, str] = {} if QUEUE_SOCKET_PAYS else {"queue-socket": "not needed on Python 3.12+"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -383,9 +392,8 @@ def install(
     cork = driver_ok and check("corked-writes", _writer_target())
     if driver_ok:
         sio.eio._async = {**sio.eio._async, "websocket": _websocket_driver(compress, send_buffer_bytes, cork)}
-    if not QUEUE_SOCKET_PAYS:
-        inactive["queue-socket"] = "not needed on Python 3.12+"
-    elif check("queue-socket", _queue_socket_target()):
+    inactive.update(NOT_APPLICABLE)
+    if QUEUE_SOCKET_PAYS and check("queue-socket", _queue_socket_target()):
         async_server.async_socket.AsyncSocket = QueueSocket
     manager.enabled = check("room-broadcast", _broadcast_target())
     check("early-manager", _early_manager_target(sio))

@@ -213,9 +213,7 @@ class RedisPublisher:
 
 
 class _SubscribeConnection(_Connection):
-    def __init__(
-        self, channels: Sequence[bytes], dispatch: Callable[[bytes, bytes], None], handshake: bytes
-    ) -> None:
+    def __init__(self, channels: Sequence[bytes], dispatch: Callable[[bytes, bytes], None], handshake: bytes) -> None:
         super().__init__()
         self.channels = set(channels)
         self.dispatch = dispatch

@@ -121,7 +121,9 @@ def roster_routes(roster: RosterService, default_timeout_s: float) -> list[web.R
         body = result.serialized.get("socket-list")
         if body is None:
             body = result.serialized["socket-list"] = socket_list_json(result.entries)
-        return web.Response(body=body, content_type="application/json", headers=completeness_headers(result.completeness))
+        return web.Response(
+            body=body, content_type="application/json", headers=completeness_headers(result.completeness)
+        )
 
     async def room(request: web.Request) -> web.Response:
         group = request.query.get("group")

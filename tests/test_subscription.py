@@ -1,0 +1,110 @@
+"""The node's one Redis subscription: a handler that raises is counted, and the subscription stays."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from sioplay.cluster.ports import free_port
+from sioplay.common.redis_endpoint import RedisEndpoint
+from sioplay.node.app import Node
+from sioplay.node.bus_message import BusMessage
+from sioplay.node.redis_wire import Subscription
+from sioplay.settings import Settings
+from tests.helpers import NodeHandle, async_wait_until
+
+
+async def pubsub_client_ids(redis_url: str) -> set[str]:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        listing = await client.execute_command("CLIENT", "LIST", "TYPE", "pubsub")
+    finally:
+        await client.aclose()
+    text = listing.decode() if isinstance(listing, bytes) else listing
+    return {
+        field.removeprefix("id=") for line in text.splitlines() for field in line.split() if field.startswith("id=")
+    }
+
+
+async def test_a_handler_that_raises_leaves_the_subscription_subscribed(settings: Settings) -> None:
+    assert settings.redis_url is not None
+    received: list[tuple[str, bytes]] = []
+    errors: list[tuple[str, str]] = []
+
+    def on_first(data: bytes) -> None:
+        if data == b"boom":
+            raise ValueError("injected")
+        received.append(("first", data))
+
+    subscription = Subscription(
+        RedisEndpoint.from_url(settings.redis_url), 0.5, lambda channel, exc: errors.append((channel, str(exc)))
+    )
+    subscription.add("t:first", on_first)
+    subscription.add("t:second", lambda data: received.append(("second", data)))
+    subscription.start()
+    publisher = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        await asyncio.wait_for(subscription.subscribed.wait(), 5.0)
+        before = await pubsub_client_ids(settings.redis_url)
+        assert len(before) == 1, "both channels on one connection"
+        # One write, so that the bad message and the next ones arrive in the same read.
+        async with publisher.pipeline(transaction=False) as pipe:
+            pipe.publish("t:first", b"boom").publish("t:first", b"after").publish("t:second", b"other")
+            await pipe.execute()
+        await async_wait_until(lambda: len(received) == 2, 5.0, "the messages after the bad one")
+        assert received == [("first", b"after"), ("second", b"other")]
+        assert errors == [("t:first", "injected")]
+        assert subscription.subscribed.is_set()
+        assert await pubsub_client_ids(settings.redis_url) == before, "the same connection, never reopened"
+    finally:
+        await publisher.aclose()
+        assert await subscription.stop(2.0)
+
+
+async def test_a_node_whose_bus_handler_raises_answers_the_next_query(
+    seeded_settings: Settings, start_node: Callable[..., NodeHandle]
+) -> None:
+    assert seeded_settings.redis_url is not None
+    node = Node(seeded_settings, "node-x", free_port())
+    await node.start()
+    try:
+        asker = start_node("node-y")
+        answer = node.bus.handlers["roster-request"]
+        failures = 0
+
+        def fails_once(message: BusMessage) -> dict[str, object]:
+            nonlocal failures
+            if failures == 0:
+                failures += 1
+                raise RuntimeError("injected")
+            return answer(message)
+
+        node.bus.handlers["roster-request"] = fails_once
+        await async_wait_until(lambda: len(node.bus.live_nodes()) == 1, 5.0, "node-y on the bus")
+        before = await pubsub_client_ids(seeded_settings.redis_url)
+        async with aiohttp_session() as session:
+            first = await get_json(session, asker.url + "/rooms/Maths?timeout_ms=500")
+            assert first["complete"] is False and first["nodes"]["missing"] == ["node-x"]
+            second = await get_json(session, asker.url + "/rooms/Maths?timeout_ms=5000")
+            assert second["complete"] is True and second["nodes"]["answered"] == ["node-x", "node-y"]
+            async with session.get(f"http://127.0.0.1:{node.port}/metrics") as response:
+                metrics = await response.text()
+        assert await pubsub_client_ids(seeded_settings.redis_url) == before, "no node resubscribed"
+        channel = f"{seeded_settings.cluster}:bus"
+        assert f'sioplay_handler_errors_total{{node="node-x",channel="{channel}"}} 1' in metrics
+    finally:
+        await node.stop()
+
+
+def aiohttp_session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+
+
+async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
+    async with session.get(url) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
