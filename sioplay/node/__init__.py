@@ -1,0 +1,18 @@
+"""One server node: python-socketio on aiohttp, its Redis connections, the bus between nodes, and its routes.
+
+- ``app``: `Node`, the parts wired together, and its start and stop (`run_node`)
+- ``room_events``: who may connect, and the room events of the original (connect, disconnect, identity-change)
+- ``sockets``: this node's socket table (who each socket is, which room), with a version per room
+- ``validation``: checks on what clients send (room names, id_user, connect parameters)
+- ``manager``: python-socketio's client manager over the node's own Redis connections
+- ``redis_wire``: raw Redis connections: one publisher, one `Subscription` carrying every channel
+- ``bus``: node-to-node request/response over pub/sub, presence and heartbeats (`ClusterBus`)
+- ``bus_message``: the bus's message format, validated on receipt
+- ``membership``: which other nodes are alive, from their heartbeats
+- ``roster_protocol``: the roster's request and reply kinds, their bodies and their checks
+- ``cluster_roster``: this node's answers (`LocalAnswers`) and the cluster-wide query (`RosterService`)
+- ``roster_parts``: each node's part of a room, kept sorted and serialized until the room changes
+- ``routes``: every HTTP route (users, rosters, health and metrics, the page)
+- ``metrics``: the counters behind /healthz and /metrics
+- ``patches``: every reach into python-socketio, engine.io or aiohttp internals, checked and reported
+"""
