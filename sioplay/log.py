@@ -19,15 +19,16 @@ class Throttle:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def allow(self, key: str) -> int | None:
-        """None while `key` was reported recently (counted); else how many reports were held back since."""
+    def allow(self, key: str) -> str | None:
+        """None while `key` was reported recently (counted); else a suffix for the line saying how many were held."""
         now = self.clock()
         last = self._last.get(key)
         if last is not None and now - last < self.every_s:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return None
         self._last[key] = now
-        return self._suppressed.pop(key, 0)
+        held = self._suppressed.pop(key, 0)
+        return f" ({held} more since the last report)" if held else ""
 
 
 class _NodeIdFilter(logging.Filter):

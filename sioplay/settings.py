@@ -31,6 +31,8 @@ class Settings:
     redis_url: str | None = None
     # Namespaces the Redis channels, so that clusters can share one Redis.
     cluster: str = "sioplay"
+    # Hex key that signs the cluster's messages; None means the one made in `home` (see common/cluster_secret.py).
+    cluster_secret: str | None = dataclasses.field(default=None, repr=False)
     host: str = "0.0.0.0"
     public_port: int = 5009
     log_level: str = "INFO"

@@ -1,4 +1,5 @@
-"""The node's one Redis subscription: a handler that raises is counted, and the subscription stays."""
+"""The node's one Redis subscription: a handler that raises is counted, and the subscription stays; unsigned messages
+reach no handler."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.node.app import Node
 from sioplay.node.bus_message import BusMessage
 from sioplay.node.redis_wire import Subscription
+from sioplay.node.signing import MessageSigner
 from sioplay.settings import Settings
 from tests.helpers import NodeHandle, async_wait_until
 
@@ -40,8 +42,14 @@ async def test_a_handler_that_raises_leaves_the_subscription_subscribed(settings
             raise ValueError("injected")
         received.append(("first", data))
 
+    forged: list[str] = []
+    signer = MessageSigner(b"k" * 32)
     subscription = Subscription(
-        RedisEndpoint.from_url(settings.redis_url), 0.5, lambda channel, exc: errors.append((channel, str(exc)))
+        RedisEndpoint.from_url(settings.redis_url),
+        signer,
+        0.5,
+        on_handler_error=lambda channel, exc: errors.append((channel, str(exc))),
+        on_forged=forged.append,
     )
     subscription.add("t:first", on_first)
     subscription.add("t:second", lambda data: received.append(("second", data)))
@@ -53,11 +61,17 @@ async def test_a_handler_that_raises_leaves_the_subscription_subscribed(settings
         assert len(before) == 1, "both channels on one connection"
         # One write, so that the bad message and the next ones arrive in the same read.
         async with publisher.pipeline(transaction=False) as pipe:
-            pipe.publish("t:first", b"boom").publish("t:first", b"after").publish("t:second", b"other")
+            for channel, payload in [(b"t:first", b"boom"), (b"t:first", b"after"), (b"t:second", b"other")]:
+                pipe.publish(channel, signer.sign(channel, payload))
+            pipe.publish("t:first", b"unsigned")
+            pipe.publish("t:first", signer.sign(b"t:second", b"signed for another channel"))
+            pipe.publish("t:second", MessageSigner(b"x" * 32).sign(b"t:second", b"signed with another secret"))
+            pipe.publish("t:second", signer.sign(b"t:second", b"last"))
             await pipe.execute()
-        await async_wait_until(lambda: len(received) == 2, 5.0, "the messages after the bad one")
-        assert received == [("first", b"after"), ("second", b"other")]
+        await async_wait_until(lambda: len(received) == 3, 5.0, "the messages after the bad ones")
+        assert received == [("first", b"after"), ("second", b"other"), ("second", b"last")]
         assert errors == [("t:first", "injected")]
+        assert forged == ["t:first", "t:first", "t:second"]
         assert subscription.subscribed.is_set()
         assert await pubsub_client_ids(settings.redis_url) == before, "the same connection, never reopened"
     finally:

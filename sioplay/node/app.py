@@ -11,11 +11,13 @@ import time
 import socketio
 from aiohttp import web
 
+from sioplay.common.cluster_secret import load_or_create_secret, parse_secret
 from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.db.store import UserStore
 from sioplay.errors import ClusterError
 from sioplay.node import patches
 from sioplay.node.bus import ClusterBus, new_instance_id
+from sioplay.node.bus_message import validate_node_id
 from sioplay.node.cluster_roster import LocalAnswers, RosterService
 from sioplay.node.manager import ClusterRedisManager
 from sioplay.node.metrics import Metrics
@@ -23,6 +25,7 @@ from sioplay.node.redis_wire import RedisPublisher, Subscription
 from sioplay.node.room_events import RoomEvents
 from sioplay.node.roster_parts import RoomCaches
 from sioplay.node.routes import add_routes, json_errors
+from sioplay.node.signing import MessageSigner
 from sioplay.node.sockets import LocalSockets
 from sioplay.settings import Settings
 from sioplay.tasks import cancel_and_wait
@@ -40,7 +43,7 @@ class Node:
 
     def __init__(self, settings: Settings, node_id: str, port: int, public_port: int | None = None) -> None:
         self.settings = settings
-        self.node_id = node_id
+        self.node_id = validate_node_id(node_id)
         self.port = port
         self.public_port = public_port
         self.started_at = time.monotonic()
@@ -50,8 +53,19 @@ class Node:
         endpoint = RedisEndpoint.from_url(settings.redis_url or DEFAULT_REDIS_URL)
         # One connection carries every PUBLISH of this node, the bus's and Socket.IO's, a tick's worth per write;
         # one more carries every channel it listens on.
-        self.publisher = RedisPublisher(endpoint)
-        self.subscription = Subscription(endpoint, settings.redis_retry_max_s, self.metrics.handler_failed)
+        signer = MessageSigner(
+            parse_secret(settings.cluster_secret, "SIOPLAY_CLUSTER_SECRET")
+            if settings.cluster_secret
+            else load_or_create_secret(settings.home)
+        )
+        self.publisher = RedisPublisher(endpoint, signer)
+        self.subscription = Subscription(
+            endpoint,
+            signer,
+            settings.redis_retry_max_s,
+            on_handler_error=self.metrics.handler_failed,
+            on_forged=lambda channel: self.metrics.dropped("bad signature"),
+        )
         instance = new_instance_id()
         self.local_answers = LocalAnswers(self.sockets, RoomCaches(), node_id, instance)
         self.bus = ClusterBus(

@@ -14,19 +14,22 @@ bodies of the roster protocol in `roster_protocol`.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any, Literal, get_args
 
 import orjson
 
-from sioplay.errors import BusError
-from sioplay.node.roster_protocol import BODY_CHECKS, REPLY_KIND, short_string
+from sioplay.errors import BusError, ConfigError
+from sioplay.node.roster_protocol import BODY_CHECKS, INSTANCE, REPLY_KIND, matching
 
-__all__ = ["PROTOCOL_VERSION", "BusMessage", "Kind", "decode", "encode"]
+__all__ = ["NODE_ID", "PROTOCOL_VERSION", "BusMessage", "Kind", "decode", "encode", "validate_node_id"]
 
 # 2: roster replies carry their part's version and may say it is unchanged.
 PROTOCOL_VERSION = 2
-MAX_NAME_LENGTH = 64
+# What a node id, an instance and a request id may be: they reach log lines, headers and rosters.
+NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}(?:/[A-Za-z0-9][A-Za-z0-9_.-]{0,62})?")
+REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 Kind = Literal["hello", "heartbeat", "goodbye", "roster-request", "roster-reply", "rooms-request", "rooms-reply"]
 KINDS: frozenset[str] = frozenset(get_args(Kind))
@@ -71,11 +74,11 @@ def decode(raw: bytes | str, max_bytes: int) -> BusMessage:
     kind = data.get("kind")
     if kind not in KINDS:
         raise BusError(f"unknown kind {str(kind)[:40]!r}")
-    origin = short_string(data.get("origin"), "origin", MAX_NAME_LENGTH)
-    instance = short_string(data.get("instance"), "instance", MAX_NAME_LENGTH)
+    origin = matching(data.get("origin"), "origin", NODE_ID)
+    instance = matching(data.get("instance"), "instance", INSTANCE)
     request_id = data.get("request_id")
     if kind in REQUEST_KINDS or kind in REPLY_KINDS:
-        request_id = short_string(request_id, "request_id", MAX_NAME_LENGTH)
+        request_id = matching(request_id, "request_id", REQUEST_ID)
     elif request_id is not None:
         raise BusError(f"{kind} carries a request_id")
     body = data.get("body")
@@ -83,6 +86,16 @@ def decode(raw: bytes | str, max_bytes: int) -> BusMessage:
         raise BusError("body is not an object")
     _BODY_CHECKS[kind](body)
     return BusMessage(kind=kind, origin=origin, instance=instance, body=body, request_id=request_id)
+
+
+def validate_node_id(node_id: str) -> str:
+    """`node_id` if other nodes will accept it on the bus; ConfigError otherwise."""
+    if NODE_ID.fullmatch(node_id) is None:
+        raise ConfigError(
+            f"node id {node_id[:70]!r} is not valid: 1-63 letters, digits, '.', '_' or '-', "
+            "optionally as host/node, starting with a letter or digit"
+        )
+    return node_id
 
 
 def _check_presence(body: dict[str, Any]) -> None:

@@ -14,6 +14,9 @@ UNSUBSCRIBE and AUTH, and /healthz a PING. Here:
   back-off and the resubscription. A handler that raises is reported and the
   next message is handled: the connection is never closed for it.
 
+Every message published is signed with the cluster's secret and every message
+received is checked before its handler sees it (`signing`).
+
 Both raise `ConnectionError` (an `OSError`) when Redis cannot be reached or
 the connection is lost, like the socket errors their callers already handle.
 """
@@ -30,6 +33,7 @@ import hiredis
 
 from sioplay.common.redis_endpoint import RedisEndpoint, encode_command
 from sioplay.log import Throttle
+from sioplay.node.signing import MessageSigner
 from sioplay.tasks import cancel_and_wait
 
 __all__ = ["MessageHandler", "RedisPublisher", "Subscription", "open_connection"]
@@ -38,8 +42,9 @@ log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[bytes], None]
 HandlerErrorSink = Callable[[str, BaseException], None]
+ForgedSink = Callable[[str], None]
 
-_HANDLER_ERROR_LOG_EVERY_S = 10.0
+_LOG_EVERY_S = 10.0
 
 
 async def open_connection(
@@ -153,8 +158,9 @@ class _PublishConnection(_Connection):
 class RedisPublisher:
     """PUBLISH (and PING) over one connection, opened on first use and again after it is lost."""
 
-    def __init__(self, endpoint: RedisEndpoint, connect_timeout_s: float = 2.0) -> None:
+    def __init__(self, endpoint: RedisEndpoint, signer: MessageSigner, connect_timeout_s: float = 2.0) -> None:
         self._endpoint = endpoint
+        self._signer = signer
         self._connect_timeout_s = connect_timeout_s
         self._connection: _PublishConnection | None = None
         self._connecting: asyncio.Future[_PublishConnection] | None = None
@@ -162,7 +168,8 @@ class RedisPublisher:
     async def publish(self, channel: str, data: bytes) -> int:
         """How many subscribers received `data`; ConnectionError if Redis did not take it."""
         connection = await self._live()
-        return int(await connection.send(encode_command("PUBLISH", channel, data)))
+        name = channel.encode()
+        return int(await connection.send(encode_command("PUBLISH", name, self._signer.sign(name, data))))
 
     async def ping(self) -> None:
         """A round trip on the publishing connection itself: what /healthz reports is what the emits use."""
@@ -274,20 +281,24 @@ class Subscription:
     def __init__(
         self,
         endpoint: RedisEndpoint,
+        signer: MessageSigner,
         retry_max_s: float,
         on_handler_error: HandlerErrorSink | None = None,
+        on_forged: ForgedSink | None = None,
         connect_timeout_s: float = 2.0,
     ) -> None:
         self._endpoint = endpoint
+        self._signer = signer
         self.retry_max_s = retry_max_s
         self.connect_timeout_s = connect_timeout_s
         self.on_handler_error = on_handler_error
+        self.on_forged = on_forged
         self.subscribed = asyncio.Event()
         self._handlers: dict[bytes, MessageHandler] = {}
         self._on_subscribed: list[Callable[[], None]] = []
         self._connection: _SubscribeConnection | None = None
         self._task: asyncio.Task[None] | None = None
-        self._log_errors = Throttle(_HANDLER_ERROR_LOG_EVERY_S)
+        self._log_errors = Throttle(_LOG_EVERY_S)
 
     def add(self, channel: str, handler: MessageHandler) -> None:
         if self._task is not None:
@@ -330,22 +341,26 @@ class Subscription:
         handler = self._handlers.get(channel)
         if handler is None:
             return
+        payload = self._signer.verify(channel, data)
+        if payload is None:
+            self._forged(channel.decode(errors="replace"), len(data))
+            return
         try:
-            handler(data)
+            handler(payload)
         except Exception as exc:  # noqa: BLE001 - one bad message must not deafen the node
             name = channel.decode(errors="replace")
             if self.on_handler_error is not None:
                 self.on_handler_error(name, exc)
-            suppressed = self._log_errors.allow(name)
-            if suppressed is not None:
-                log.error(
-                    "a handler of channel %s raised %s: %s%s",
-                    name,
-                    type(exc).__name__,
-                    exc,
-                    f" ({suppressed} more since the last report)" if suppressed else "",
-                    exc_info=exc,
-                )
+            more = self._log_errors.allow(name)
+            if more is not None:
+                log.error("a handler of channel %s raised %s: %s%s", name, type(exc).__name__, exc, more, exc_info=exc)
+
+    def _forged(self, name: str, size: int) -> None:
+        if self.on_forged is not None:
+            self.on_forged(name)
+        more = self._log_errors.allow(f"forged:{name}")
+        if more is not None:
+            log.warning("dropped a message on %s without a valid signature (%d bytes)%s", name, size, more)
 
     async def _run(self) -> None:
         retry_s = min(0.1, self.retry_max_s)

@@ -15,16 +15,18 @@ receipt (`BODY_CHECKS`), before any handler sees them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Literal
 
 import orjson
 
 from sioplay.errors import BusError, ValidationError
-from sioplay.node.validation import MAX_ID_USER_LENGTH, validate_room
+from sioplay.node.validation import validate_id_user, validate_room
 
 __all__ = [
     "BODY_CHECKS",
+    "INSTANCE",
     "MAX_HAVE_ENTRIES",
     "REPLY_KIND",
     "ReplyKind",
@@ -32,7 +34,7 @@ __all__ = [
     "rooms_reply",
     "roster_reply",
     "roster_request",
-    "short_string",
+    "matching",
     "unchanged_reply",
 ]
 
@@ -40,8 +42,9 @@ RequestKind = Literal["roster-request", "rooms-request"]
 ReplyKind = Literal["roster-reply", "rooms-reply"]
 REPLY_KIND: dict[str, ReplyKind] = {"roster-request": "roster-reply", "rooms-request": "rooms-reply"}
 
-MAX_ID_LENGTH = 64
-MAX_SOCKET_ID_LENGTH = 64
+# What ids from other nodes may be: they reach rosters, headers and log lines.
+INSTANCE = re.compile(r"[0-9a-f]{16}")
+SOCKET_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # A cluster has a handful of nodes; this only bounds what a stranger can make a node read.
 MAX_HAVE_ENTRIES = 256
 
@@ -63,10 +66,19 @@ def rooms_reply(rooms: dict[str, list[str]]) -> dict[str, Any]:
     return {"rooms": rooms}
 
 
-def short_string(value: object, what: str, limit: int) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= limit:
-        raise BusError(f"{what} must be a string of 1-{limit} characters")
+def matching(value: object, what: str, pattern: re.Pattern[str]) -> str:
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        raise BusError(f"{what} is not a valid {what}")
     return value
+
+
+def _check_id_user(value: object) -> None:
+    try:
+        valid = validate_id_user(value)
+    except ValidationError:
+        valid = None
+    if valid != value:
+        raise BusError("id_user is not a valid id_user")
 
 
 def _check_room(body: dict[str, Any]) -> None:
@@ -87,7 +99,7 @@ def _check_roster_request(body: dict[str, Any]) -> None:
     if not isinstance(have, dict) or len(have) > MAX_HAVE_ENTRIES:
         raise BusError(f"have must be an object of at most {MAX_HAVE_ENTRIES} versions")
     for instance, version in have.items():
-        short_string(instance, "instance", MAX_ID_LENGTH)
+        matching(instance, "instance", INSTANCE)
         _check_version(version)
 
 
@@ -102,8 +114,8 @@ def _check_roster_reply(body: dict[str, Any]) -> None:
     for member in members:
         if not isinstance(member, list) or len(member) != 2:
             raise BusError("each member must be [id_socket, id_user]")
-        short_string(member[0], "id_socket", MAX_SOCKET_ID_LENGTH)
-        short_string(member[1], "id_user", MAX_ID_USER_LENGTH)
+        matching(member[0], "id_socket", SOCKET_ID)
+        _check_id_user(member[1])
 
 
 def _check_rooms_reply(body: dict[str, Any]) -> None:
@@ -115,7 +127,7 @@ def _check_rooms_reply(body: dict[str, Any]) -> None:
         if not isinstance(users, list):
             raise BusError("each room must list the id_user of every socket")
         for id_user in users:
-            short_string(id_user, "id_user", MAX_ID_USER_LENGTH)
+            _check_id_user(id_user)
 
 
 def _nothing(body: dict[str, Any]) -> None:
