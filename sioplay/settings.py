@@ -50,6 +50,13 @@ class Settings:
     # Kernel send buffer of each websocket (SO_SNDBUF); None leaves it to the kernel's autotuning.
     ws_send_buffer_bytes: int | None = None
     shutdown_grace_s: float = 5.0
+    # What one client may take of a node: its CONNECT within this, its request headers within this, at most
+    # this many connections from one address, and identity-change events at this rate (a token bucket).
+    connect_timeout_s: float = 45.0
+    header_timeout_s: float = 20.0
+    max_connections_per_address: int = 4096
+    identity_change_rate_per_s: float = 2.0
+    identity_change_burst: int = 10
 
     # Supervisor.
     stop_timeout_s: float = 10.0
@@ -128,6 +135,9 @@ class Settings:
             "start_timeout_s",
             "health_interval_s",
             "health_timeout_s",
+            "connect_timeout_s",
+            "header_timeout_s",
+            "identity_change_rate_per_s",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"SIOPLAY_{name.upper()} must be positive, not {getattr(self, name)}")
@@ -135,6 +145,9 @@ class Settings:
             raise ConfigError(f"SIOPLAY_NODE_PORT_BASE must be a TCP port, not {self.node_port_base}")
         if self.max_memory_bytes is not None and self.max_memory_bytes <= 0:
             raise ConfigError(f"SIOPLAY_MAX_MEMORY_BYTES must be positive, not {self.max_memory_bytes}")
+        for name in ("max_connections_per_address", "identity_change_burst"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"SIOPLAY_{name.upper()} must be at least 1, not {getattr(self, name)}")
         if self.heartbeat_misses < 1:
             raise ConfigError(f"SIOPLAY_HEARTBEAT_MISSES must be at least 1, not {self.heartbeat_misses}")
 

@@ -14,8 +14,16 @@ from sioplay.settings import Settings
 from tests.helpers import NodeHandle, async_wait_until, http_json
 
 
-async def test_handshake_first_and_joins_in_order_during_a_flood(start_node: Callable[..., NodeHandle]) -> None:
-    a, b = start_node("node-a"), start_node("node-b")
+def unlimited_identity_changes(settings: Settings) -> Settings:
+    """These tests flood with identity-change to load the broadcast path; the rate limit is tested elsewhere."""
+    return dataclasses.replace(settings, identity_change_rate_per_s=1e9, identity_change_burst=10**9)
+
+
+async def test_handshake_first_and_joins_in_order_during_a_flood(
+    start_node: Callable[..., NodeHandle], seeded_settings: Settings
+) -> None:
+    flooding_settings = unlimited_identity_changes(seeded_settings)
+    a, b = start_node("node-a", flooding_settings), start_node("node-b", flooding_settings)
     observer = SimClient(a.url, "1", "Burst")
     flooder = SimClient(b.url, "2", "Burst")
     joiners = [SimClient(b.url, str(index % 10 + 1), "Burst") for index in range(20)]
@@ -82,7 +90,9 @@ async def _connect_and_stop_reading(port: int, id_user: str, room: str) -> socke
 async def test_a_client_that_stops_reading_is_disconnected(
     start_node: Callable[..., NodeHandle], seeded_settings: Settings
 ) -> None:
-    bounded = dataclasses.replace(seeded_settings, max_socket_backlog=50, ws_send_buffer_bytes=8192)
+    bounded = dataclasses.replace(
+        unlimited_identity_changes(seeded_settings), max_socket_backlog=50, ws_send_buffer_bytes=8192
+    )
     node = start_node("node-a", bounded)
     observer = SimClient(node.url, "1", "Flood")
     flooder = SimClient(node.url, "2", "Flood")

@@ -19,6 +19,7 @@ from sioplay.node import patches
 from sioplay.node.bus import ClusterBus, new_instance_id
 from sioplay.node.bus_message import validate_node_id
 from sioplay.node.cluster_roster import LocalAnswers, RosterService
+from sioplay.node.connections import ConnectionGuard, GuardedRunner
 from sioplay.node.manager import ClusterRedisManager
 from sioplay.node.metrics import Metrics
 from sioplay.node.redis_wire import RedisPublisher, Subscription
@@ -95,14 +96,19 @@ class Node:
             logger=False,
             engineio_logger=False,
         )
-        self.patches = patches.install(self.sio, self.manager, settings.ws_compression, settings.ws_send_buffer_bytes)
-        self.events = RoomEvents(self.sio, self.store, self.sockets, node_id)
+        self.patches = patches.install(self.sio, self.manager, settings, self.metrics.refused)
+        self.events = RoomEvents(self.sio, self.store, self.sockets, node_id, settings, self.metrics.refused)
         self.manager.on_connected = self.events.handle_connected
         self.events.register()
-        self.app = web.Application(client_max_size=settings.max_http_body_bytes, middlewares=[json_errors])
+        self.connections = ConnectionGuard(
+            settings.max_connections_per_address, settings.header_timeout_s, self.metrics.refused
+        )
+        self.app = web.Application(
+            client_max_size=settings.max_http_body_bytes, middlewares=[self.connections.middleware, json_errors]
+        )
         self.sio.attach(self.app)
         add_routes(self.app, self)
-        self._runner: web.AppRunner | None = None
+        self._runner: GuardedRunner | None = None
         self._sites: list[web.TCPSite] = []
 
     async def start(self) -> None:
@@ -112,7 +118,7 @@ class Node:
         self.bus.start()
         if not await self._wait_subscribed(self.settings.roster_timeout_s):
             log.warning("node %s: Redis subscriptions not ready; listening anyway, they keep retrying", self.node_id)
-        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        self._runner = GuardedRunner(self.app, self.connections, handle_signals=False, access_log=None)
         await self._runner.setup()
         host = self.settings.host
         sites = [web.TCPSite(self._runner, host, self.port)]

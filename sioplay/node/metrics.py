@@ -20,12 +20,17 @@ class Metrics:
     bus_dropped: Counter[str] = dataclasses.field(default_factory=Counter)
     # Messages whose handler raised, by channel: each was skipped, the subscription stayed.
     handler_errors: Counter[str] = dataclasses.field(default_factory=Counter)
+    # What clients sent or failed to send that was refused, by reason (connections closed, events dropped).
+    client_refused: Counter[str] = dataclasses.field(default_factory=Counter)
 
     def dropped(self, reason: str) -> None:
         self.bus_dropped[reason] += 1
 
     def handler_failed(self, channel: str, error: BaseException) -> None:
         self.handler_errors[channel] += 1
+
+    def refused(self, reason: str) -> None:
+        self.client_refused[reason] += 1
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -38,6 +43,8 @@ class Metrics:
             "bus_dropped_by_reason": dict(self.bus_dropped),
             "handler_errors": sum(self.handler_errors.values()),
             "handler_errors_by_channel": dict(self.handler_errors),
+            "client_refused": sum(self.client_refused.values()),
+            "client_refused_by_reason": dict(self.client_refused),
             "last_query_ms": self.last_query_ms,
         }
 
@@ -65,6 +72,11 @@ class Metrics:
         lines += [
             f'sioplay_handler_errors_total{{{label},channel="{channel}"}} {count}'
             for channel, count in sorted(self.handler_errors.items())
+        ]
+        lines.append("# TYPE sioplay_client_refused_total counter")
+        lines += [
+            f'sioplay_client_refused_total{{{label},reason="{reason}"}} {count}'
+            for reason, count in sorted(self.client_refused.items())
         ]
         lines += [
             "# TYPE sioplay_last_query_ms gauge",

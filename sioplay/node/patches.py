@@ -24,6 +24,14 @@ The patches, and why each exists:
 - ``room-broadcast``: a room emit queues its frames on each recipient's
   engine.io queue without a task each (`RoomBroadcaster`); it relies on
   ``AsyncManager.get_participants`` and ``AsyncSocket.queue``.
+- ``client-guard``: what one client may send. The contract has no binary
+  events, so a binary frame, or a packet announcing binary attachments (whose
+  total python-socketio does not bound), closes the connection; so does the
+  first malformed packet (engine.io would log a traceback for each and keep
+  reading); and a connection that has not sent its Socket.IO CONNECT within
+  the connect timeout is closed, as Node's socket.io does after 45 s. It wraps
+  the ``message`` and ``connect`` handlers python-socketio registers with
+  engine.io, and the driver's ``wait``.
 - ``early-manager``: the client manager subscribed before the node listens,
   by setting ``AsyncServer.manager_initialized`` first; if that flag moved,
   python-socketio would initialise the manager a second time (two listeners,
@@ -43,21 +51,27 @@ import inspect
 import logging
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import socketio
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from engineio import async_server, async_socket, exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 from socketio import packet as sio_packet
 from socketio.async_manager import AsyncManager
 
+from sioplay.log import Throttle
+from sioplay.settings import Settings
+
 __all__ = [
     "CorkedTransport",
     "PatchReport",
+    "RefusedSink",
     "QueueSocket",
     "RoomBroadcaster",
+    "abort_all_connections",
     "abort_connection",
     "connected_session",
     "initialize_manager_early",
@@ -72,10 +86,17 @@ QUEUE_SOCKET_PAYS = sys.version_info < (3, 12)
 APPLICABLE: tuple[str, ...] = (
     "websocket-driver",
     "corked-writes",
+    "client-guard",
     *(("queue-socket",) if QUEUE_SOCKET_PAYS else ()),
     "room-broadcast",
     "early-manager",
 )
+# engine.io packet types a client may send first in a text frame: open to noop.
+_ENGINEIO_TYPES = frozenset("0123456")
+# A connection closed for what it sent is logged at most this often across the node.
+_REFUSAL_LOG_EVERY_S = 10.0
+
+RefusedSink = Callable[[str], None]
 NOT_APPLICABLE: dict[str, str] = {} if QUEUE_SOCKET_PAYS else {"queue-socket": "not needed on Python 3.12+"}
 
 
@@ -147,11 +168,36 @@ def _cork(response: web.WebSocketResponse) -> bool:
 # The websocket driver --------------------------------------------------------------------
 
 
-def _websocket_driver(compress: bool, send_buffer_bytes: int | None, cork: bool) -> type[engineio_aiohttp.WebSocket]:
-    """engine.io's aiohttp `WebSocket.__call__`, with compression, the send buffer and corked writes."""
+def _websocket_driver(
+    compress: bool, send_buffer_bytes: int | None, cork: bool, refuse: Callable[[str, str], None] | None
+) -> type[engineio_aiohttp.WebSocket]:
+    """engine.io's aiohttp `WebSocket.__call__`, with compression, the send buffer and corked writes.
+
+    With `refuse`, `wait` ends the connection on a binary frame or a text frame
+    that is no engine.io packet, instead of handing it on.
+    """
 
     class WebSocket(engineio_aiohttp.WebSocket):  # type: ignore[misc]
         corked = cork
+
+        async def wait(self) -> str | bytes:
+            message = await self._sock.receive()
+            if message.type is WSMsgType.TEXT:
+                if refuse is not None and message.data[:1] not in _ENGINEIO_TYPES:
+                    refuse(self._peer(), "malformed packet")
+                    raise OSError("malformed engine.io packet")
+                return str(message.data)
+            if message.type is WSMsgType.BINARY and refuse is not None:
+                refuse(self._peer(), "binary frame")
+                raise OSError("binary frame")
+            if isinstance(message.data, bytes):
+                return message.data
+            # Closed or failed: engine.io ends the connection on OSError, as its own driver makes it.
+            raise OSError()
+
+        def _peer(self) -> str:
+            request = self.environ.get("aiohttp.request") if self.environ else None
+            return str(request.remote) if request is not None else "?"
 
         async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
             request = environ["aiohttp.request"]
@@ -370,13 +416,86 @@ def abort_all_connections(sio: socketio.AsyncServer) -> int:
     return sum(abort_connection(sio, eio_sid) for eio_sid in list(sio.environ))
 
 
+# Client input ----------------------------------------------------------------------------
+
+
+class ClientGuard:
+    """Closes the connection of a client that sends what the contract has no place for, or never connects.
+
+    Each refusal is counted (`on_refused`, by reason) and logged, at most once
+    per `_REFUSAL_LOG_EVERY_S` across the node: a flood leaves a line, not a
+    log full of tracebacks.
+    """
+
+    def __init__(self, sio: socketio.AsyncServer, connect_timeout_s: float, on_refused: RefusedSink) -> None:
+        self.sio = sio
+        self.connect_timeout_s = connect_timeout_s
+        self.on_refused = on_refused
+        self._throttle = Throttle(_REFUSAL_LOG_EVERY_S)
+
+    def refuse(self, who: str, reason: str, eio_sid: str | None = None) -> None:
+        self.on_refused(reason)
+        more = self._throttle.allow(reason)
+        if more is not None:
+            log.warning("closed the connection of %s: %s%s", who, reason, more)
+        if eio_sid is not None:
+            abort_connection(self.sio, eio_sid)
+
+    def wrap_message(self, handle: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+        async def guarded(eio_sid: str, data: Any) -> None:
+            # Socket.IO packet types 5 and 6 announce binary attachments, which the contract has none of.
+            if not isinstance(data, str) or data[:1] in ("5", "6"):
+                self.refuse(self._who(eio_sid), "binary packet", eio_sid)
+                return
+            try:
+                await handle(eio_sid, data)
+            except Exception as exc:  # noqa: BLE001 - whatever the decoder raised, the packet was malformed
+                self.refuse(self._who(eio_sid), f"malformed packet ({type(exc).__name__})", eio_sid)
+
+        return guarded
+
+    def wrap_connect(self, handle: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+        async def guarded(eio_sid: str, environ: dict[str, Any]) -> Any:
+            result = await handle(eio_sid, environ)
+            asyncio.get_running_loop().call_later(self.connect_timeout_s, self._check_connected, eio_sid)
+            return result
+
+        return guarded
+
+    def _check_connected(self, eio_sid: str) -> None:
+        if eio_sid not in self.sio.environ:
+            return
+        if any(self.sio.manager.sid_from_eio_sid(eio_sid, namespace) for namespace in self.sio.handlers):
+            return
+        self.refuse(self._who(eio_sid), f"no Socket.IO CONNECT within {self.connect_timeout_s:g} s", eio_sid)
+
+    def _who(self, eio_sid: str) -> str:
+        request = self.sio.environ.get(eio_sid, {}).get("aiohttp.request")
+        return str(request.remote) if request is not None else f"engine.io session {eio_sid}"
+
+
+def _guard_target(sio: socketio.AsyncServer) -> str | None:
+    handlers = getattr(sio.eio, "handlers", None)
+    if not isinstance(handlers, dict):
+        return "engineio AsyncServer.handlers"
+    for event, method in (("message", "_handle_eio_message"), ("connect", "_handle_eio_connect")):
+        if handlers.get(event) != getattr(sio, method, None):
+            return f"socketio AsyncServer.{method} registered as engine.io's {event!r} handler"
+    if not callable(getattr(sio.manager, "sid_from_eio_sid", None)):
+        return "socketio manager.sid_from_eio_sid"
+    return None
+
+
 # Installing ------------------------------------------------------------------------------
 
 
 def install(
-    sio: socketio.AsyncServer, manager: RoomBroadcaster, compress: bool, send_buffer_bytes: int | None
+    sio: socketio.AsyncServer, manager: RoomBroadcaster, settings: Settings, on_refused: RefusedSink
 ) -> PatchReport:
-    """Apply every patch whose target is intact to `sio` (and engine.io's module); report which took effect."""
+    """Apply every patch whose target is intact to `sio` (and engine.io's module); report which took effect.
+
+    `on_refused(reason)` counts each client connection closed for what it sent or failed to send.
+    """
     active: list[str] = []
     inactive: dict[str, str] = {}
 
@@ -390,8 +509,16 @@ def install(
 
     driver_ok = check("websocket-driver", _driver_target(sio))
     cork = driver_ok and check("corked-writes", _writer_target())
+    guard = ClientGuard(sio, settings.connect_timeout_s, on_refused)
+    guarded = driver_ok and check("client-guard", _guard_target(sio))
+    if guarded:
+        sio.eio.handlers["message"] = guard.wrap_message(sio.eio.handlers["message"])
+        sio.eio.handlers["connect"] = guard.wrap_connect(sio.eio.handlers["connect"])
     if driver_ok:
-        sio.eio._async = {**sio.eio._async, "websocket": _websocket_driver(compress, send_buffer_bytes, cork)}
+        driver = _websocket_driver(
+            settings.ws_compression, settings.ws_send_buffer_bytes, cork, guard.refuse if guarded else None
+        )
+        sio.eio._async = {**sio.eio._async, "websocket": driver}
     inactive.update(NOT_APPLICABLE)
     if QUEUE_SOCKET_PAYS and check("queue-socket", _queue_socket_target()):
         async_server.async_socket.AsyncSocket = QueueSocket

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import socketio
@@ -12,8 +13,10 @@ import socketio
 from sioplay.db.store import UserStore
 from sioplay.errors import DatabaseError, UnknownUserError, ValidationError
 from sioplay.node.patches import connected_session
+from sioplay.node.rate_limit import TokenBuckets
 from sioplay.node.sockets import LocalSocket, LocalSockets
 from sioplay.node.validation import connect_params, watch_params
+from sioplay.settings import Settings
 
 __all__ = ["NAMESPACE", "WATCH_NAMESPACE", "RoomEvents"]
 
@@ -29,11 +32,23 @@ MAX_KNOWN_USERS = 10_000
 class RoomEvents:
     """Handlers for connect, disconnect and identity-change on the default namespace."""
 
-    def __init__(self, sio: socketio.AsyncServer, store: UserStore, sockets: LocalSockets, node_id: str) -> None:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        store: UserStore,
+        sockets: LocalSockets,
+        node_id: str,
+        settings: Settings,
+        on_refused: Callable[[str], None],
+    ) -> None:
         self.sio = sio
         self.store = store
         self.sockets = sockets
         self.node_id = node_id
+        self.on_refused = on_refused
+        # One bucket per socket: a client's burst of identity-change would otherwise make every page in the
+        # room fetch that user and the roster again, once per event.
+        self._identity_changes = TokenBuckets(settings.identity_change_rate_per_s, settings.identity_change_burst)
         # id_user -> until when it is known to exist: a join storm asked the database once per socket.
         self._known_users: dict[str, float] = {}
 
@@ -115,6 +130,7 @@ class RoomEvents:
             await self.sio.disconnect(sid, namespace=namespace, ignore_queue=True)
 
     async def handle_disconnect(self, sid: str, reason: object = None) -> None:
+        self._identity_changes.forget(sid)
         entry = self.sockets.remove(sid)
         if entry is None:
             return
@@ -125,5 +141,8 @@ class RoomEvents:
         # The payload is ignored on purpose: a client may only announce a change of its own identity.
         entry = self.sockets.get(sid)
         if entry is None:
+            return
+        if not self._identity_changes.take(sid):
+            self.on_refused("identity-change over the rate limit")
             return
         await self._tell_room("identity-change", {"id_user": entry.id_user, "id_socket": sid}, entry.room, skip_sid=sid)
