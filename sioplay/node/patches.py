@@ -97,6 +97,8 @@ _ENGINEIO_TYPES = frozenset("0123456")
 _REFUSAL_LOG_EVERY_S = 10.0
 
 RefusedSink = Callable[[str], None]
+# Marks, in a connection's environ, that it was refused: it lives and goes with the connection.
+_REFUSED = "sioplay.refused"
 NOT_APPLICABLE: dict[str, str] = {} if QUEUE_SOCKET_PAYS else {"queue-socket": "not needed on Python 3.12+"}
 
 
@@ -434,6 +436,12 @@ class ClientGuard:
         self._throttle = Throttle(_REFUSAL_LOG_EVERY_S)
 
     def refuse(self, who: str, reason: str, eio_sid: str | None = None) -> None:
+        if eio_sid is not None:
+            environ = self.sio.environ.get(eio_sid)
+            if environ is None or environ.get(_REFUSED):
+                # Frames it sent before the abort are still being read: it was refused once.
+                return
+            environ[_REFUSED] = True
         self.on_refused(reason)
         more = self._throttle.allow(reason)
         if more is not None:
@@ -444,13 +452,15 @@ class ClientGuard:
     def wrap_message(self, handle: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
         async def guarded(eio_sid: str, data: Any) -> None:
             # Socket.IO packet types 5 and 6 announce binary attachments, which the contract has none of.
+            if self.sio.environ.get(eio_sid, {}).get(_REFUSED):
+                return
             if not isinstance(data, str) or data[:1] in ("5", "6"):
                 self.refuse(self._who(eio_sid), "binary packet", eio_sid)
                 return
             try:
                 await handle(eio_sid, data)
-            except Exception as exc:  # noqa: BLE001 - whatever the decoder raised, the packet was malformed
-                self.refuse(self._who(eio_sid), f"malformed packet ({type(exc).__name__})", eio_sid)
+            except Exception:  # noqa: BLE001 - whatever the decoder raised, the packet was malformed
+                self.refuse(self._who(eio_sid), "malformed packet", eio_sid)
 
         return guarded
 
