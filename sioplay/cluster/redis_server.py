@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from sioplay.cluster.ports import free_port
+from sioplay.common.ports import free_port
 from sioplay.errors import RedisError
 
 __all__ = ["EmbeddedRedis", "find_redis_server"]
