@@ -19,7 +19,7 @@ from typer.testing import CliRunner, Result
 
 from sioplay.cli import app
 from sioplay.client.sim import SimClient
-from sioplay.cluster.ports import free_port
+from sioplay.common.ports import free_port
 from sioplay.settings import Settings
 from tests.helpers import NodeHandle, http_json, wait_until
 

@@ -12,9 +12,9 @@ import psutil
 import pytest
 
 from sioplay.cluster.launcher import start_detached, stop_cluster
-from sioplay.cluster.pids import ProcessRef, find
-from sioplay.cluster.ports import free_port, port_is_free
-from sioplay.cluster.state import ClusterState, NodeRecord, read_state
+from sioplay.common.pids import ProcessRef, find
+from sioplay.common.ports import free_port, port_is_free
+from sioplay.common.state import ClusterState, NodeRecord, read_state
 from sioplay.settings import Settings
 
 

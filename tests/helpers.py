@@ -13,8 +13,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sioplay.cluster.ports import free_port
-from sioplay.cluster.process import node_command
+import aiohttp
+
+from sioplay.cluster.spawn import spawn_node
+from sioplay.common.health import is_healthy
+from sioplay.common.ports import free_port
 from sioplay.settings import Settings
 
 T = TypeVar("T")
@@ -24,9 +27,9 @@ class WaitTimeout(AssertionError):
     pass
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
-    """Poll `predicate` until it returns a truthy value; fail naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
+def wait_until(predicate: Callable[[], T], timeout_s: float, what: str, interval: float = 0.02) -> T:
+    """Poll `predicate` until it returns a truthy value; fail naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
     while True:
         try:
@@ -36,14 +39,15 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: 
         except Exception as exc:  # noqa: BLE001 - the last one is reported if time runs out
             last_error = exc
         if time.monotonic() > deadline:
-            raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what} (last error: {last_error!r})")
+            raise WaitTimeout(f"timed out after {timeout_s:g} s waiting for {what} (last error: {last_error!r})")
         time.sleep(interval)
 
 
 async def async_wait_until(
-    predicate: Callable[[], T | Awaitable[T]], timeout: float, what: str, interval: float = 0.02
+    predicate: Callable[[], T | Awaitable[T]], timeout_s: float, what: str, interval: float = 0.02
 ) -> T:
-    deadline = time.monotonic() + timeout
+    """`wait_until` for async tests: the event loop runs while it waits, and `predicate` may be async."""
+    deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
     while True:
         try:
@@ -55,20 +59,44 @@ async def async_wait_until(
         except Exception as exc:  # noqa: BLE001
             last_error = exc
         if time.monotonic() > deadline:
-            raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what} (last error: {last_error!r})")
+            raise WaitTimeout(f"timed out after {timeout_s:g} s waiting for {what} (last error: {last_error!r})")
         await asyncio.sleep(interval)
 
 
-def http_json(url: str, method: str = "GET", body: Any = None, timeout: float = 5.0) -> tuple[int, Any, dict[str, str]]:
-    """(status, decoded JSON or None, headers) of one HTTP request; errors are returned, not raised."""
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+HttpAnswer = tuple[int, Any, dict[str, str]]  # (status, decoded JSON or None, headers)
+_JSON = {"Content-Type": "application/json"}
+
+
+def _request_body(body: Any) -> bytes | None:
+    return None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+
+
+def http_json(url: str, method: str = "GET", body: Any = None, timeout_s: float = 5.0) -> HttpAnswer:
+    """(status, decoded JSON or None, headers) of one HTTP request; error statuses are returned, not raised."""
+    request = urllib.request.Request(url, data=_request_body(body), method=method, headers=_JSON)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
             raw = response.read()
             status, headers = response.status, dict(response.headers)
     except urllib.error.HTTPError as exc:
         raw, status, headers = exc.read(), exc.code, dict(exc.headers)
+    return status, (json.loads(raw) if raw else None), headers
+
+
+async def async_http(
+    url: str, method: str = "GET", body: Any = None, timeout_s: float = 5.0
+) -> tuple[int, bytes, dict[str, str]]:
+    """(status, raw body, headers) of one request, on aiohttp: the test's event loop and clients run meanwhile."""
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
+        session.request(method, url, data=_request_body(body), headers=_JSON) as response,
+    ):
+        return response.status, await response.read(), dict(response.headers)
+
+
+async def async_http_json(url: str, method: str = "GET", body: Any = None, timeout_s: float = 5.0) -> HttpAnswer:
+    """`http_json` for async tests."""
+    status, raw, headers = await async_http(url, method, body, timeout_s)
     return status, (json.loads(raw) if raw else None), headers
 
 
@@ -92,26 +120,22 @@ class NodeHandle:
         assert self.process is not None
         return self.process.pid
 
-    def start(self, timeout: float = 20.0) -> NodeHandle:
-        args = node_command(self.node_id, self.port, self.public_port)
-        env = self.settings.child_env()
-        if self.settings.redis_url is not None:
-            # The flag, not the environment: it is what a person types.
-            args += ["--redis-url", env.pop("SIOPLAY_REDIS_URL")]
+    def start(self, timeout_s: float = 20.0) -> NodeHandle:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            # The Redis URL as a flag, not in the environment: it is what a person types.
+            self.process = spawn_node(
+                self.settings, self.node_id, self.port, log, public_port=self.public_port, redis_url_as_flag=True
             )
-        wait_until(self._healthy, timeout, f"{self.node_id} to answer /healthz (log: {self.log_path})")
+        wait_until(self._healthy, timeout_s, f"{self.node_id} to be healthy on /healthz (log: {self.log_path})")
         return self
 
     def _healthy(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError(f"{self.node_id} exited with {self.process.returncode}: {self.log_text()[-2000:]}")
-        status, body, _ = http_json(self.url + "/healthz", timeout=1.0)
-        return status == 200 and body["redis"]["ok"]
+        status, body, _ = http_json(self.url + "/healthz", timeout_s=1.0)
+        return status == 200 and is_healthy(body, self.pid)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import sioplay.commands.bench as bench_commands
 from sioplay.bench.chart import check_chart_path
-from sioplay.bench.clients import BenchClients, Member
+from sioplay.bench.clients import BenchClient, BenchClients
 from sioplay.bench.growth import GrowthRatio, growth
 from sioplay.bench.roster import RosterFigures
 from sioplay.cli import app
@@ -116,18 +116,18 @@ async def test_wait_heard_wakes_on_the_count_or_on_a_drop() -> None:
     loop = asyncio.get_running_loop()
     for delay in (0.01, 0.02, 0.03):
         loop.call_later(delay, pool._count_event)
-    await pool.wait_heard(3, timeout=5)
+    await pool.wait_heard(3, timeout_s=5)
     assert pool.heard == 3
     with pytest.raises(TimeoutError):
-        await pool.wait_heard(4, timeout=0.05)
+        await pool.wait_heard(4, timeout_s=0.05)
     # Already heard: no wait, even with no time left.
-    await pool.wait_heard(2, timeout=0)
+    await pool.wait_heard(2, timeout_s=0)
 
     # A dropped client's events can never arrive: the wait ends there rather than at its timeout.
     dropping = Dropping()
-    holding = asyncio.create_task(pool._hold(Member(dropping, "1", "Maths", "sid", "node-1")))  # type: ignore[arg-type]
+    holding = asyncio.create_task(pool._hold(BenchClient(dropping, "1", "Maths", "sid", "node-1")))  # type: ignore[arg-type]
     # The server closes the connection once the wait below has begun.
     loop.call_soon(dropping.closed.set)
-    await pool.wait_heard(100, timeout=5)
+    await pool.wait_heard(100, timeout_s=5)
     await holding
     assert pool.drops == {"server closed": 1}

@@ -25,9 +25,10 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
-from sioplay.cluster.pids import ProcessRef, find
-from sioplay.cluster.ports import free_port
-from sioplay.cluster.state import ClusterState, read_state
+from sioplay.common.health import is_healthy
+from sioplay.common.pids import ProcessRef, find
+from sioplay.common.ports import free_port
+from sioplay.common.state import ClusterState, read_state
 from tests.helpers import http_json, wait_until
 
 pytestmark = pytest.mark.browser
@@ -118,7 +119,9 @@ class CliCluster:
         nodes = self.state().nodes
         if len(nodes) != NODES or any(node.status != "online" for node in nodes):
             return False
-        return all(http_json(self.node_url(node.id) + "/healthz", timeout=1.0)[0] == 200 for node in nodes)
+        return all(
+            is_healthy(http_json(self.node_url(node.id) + "/healthz", timeout_s=1.0)[1], node.pid) for node in nodes
+        )
 
     @property
     def public_url(self) -> str:

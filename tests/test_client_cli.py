@@ -22,11 +22,13 @@ from typer.testing import CliRunner
 from sioplay.cli import app
 from sioplay.client.sim import SimClient
 from sioplay.client.target import DEFAULT_URL, resolve_url
-from sioplay.cluster.ports import free_port
+from sioplay.common.pids import ProcessRef
+from sioplay.common.ports import free_port
+from sioplay.common.state import ClusterState, NodeRecord, write_state
 from sioplay.errors import ClientError
 from sioplay.settings import Settings
 from tests.cli_fixtures import Cluster, Output, cli, start_cluster
-from tests.helpers import NodeHandle, http_json, wait_until
+from tests.helpers import NodeHandle, async_http_json, async_wait_until, http_json, wait_until
 
 
 def test_join_prints_the_handshake_and_room_events_with_names(cluster: Cluster, processes: list[Output]) -> None:
@@ -93,17 +95,17 @@ async def test_join_json_reports_another_clients_connect_rename_and_leave(
     def heard(event: str) -> bool:
         return any(line["event"] == event for line in events())
 
-    await asyncio.to_thread(wait_until, lambda: heard("handshake"), 10, f"john's handshake (stderr: {john.errors})")
+    await async_wait_until(lambda: heard("handshake"), 10, f"john's handshake (stderr: {john.errors})")
     mary = SimClient(cluster.b.url, "2", "Maths")
     clients.append(mary)
     await mary.connect()
     sid = mary.sid
     # Renamed only once john has printed her arrival, so that it shows the name she arrived with.
-    await asyncio.to_thread(wait_until, lambda: heard("socket-connected"), 10, f"mary's arrival in {john.text}")
-    assert http_json(cluster.b.url + "/users/2", "PUT", {"name": "Marie"})[0] == 204
+    await async_wait_until(lambda: heard("socket-connected"), 10, f"mary's arrival in {john.text}")
+    assert (await async_http_json(cluster.b.url + "/users/2", "PUT", {"name": "Marie"}))[0] == 204
     await mary.call("identity-change", {"id_user": "2"})
     await mary.disconnect()
-    await asyncio.to_thread(wait_until, lambda: heard("socket-disconnected"), 10, f"mary leaving in {john.text}")
+    await async_wait_until(lambda: heard("socket-disconnected"), 10, f"mary leaving in {john.text}")
 
     handshake, *others = events()
     assert handshake["event"] == "handshake" and handshake["name"] == "John"
@@ -126,7 +128,7 @@ async def test_who_json_is_the_server_envelope_with_names(cluster: Cluster, clie
     result = await asyncio.to_thread(cli, cluster.settings.home, "who", "Maths", "--json", "--url", cluster.url)
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
-    server = http_json(cluster.b.url + "/rooms/Maths")[1]
+    server = (await async_http_json(cluster.b.url + "/rooms/Maths"))[1]
     names = {"1": "John", "2": "Mary"}
     expected = {**server, "users": [{**user, "name": names[user["id_user"]]} for user in server["users"]]}
     assert {**shown, "took_ms": 0} == {**expected, "took_ms": 0}
@@ -179,10 +181,10 @@ async def test_who_watch_follows_joins_renames_and_leaves_within_a_second(
         def arrived() -> float | None:
             return next((at for at, text in snapshots(watch) if at >= since and what in text), None)
 
-        at = await asyncio.to_thread(wait_until, arrived, 5, f"{what!r} in the watched table: {watch.text}")
+        at = await async_wait_until(arrived, 5, f"{what!r} in the watched table: {watch.text}")
         assert at - since < 1.0, f"{what!r} shown {at - since:.2f} s after the change"
 
-    await asyncio.to_thread(wait_until, lambda: snapshots(watch), 10, f"the first table (stderr: {watch.errors})")
+    await async_wait_until(lambda: snapshots(watch), 10, f"the first table (stderr: {watch.errors})")
     assert "0 users, 0 sockets · nodes 2/2 answered" in snapshots(watch)[0][1]
 
     since = time.monotonic()
@@ -191,12 +193,13 @@ async def test_who_watch_follows_joins_renames_and_leaves_within_a_second(
     await mary.connect()
     await shows("│ 2       │ Mary │ 1       │ node-b │", since)
 
-    roster = http_json(cluster.a.url + "/rooms/Maths")[1]
+    roster = (await async_http_json(cluster.a.url + "/rooms/Maths"))[1]
     assert [user["id_socket"] for user in roster["users"]] == [mary.sid], "the observer is not a member"
-    assert sum(http_json(node.url + "/healthz")[1]["sockets"] for node in (cluster.a, cluster.b)) == 1
+    healths = [(await async_http_json(node.url + "/healthz"))[1] for node in (cluster.a, cluster.b)]
+    assert sum(health["sockets"] for health in healths) == 1
 
     since = time.monotonic()
-    assert http_json(cluster.b.url + "/users/2", "PUT", {"name": "Marianne"})[0] == 204
+    assert (await async_http_json(cluster.b.url + "/users/2", "PUT", {"name": "Marianne"}))[0] == 204
     await mary.call("identity-change", {"id_user": "2"})
     await shows("│ 2       │ Marianne │", since)
 
@@ -215,7 +218,7 @@ async def test_who_watch_marks_a_partial_answer_until_every_node_answers_again(
     cluster = start_cluster(start_node, patient)
     watch = Output(patient, "who", "Maths", "--watch", "--refresh", "0.3", "--for", "60", "--url", cluster.a.url)
     processes.append(watch)
-    await asyncio.to_thread(wait_until, lambda: snapshots(watch), 10, f"the first table (stderr: {watch.errors})")
+    await async_wait_until(lambda: snapshots(watch), 10, f"the first table (stderr: {watch.errors})")
 
     def shown_after(since: float, what: str) -> str | None:
         return next((text for at, text in snapshots(watch) if at >= since and what in text), None)
@@ -224,16 +227,14 @@ async def test_who_watch_marks_a_partial_answer_until_every_node_answers_again(
     suspended.suspend()
     try:
         since = time.monotonic()
-        partial = await asyncio.to_thread(
-            wait_until, lambda: shown_after(since, "PARTIAL"), 10, f"a partial table in {watch.text}"
-        )
+        partial = await async_wait_until(lambda: shown_after(since, "PARTIAL"), 10, f"a partial table in {watch.text}")
     finally:
         suspended.resume()
     assert "nodes 1/2 answered, missing: node-b" in " ".join(partial.split())
 
     since = time.monotonic()
-    healed = await asyncio.to_thread(
-        wait_until, lambda: shown_after(since, "nodes 2/2 answered"), 10, f"a complete table in {watch.text}"
+    healed = await async_wait_until(
+        lambda: shown_after(since, "nodes 2/2 answered"), 10, f"a complete table in {watch.text}"
     )
     assert "PARTIAL" not in healed
     code, stderr = watch.interrupt()
@@ -248,14 +249,11 @@ async def test_who_watch_refreshes_on_its_timer_when_no_event_comes(
     await mary.connect()
     watch = Output(cluster.settings, "who", "Maths", "--watch", "--refresh", "0.3", "--for", "60", "--url", cluster.url)
     processes.append(watch)
-    await asyncio.to_thread(
-        wait_until, lambda: any("│ Mary │" in text for _, text in snapshots(watch)), 10, f"Mary in {watch.text}"
-    )
+    await async_wait_until(lambda: any("│ Mary │" in text for _, text in snapshots(watch)), 10, f"Mary in {watch.text}")
 
     # Renamed behind the room's back: no identity-change, so only the periodic refresh can find it.
-    assert http_json(cluster.a.url + "/users/2", "PUT", {"name": "Mariana"})[0] == 204
-    shown = await asyncio.to_thread(
-        wait_until,
+    assert (await async_http_json(cluster.a.url + "/users/2", "PUT", {"name": "Mariana"}))[0] == 204
+    shown = await async_wait_until(
         lambda: next((text for _, text in snapshots(watch) if "│ Mariana │" in text), None),
         5,
         f"Mariana in {watch.text}",
@@ -274,7 +272,7 @@ async def test_rename_tells_the_room_only_when_asked(cluster: Cluster, clients: 
     quiet = await asyncio.to_thread(cli, home, "rename", "--user", "3", "--name", "Mikey", "--url", cluster.url)
     assert quiet.exit_code == 0, quiet.output
     assert "renamed 3 to 'Mikey' (no room told: give --room to announce it)" in quiet.stdout
-    assert http_json(cluster.a.url + "/users/3")[1]["name"] == "Mikey"
+    assert (await async_http_json(cluster.a.url + "/users/3"))[1]["name"] == "Mikey"
 
     told = await asyncio.to_thread(
         cli, home, "rename", "--user", "3", "--name", "Michael", "--room", "Maths", "--url", cluster.url
@@ -284,7 +282,7 @@ async def test_rename_tells_the_room_only_when_asked(cluster: Cluster, clients: 
     change = await john.wait_event("identity-change", id_user="3")
     left = await john.wait_event("socket-disconnected", id_user="3")
     assert change.at <= left.at and change.data["id_socket"] == left.data["id_socket"]
-    assert http_json(cluster.b.url + "/users/3")[1]["name"] == "Michael"
+    assert (await async_http_json(cluster.b.url + "/users/3"))[1]["name"] == "Michael"
     assert [event.name for event in john.events if event.data and event.data.get("id_user") == "3"] == [
         "socket-connected",
         "identity-change",
@@ -341,27 +339,30 @@ def test_a_server_that_never_answers_gives_one_line_and_exit_1(silent_url: str, 
         assert result.stdout == "", (args, result.stdout)
 
 
-def write_state(home: Path, cluster: Cluster | None, **changes: object) -> None:
+def write_running_state(home: Path, cluster: Cluster | None, **changes: Any) -> None:
+    """The state file of a supervisor (this process, so it is alive) running `cluster`'s nodes."""
     me = psutil.Process()
-    state = {
-        "cluster": "test",
-        "phase": "running",
-        "host": "0.0.0.0",
-        "public_port": int(cluster.url.rsplit(":", 1)[1]) if cluster else 5999,
-        "supervisor": {"pid": me.pid, "create_time": me.create_time()},
-        "nodes": [
-            {"id": node.node_id, "pid": node.pid, "port": node.port, "status": "online"}
+    state = ClusterState(
+        cluster="test",
+        phase="running",
+        home=str(home),
+        host="0.0.0.0",
+        public_port=int(cluster.url.rsplit(":", 1)[1]) if cluster else 5999,
+        redis_url=None,
+        db_url="sqlite+aiosqlite://",
+        supervisor=ProcessRef(me.pid, me.create_time()),
+        started_at=time.time(),
+        nodes=[
+            NodeRecord(id=node.node_id, status="online", pid=node.pid, port=node.port)
             for node in ((cluster.a, cluster.b) if cluster else ())
         ],
-        **changes,
-    }
-    (home / "cluster").mkdir(exist_ok=True)
-    (home / "cluster" / "state.json").write_text(json.dumps(state))
+    )
+    write_state(home, dataclasses.replace(state, **changes))
 
 
 def test_node_and_default_urls_come_from_the_state_file(cluster: Cluster) -> None:
     home = cluster.settings.home
-    write_state(home, cluster)
+    write_running_state(home, cluster)
     joined = cli(home, "join", "Maths", "--user", "1", "--node", "node-b", "--for", "0", "--json")
     assert joined.exit_code == 0, joined.output
     assert json.loads(joined.stdout.splitlines()[0])["data"]["node"] == "node-b"
@@ -374,7 +375,7 @@ def test_node_and_default_urls_come_from_the_state_file(cluster: Cluster) -> Non
 
 def test_rename_and_swarm_aim_at_the_node_given(cluster: Cluster) -> None:
     home = cluster.settings.home
-    write_state(home, cluster)
+    write_running_state(home, cluster)
     for node in ("node-a", "node-b"):
         told = cli(home, "rename", "--user", "3", "--name", f"Mike of {node}", "--room", "Maths", "--node", node)
         assert told.exit_code == 0, told.output
@@ -387,13 +388,13 @@ def test_rename_and_swarm_aim_at_the_node_given(cluster: Cluster) -> None:
 def test_url_resolution_without_a_running_cluster(tmp_path: Path) -> None:
     assert resolve_url(tmp_path) == DEFAULT_URL
     assert resolve_url(tmp_path, url="example.org:5010/") == "http://example.org:5010"
-    write_state(tmp_path, None)
+    write_running_state(tmp_path, None)
     assert resolve_url(tmp_path) == "http://127.0.0.1:5999"
-    write_state(tmp_path, None, phase="stopped")
+    write_running_state(tmp_path, None, phase="stopped")
     assert resolve_url(tmp_path) == DEFAULT_URL
     dead = subprocess.Popen([sys.executable, "-c", ""])
     dead.wait()
-    write_state(tmp_path, None, supervisor={"pid": dead.pid, "create_time": 1.0})
+    write_running_state(tmp_path, None, supervisor=ProcessRef(dead.pid, 1.0))
     assert resolve_url(tmp_path) == DEFAULT_URL, "a stale state file is no running cluster"
     (tmp_path / "cluster" / "state.json").write_text("{not json")
     assert resolve_url(tmp_path) == DEFAULT_URL

@@ -21,25 +21,26 @@ from sioplay.client.sim import SimClient
 from sioplay.cluster import control
 from sioplay.cluster.control import Request
 from sioplay.cluster.launcher import start_detached
-from sioplay.cluster.ports import port_is_free
-from sioplay.cluster.state import read_state
 from sioplay.cluster.status import StatusCollector
+from sioplay.common.health import is_healthy
+from sioplay.common.ports import port_is_free
+from sioplay.common.state import read_state
 from sioplay.errors import ClusterError, PortInUseError
 from tests.cluster_fixtures import Clusters, RunningCluster, alive_refs, free_ports
-from tests.helpers import async_wait_until, http_json, wait_until
+from tests.helpers import async_http_json, async_wait_until, http_json
 
 cli = CliRunner()
 
 
-def roster(cluster: RunningCluster, port: int, room: str = "Maths") -> dict:
-    status, body, _ = http_json(f"http://127.0.0.1:{port}/rooms/{room}", timeout=3.0)
+async def roster(port: int, room: str = "Maths") -> dict:
+    status, body, _ = await async_http_json(f"http://127.0.0.1:{port}/rooms/{room}", timeout_s=3.0)
     assert status == 200, body
     return body
 
 
-def roster_complete_everywhere(cluster: RunningCluster, sockets: int) -> bool:
+async def roster_complete_everywhere(cluster: RunningCluster, sockets: int) -> bool:
     for node in cluster.state().nodes:
-        body = roster(cluster, node.port)
+        body = await roster(node.port)
         if not (body["complete"] and body["sockets"] == sockets):
             return False
     return True
@@ -65,7 +66,7 @@ async def test_three_nodes_share_the_public_port_and_stop_leaves_nothing(cluster
         landed = collections.Counter(handshake["node"] for handshake in handshakes)
         assert len(landed) > 1, f"the kernel sent every connection to one node: {landed}"
         for node in state.nodes:
-            body = roster(cluster, node.port)
+            body = await roster(node.port)
             assert body["complete"] is True and body["sockets"] == 30, body
     finally:
         await disconnect_all(clients)
@@ -87,7 +88,7 @@ async def test_a_killed_node_is_restarted_and_the_roster_heals(clusters: Cluster
         await client.connect()
         started = time.monotonic()
         os.kill(node_1.pid, signal.SIGKILL)
-        back = wait_until(
+        back = await async_wait_until(
             lambda: (node := cluster.node("node-1")).status == "online" and node.pid != node_1.pid and node,
             10,
             "node-1 to be back online",
@@ -95,7 +96,7 @@ async def test_a_killed_node_is_restarted_and_the_roster_heals(clusters: Cluster
         assert back.restarts == 1 and back.last_exit == "signal SIGKILL"
         assert back.port == node_1.port, "a restarted node keeps its own port"
         assert time.monotonic() - started < 5, "back-off of 0.05 s, then a node start"
-        wait_until(lambda: roster_complete_everywhere(cluster, 1), 10, "a complete roster from both nodes")
+        await async_wait_until(lambda: roster_complete_everywhere(cluster, 1), 10, "a complete roster from both nodes")
     finally:
         await client.disconnect()
 
@@ -172,14 +173,14 @@ async def test_crashes_while_running_then_a_stuck_node_at_stop(clusters: Cluster
     # A crash: node-1 waits out its back-off as waiting-restart, then is back.
     os.kill(node_1.pid, signal.SIGKILL)
     killed = time.monotonic()
-    waiting = wait_until(
+    waiting = await async_wait_until(
         lambda: (node := status_json(cluster)["nodes"][0])["status"] == "waiting-restart" and node,
         2.0,
         "status to show node-1 waiting-restart",
     )
     assert (waiting["pid"], waiting["restarts"], waiting["last_exit"]) == (None, 0, "signal SIGKILL")
     assert waiting["reason"] == "exited with signal SIGKILL; crash 1 in a row, restarting in 2 s"
-    back = wait_until(
+    back = await async_wait_until(
         lambda: (node := cluster.node("node-1")).status == "online" and node, 15, "node-1 to be back online"
     )
     assert time.monotonic() - killed >= 2.0, "restarted before its back-off"
@@ -191,8 +192,8 @@ async def test_crashes_while_running_then_a_stuck_node_at_stop(clusters: Cluster
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         assert back.pid is not None and back.port is not None
         os.kill(back.pid, signal.SIGKILL)
-        wait_until(lambda: listens(squatter, back.port), 1.5, "node-1's port to be free to take")
-        errored = wait_until(
+        await async_wait_until(lambda: listens(squatter, back.port), 1.5, "node-1's port to be free to take")
+        errored = await async_wait_until(
             lambda: (node := cluster.node("node-1")).status == "errored" and node, 15, "node-1 to be errored"
         )
     assert (errored.pid, errored.restarts, errored.last_exit) == (None, 2, "code 1")
@@ -212,7 +213,7 @@ async def test_crashes_while_running_then_a_stuck_node_at_stop(clusters: Cluster
         "log_tail": errored.log_tail,
     }
     assert (body["nodes"][1]["status"], body["nodes"][1]["pid"]) == ("online", node_2.pid)
-    assert http_json(cluster.public_url + "/healthz")[0] == 200, "node-2 still serves the public port"
+    assert (await async_http_json(cluster.public_url + "/healthz"))[0] == 200, "node-2 still serves the public port"
 
     # A node that does not act on SIGTERM (stopped by SIGSTOP) is killed at the stop timeout.
     assert node_2.pid is not None
@@ -232,7 +233,7 @@ async def test_crashes_while_running_then_a_stuck_node_at_stop(clusters: Cluster
 @dataclasses.dataclass(frozen=True, slots=True)
 class Sample:
     processes: int  # node processes the state listed, replacements and draining ones included
-    healthy: frozenset[int]  # the pids of those that answered /healthz on their own port
+    healthy: frozenset[int]  # the pids of those healthy (`is_healthy`) on their own port
     problem: str | None = None  # why the public port did not answer 200, or why the sample failed
 
 
@@ -273,7 +274,7 @@ class HealthWatch:
         targets.update({process.pid: process.port for process in state.transient})
         healthy = frozenset(pid for pid, port in targets.items() if self._answers(port, pid))
         try:
-            status, _, _ = http_json(self.cluster.public_url + "/healthz", timeout=2.0)
+            status, _, _ = http_json(self.cluster.public_url + "/healthz", timeout_s=2.0)
         except OSError as exc:
             return Sample(len(targets), healthy, f"public port: {exc!r}")
         return Sample(len(targets), healthy, None if status == 200 else f"public port: status {status}")
@@ -281,10 +282,10 @@ class HealthWatch:
     @staticmethod
     def _answers(port: int, pid: int) -> bool:
         try:
-            status, body, _ = http_json(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
+            status, body, _ = http_json(f"http://127.0.0.1:{port}/healthz", timeout_s=1.0)
         except (OSError, ValueError):
             return False
-        return status == 200 and isinstance(body, dict) and body.get("pid") == pid
+        return status == 200 and is_healthy(body, pid)
 
 
 async def test_rolling_restart_keeps_n_minus_1_nodes_serving(clusters: Clusters) -> None:
@@ -314,6 +315,8 @@ async def test_rolling_restart_keeps_n_minus_1_nodes_serving(clusters: Clusters)
             "every client reconnected to a new process",
         )
         assert all(client.handshake["procid"] != first[id(client)] for client in clients)
-        wait_until(lambda: roster_complete_everywhere(cluster, 9), 10, "a complete roster of 9 from every node")
+        await async_wait_until(
+            lambda: roster_complete_everywhere(cluster, 9), 10, "a complete roster of 9 from every node"
+        )
     finally:
         await disconnect_all(clients)

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from sioplay.cli import app
 from sioplay.cluster.launcher import supervisor_output
-from sioplay.cluster.ports import port_is_free
-from sioplay.cluster.state import ClusterState, read_state
+from sioplay.common.ports import port_is_free
+from sioplay.common.state import ClusterState, read_state
 from sioplay.settings import Settings
 from tests.cli_fixtures import Output
 from tests.cluster_fixtures import Clusters, alive_refs

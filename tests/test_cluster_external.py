@@ -12,7 +12,7 @@ from sioplay.client.sim import SimClient
 from sioplay.cluster.status import StatusCollector
 from sioplay.db import hide_password
 from tests.cluster_fixtures import Clusters, alive_refs
-from tests.helpers import http_json
+from tests.helpers import async_http_json
 
 EXTERNAL_REDIS_URL = os.environ.get("SIOPLAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # CI sets this where the machine runs a Redis: one that does not answer there is a failure, not a skip.
@@ -54,11 +54,11 @@ async def test_a_cluster_on_an_external_redis_and_postgresql(
         await john.connect()
         await mary.connect()
         await john.wait_event("socket-connected", id_socket=mary.sid)
-        assert http_json(cluster.node_url(node_1) + "/users/2", "PUT", {"name": "Maria"})[0] == 204
+        assert (await async_http_json(cluster.node_url(node_1) + "/users/2", "PUT", {"name": "Maria"}))[0] == 204
         for node in state.nodes:
-            _, body, _ = http_json(cluster.node_url(node) + "/rooms/Maths")
+            _, body, _ = await async_http_json(cluster.node_url(node) + "/rooms/Maths")
             assert body["complete"] and {user["id_user"] for user in body["users"]} == {"1", "2"}
-        assert http_json(cluster.node_url(node_2) + "/users/2")[1]["name"] == "Maria"
+        assert (await async_http_json(cluster.node_url(node_2) + "/users/2"))[1]["name"] == "Maria"
     finally:
         await asyncio.gather(john.disconnect(), mary.disconnect())
 

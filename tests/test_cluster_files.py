@@ -12,8 +12,8 @@ import pytest
 from sioplay.cluster import control
 from sioplay.cluster.control import Request
 from sioplay.cluster.logs import LogFile, follow, format_line, log_sources, merged_tail
-from sioplay.cluster.pids import ProcessRef, alive
-from sioplay.cluster.state import (
+from sioplay.common.pids import ProcessRef, alive
+from sioplay.common.state import (
     ClusterState,
     NodeRecord,
     TransientProcess,
@@ -22,7 +22,7 @@ from sioplay.cluster.state import (
     state_path,
     write_state,
 )
-from sioplay.cluster.units import format_bytes, format_duration, parse_bytes
+from sioplay.common.units import format_bytes, format_duration, parse_bytes
 from sioplay.errors import ClusterError, ConfigError
 
 
@@ -74,7 +74,7 @@ def test_a_missing_or_bad_state_file(tmp_path: Path) -> None:
 
 def test_requests_and_replies(tmp_path: Path) -> None:
     state = a_state(tmp_path)
-    answers: list[control.Reply] = []
+    answers: list[control.ControlReply] = []
     asker = threading.Thread(
         target=lambda: answers.append(control.ask(tmp_path, state, Request("restart", node="node-2"), timeout=5))
     )
@@ -87,7 +87,7 @@ def test_requests_and_replies(tmp_path: Path) -> None:
     assert request.id is not None
     control.reply(tmp_path, request.id, False, "no node 'node-2'")
     asker.join(5)
-    assert answers == [control.Reply(False, "no node 'node-2'")]
+    assert answers == [control.ControlReply(False, "no node 'node-2'")]
 
 
 def test_a_malformed_request_is_reported_not_run(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from sioplay.cli import app
 from sioplay.cluster import control
 from sioplay.cluster.control import Request
 from sioplay.cluster.launcher import start_detached
-from sioplay.cluster.pids import ProcessRef
 from sioplay.cluster.preflight import clean_up_after
-from sioplay.cluster.state import ClusterState, NodeRecord, is_running, read_state
+from sioplay.common.pids import ProcessRef
+from sioplay.common.state import ClusterState, NodeRecord, is_running, read_state
 from tests.cluster_fixtures import Clusters, alive_refs
 from tests.helpers import wait_until
 

@@ -8,7 +8,7 @@ import socket
 import psutil
 import pytest
 
-from sioplay.cluster.ports import free_port, port_is_free, port_owner
+from sioplay.common.ports import free_port, port_is_free, port_owner
 from tests.helpers import wait_until
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from sioplay.client.sim import SimClient
 from sioplay.settings import Settings
-from tests.helpers import NodeHandle, async_wait_until, http_json
+from tests.helpers import NodeHandle, async_http_json, async_wait_until
 
 
 def unlimited_identity_changes(settings: Settings) -> Settings:
@@ -115,7 +115,7 @@ async def test_a_client_that_stops_reading_is_disconnected(
         await observer.wait_for(
             lambda: sum(e.name == "identity-change" for e in observer.events) > before, 5, "the room to keep working"
         )
-        status, body, _ = http_json(node.url + "/rooms/Flood")
+        status, body, _ = await async_http_json(node.url + "/rooms/Flood")
         assert status == 200 and sorted(m["id_user"] for m in body["users"]) == ["1", "2"]
     finally:
         stalled.close()

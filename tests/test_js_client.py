@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sioplay.cluster.ports import free_port
+from sioplay.common.ports import free_port
 from tests.helpers import NodeHandle
 
 JS_DIR = Path(__file__).parent / "js"

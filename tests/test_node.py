@@ -10,7 +10,7 @@ import pytest
 from sioplay.client.sim import SimClient
 from sioplay.errors import ClientError
 from sioplay.node import patches
-from tests.helpers import NodeHandle, http_json
+from tests.helpers import NodeHandle, async_http_json, http_json
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ async def test_refused_connections_say_why(two_nodes, clients, id_user: str, roo
         await client.connect()
     assert message in str(refused.value)
     assert not client.connected
-    _, body, _ = http_json(node_a.url + "/healthz")
+    _, body, _ = await async_http_json(node_a.url + "/healthz")
     assert body["sockets"] == 0, "a refused socket is not left half-registered"
 
 
@@ -86,7 +86,7 @@ async def test_auth_payload_is_accepted(two_nodes, clients) -> None:
     sio.on("handshake", handshakes.append)
     await sio.connect(node_a.url, transports=["websocket"], auth={"id_user": "4", "room": "Maths"})
     try:
-        status, body, _ = http_json(node_a.url + "/Maths/users")
+        status, body, _ = await async_http_json(node_a.url + "/Maths/users")
         assert status == 200
         assert body == [{"id_socket": sio.get_sid("/"), "id_user": "4"}]
     finally:
@@ -97,11 +97,11 @@ async def test_room_users_lists_this_nodes_sockets(two_nodes, clients) -> None:
     node_a, _ = two_nodes
     first = await connect(clients, node_a, "3")
     second = await connect(clients, node_a, "1")
-    status, body, _ = http_json(node_a.url + "/Maths/users")
+    status, body, _ = await async_http_json(node_a.url + "/Maths/users")
     assert status == 200
     assert body == [{"id_socket": second.sid, "id_user": "1"}, {"id_socket": first.sid, "id_user": "3"}]
-    assert http_json(node_a.url + "/Empty/users")[1] == []
-    status, body, _ = http_json(node_a.url + "/" + "x" * 65 + "/users")
+    assert (await async_http_json(node_a.url + "/Empty/users"))[1] == []
+    status, body, _ = await async_http_json(node_a.url + "/" + "x" * 65 + "/users")
     assert status == 400 and "longer than 64" in body["error"]
 
 

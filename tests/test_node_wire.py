@@ -18,12 +18,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from sioplay.client.sim import SimClient
-from sioplay.cluster.ports import free_port
-from sioplay.cluster.process import node_command
+from sioplay.cluster.spawn import spawn_node
+from sioplay.common.ports import free_port
 from sioplay.errors import ClientError
 from sioplay.node.app import Node
 from sioplay.settings import Settings
-from tests.helpers import NodeHandle, async_wait_until, http_json
+from tests.helpers import NodeHandle, async_http_json, async_wait_until, http_json
 
 FRAME_TIMEOUT_S = 5.0
 
@@ -125,14 +125,14 @@ async def test_a_database_that_does_not_answer_is_a_clear_refusal(
 ) -> None:
     unreachable = dataclasses.replace(seeded_settings, db_url=f"postgresql://sioplay@127.0.0.1:{free_port()}/none")
     node = start_node("node-a", unreachable)
-    status, body, _ = http_json(node.url + "/users")
+    status, body, _ = await async_http_json(node.url + "/users")
     assert status == 503 and body["error"] == "user database unavailable"
-    status, body, _ = http_json(node.url + "/users/1", "PUT", {"name": "Johnny"})
+    status, body, _ = await async_http_json(node.url + "/users/1", "PUT", {"name": "Johnny"})
     assert status == 503
     client = SimClient(node.url, "1", "Maths")
     with pytest.raises(ClientError, match="user database unavailable, try again"):
         await client.connect()
-    assert http_json(node.url + "/healthz")[1]["sockets"] == 0
+    assert (await async_http_json(node.url + "/healthz"))[1]["sockets"] == 0
 
 
 @pytest.fixture
@@ -223,9 +223,13 @@ async def test_garbage_on_the_socketio_channel_changes_nothing(
         "socket.io message of unknown shape": 2,
         "socket.io message too large": 1,
     }
+
+    async def counted(node: NodeHandle) -> bool:
+        return (await async_http_json(node.url + "/healthz"))[1]["metrics"]["bus_dropped_by_reason"] == malformed
+
     for node in (node_a, node_b):
         await async_wait_until(
-            lambda node=node: http_json(node.url + "/healthz")[1]["metrics"]["bus_dropped_by_reason"] == malformed,
+            lambda node=node: counted(node),
             5.0,
             f"{node.node_id} to drop and count the messages that are not python-socketio's",
         )
@@ -239,7 +243,7 @@ async def test_garbage_on_the_socketio_channel_changes_nothing(
     assert [event.name for event in john.events] == ["handshake", "socket-connected"], "garbage reached nobody"
     assert john.connected
     for node in (node_a, node_b):
-        _, body, _ = http_json(node.url + "/rooms/Maths")
+        _, body, _ = await async_http_json(node.url + "/rooms/Maths")
         assert body["complete"] and {user["id_user"] for user in body["users"]} == {"1", "2"}
 
 
@@ -250,18 +254,18 @@ def test_a_taken_port_is_one_clear_line(seeded_settings: Settings, taken_port: s
         taken.listen()
         held, free = taken.getsockname()[1], free_port()
         port, public_port = (held, free) if taken_port == "own" else (free, held)
-        run = subprocess.run(
-            [*node_command("node-x", port, public_port), "--redis-url", seeded_settings.redis_url or ""],
-            env=seeded_settings.child_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        node = spawn_node(
+            seeded_settings, "node-x", port, subprocess.PIPE, public_port=public_port, redis_url_as_flag=True
         )
-    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
-    last = run.stderr.strip().splitlines()[-1]
+        try:
+            output = node.communicate(timeout=60)[0].decode()
+        finally:
+            node.kill()
+            node.wait()
+    assert node.returncode == 1 and "Traceback" not in output, output
+    last = output.strip().splitlines()[-1]
     assert last.startswith(f"error: node node-x cannot listen on port {port}") and "address already in use" in last
-    assert "node node-x stopped" in run.stderr, "what it had started is stopped again"
+    assert "node node-x stopped" in output, "what it had started is stopped again"
 
 
 async def test_an_oversized_event_drops_its_sender_only(
@@ -274,4 +278,4 @@ async def test_an_oversized_event_drops_its_sender_only(
     left = await john.wait_event("socket-disconnected", id_socket=mary_sid)
     assert left.data == {"id_socket": mary_sid, "id_user": "2"}
     assert [event.name for event in john.events if event.name == "identity-change"] == [], "nothing was relayed"
-    assert john.connected and http_json(node_b.url + "/healthz")[1]["sockets"] == 0
+    assert john.connected and (await async_http_json(node_b.url + "/healthz"))[1]["sockets"] == 0

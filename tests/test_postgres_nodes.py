@@ -10,7 +10,7 @@ import pytest
 from sioplay.client.sim import SimClient
 from sioplay.errors import ClientError
 from sioplay.settings import Settings
-from tests.helpers import NodeHandle, http_json
+from tests.helpers import NodeHandle, async_http_json
 
 pytestmark = pytest.mark.postgres
 
@@ -27,7 +27,7 @@ async def test_nodes_on_postgresql_keep_the_contract(
     pg_nodes: tuple[NodeHandle, NodeHandle], clients: list[SimClient]
 ) -> None:
     node_a, node_b = pg_nodes
-    status, users, _ = http_json(node_b.url + "/users")
+    status, users, _ = await async_http_json(node_b.url + "/users")
     assert status == 200 and [user["name"] for user in users][:3] == ["John", "Mary", "Mike"]
 
     john = SimClient(node_a.url, "1", "Maths")
@@ -37,8 +37,9 @@ async def test_nodes_on_postgresql_keep_the_contract(
     await mary.connect()
     await john.wait_event("socket-connected", id_socket=mary.sid)
 
-    assert http_json(node_a.url + "/users/2", "PUT", {"name": "Maria"})[0] == 204
-    assert http_json(node_b.url + "/users/2")[1] == {"id_user": "2", "name": "Maria"}, "one database for all nodes"
+    assert (await async_http_json(node_a.url + "/users/2", "PUT", {"name": "Maria"}))[0] == 204
+    maria = (await async_http_json(node_b.url + "/users/2"))[1]
+    assert maria == {"id_user": "2", "name": "Maria"}, "one database for all nodes"
 
     stranger = SimClient(node_b.url, "99", "Maths")
     with pytest.raises(ClientError, match="unknown id_user '99'"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import urllib.request
 from collections.abc import Callable
 
 import pytest
@@ -13,7 +12,7 @@ import redis
 
 from sioplay.client.sim import SimClient
 from sioplay.settings import Settings
-from tests.helpers import NodeHandle, http_json, wait_until
+from tests.helpers import NodeHandle, async_http, async_http_json, async_wait_until, http_json, wait_until
 
 
 @pytest.fixture
@@ -35,11 +34,21 @@ async def connect_all(clients: list[SimClient], plan: list[tuple[NodeHandle, str
     return batch
 
 
-def roster(node: NodeHandle, room: str, query: str = "") -> dict:
-    status, body, headers = http_json(f"{node.url}/rooms/{room}{query}")
+async def roster(node: NodeHandle, room: str, query: str = "") -> dict:
+    status, body, headers = await async_http_json(f"{node.url}/rooms/{room}{query}")
     assert status in (200, 503), body
     body["_status"], body["_headers"] = status, headers
     return body
+
+
+async def complete_roster(node: NodeHandle, room: str) -> dict | None:
+    """The roster of `room` from `node` if it is complete, for waits."""
+    body = await roster(node, room)
+    return body if body["complete"] else None
+
+
+async def has_sockets(node: NodeHandle, room: str, sockets: int) -> bool:
+    return (await roster(node, room))["sockets"] == sockets
 
 
 async def test_roster_is_exact_from_every_node(three_nodes, clients) -> None:
@@ -58,28 +67,28 @@ async def test_roster_is_exact_from_every_node(three_nodes, clients) -> None:
         key=lambda m: (int(m["id_user"]), m["id_socket"]),
     )
     for node in three_nodes:
-        status, body, headers = http_json(f"{node.url}/Maths/users")
+        status, body, headers = await async_http_json(f"{node.url}/Maths/users")
         assert status == 200
         assert body == expected, f"roster from {node.node_id}"
         assert headers["X-Sioplay-Complete"] == "true"
         assert headers["X-Sioplay-Nodes-Expected"] == "3" and headers["X-Sioplay-Nodes-Answered"] == "3"
         assert headers["X-Sioplay-Nodes-Missing"] == ""
 
-        envelope = roster(node, "Maths")
+        envelope = await roster(node, "Maths")
         assert envelope["complete"] is True and envelope["sockets"] == 5
         assert envelope["unique_users"] == 4, "user 1 has sockets on two nodes and counts once"
         assert envelope["nodes"]["answered"] == ["node-a", "node-b", "node-c"] and envelope["nodes"]["missing"] == []
         by_socket = {m["id_socket"]: m["node"] for m in envelope["users"]}
         assert by_socket == {cl.sid: cl.handshake["node"] for cl in made if cl.room == "Maths"}
 
-    grouped = roster(b, "Maths", "?group=user")
+    grouped = await roster(b, "Maths", "?group=user")
     user_one = next(u for u in grouped["users"] if u["id_user"] == "1")
     assert sorted(s["node"] for s in user_one["sockets"]) == ["node-a", "node-b"]
 
-    empty = roster(c, "Nobody")
+    empty = await roster(c, "Nobody")
     assert empty["users"] == [] and empty["complete"] is True and empty["sockets"] == 0
 
-    status, rooms, _ = http_json(f"{a.url}/rooms")
+    status, rooms, _ = await async_http_json(f"{a.url}/rooms")
     assert status == 200 and rooms["complete"] is True
     assert rooms["rooms"] == [
         {"room": "Maths", "sockets": 5, "unique_users": 4},
@@ -87,27 +96,30 @@ async def test_roster_is_exact_from_every_node(three_nodes, clients) -> None:
     ]
 
     await made[0].disconnect()
-    wait_until(lambda: roster(c, "Maths")["sockets"] == 4, 5, "the roster to drop a disconnected socket")
+    await async_wait_until(lambda: has_sockets(c, "Maths", 4), 5, "the roster to drop a disconnected socket")
 
 
 async def test_repeated_queries_follow_joins_and_leaves_on_other_nodes(three_nodes, clients) -> None:
     """Each node's part is kept between queries; a join or a leave anywhere must still show at once."""
     a, b, c = three_nodes
 
-    def users_seen_by(node: NodeHandle) -> list[tuple[str, str]]:
-        status, body, _ = http_json(f"{node.url}/Maths/users")
+    async def users_seen_by(node: NodeHandle) -> list[tuple[str, str]]:
+        status, body, _ = await async_http_json(f"{node.url}/Maths/users")
         assert status == 200
         return [(m["id_user"], m["id_socket"]) for m in body]
 
+    async def lost(node: NodeHandle, sid: str) -> bool:
+        return sid not in dict(await users_seen_by(node)).values()
+
     first = await connect_all(clients, [(b, "2", "Maths"), (c, "3", "Maths")])
     for _ in range(2):
-        assert users_seen_by(a) == [("2", first[0].sid), ("3", first[1].sid)]
+        assert await users_seen_by(a) == [("2", first[0].sid), ("3", first[1].sid)]
     late = (await connect_all(clients, [(c, "1", "Maths")]))[0]
-    assert users_seen_by(a) == [("1", late.sid), ("2", first[0].sid), ("3", first[1].sid)]
+    assert await users_seen_by(a) == [("1", late.sid), ("2", first[0].sid), ("3", first[1].sid)]
     await first[0].disconnect()
-    wait_until(lambda: first[0].sid not in dict(users_seen_by(c)).values(), 5, "node-b's part to lose the socket")
-    assert users_seen_by(a) == [("1", late.sid), ("3", first[1].sid)]
-    assert users_seen_by(b) == [("1", late.sid), ("3", first[1].sid)]
+    await async_wait_until(lambda: lost(c, first[0].sid), 5, "node-b's part to lose the socket")
+    assert await users_seen_by(a) == [("1", late.sid), ("3", first[1].sid)]
+    assert await users_seen_by(b) == [("1", late.sid), ("3", first[1].sid)]
 
 
 async def test_sigkilled_node_is_reported_then_forgotten(three_nodes, clients, seeded_settings: Settings) -> None:
@@ -116,29 +128,27 @@ async def test_sigkilled_node_is_reported_then_forgotten(three_nodes, clients, s
     c.kill()
 
     started = time.monotonic()
-    body = roster(a, "Maths")
+    body = await roster(a, "Maths")
     assert time.monotonic() - started < seeded_settings.roster_timeout_s + 1.0, "answers within the deadline"
     assert body["complete"] is False
     assert body["nodes"]["missing"] == ["node-c"]
     assert sorted(m["id_user"] for m in body["users"]) == ["1", "2"]
     assert body["_headers"]["X-Sioplay-Complete"] == "false" and body["_headers"]["X-Sioplay-Nodes-Missing"] == "node-c"
-    assert roster(a, "Maths", "?strict=1")["_status"] in (503, 200)
+    assert (await roster(a, "Maths", "?strict=1"))["_status"] in (503, 200)
 
-    after = wait_until(
-        lambda: (r := roster(b, "Maths"))["complete"] and r, 5, "node-c to be forgotten after its silence"
-    )
+    after = await async_wait_until(lambda: complete_roster(b, "Maths"), 5, "node-c to be forgotten after its silence")
     assert after["nodes"]["answered"] == ["node-a", "node-b"] and after["sockets"] == 2
     assert after["took_ms"] < seeded_settings.roster_timeout_s * 1000 / 2, "no waiting for the deadline"
-    health = http_json(a.url + "/healthz")[1]
+    health = (await async_http_json(a.url + "/healthz"))[1]
     assert health["metrics"]["partial_answers"] >= 1
 
 
-def test_strict_answers_503_while_a_node_is_missing(three_nodes) -> None:
+async def test_strict_answers_503_while_a_node_is_missing(three_nodes) -> None:
     a, _, c = three_nodes
     c.kill()
-    body = roster(a, "Maths", "?strict=1&timeout_ms=300")
+    body = await roster(a, "Maths", "?strict=1&timeout_ms=300")
     assert body["_status"] == 503 and "node-c" in body["error"] and body["complete"] is False
-    status, error, _ = http_json(a.url + "/rooms/Maths?timeout_ms=soon")
+    status, error, _ = await async_http_json(a.url + "/rooms/Maths?timeout_ms=soon")
     assert status == 400 and "timeout_ms" in error["error"]
 
 
@@ -155,7 +165,7 @@ def test_sigterm_goodbye_drops_the_node_at_once(start_node, patient_settings: Se
     assert b.stop() == 0
     wait_until(lambda: len(http_json(a.url + "/cluster")[1]["nodes"]) == 1, 2, "node-b's goodbye")
     for _ in range(5):
-        body = roster(a, "Maths")
+        body = asyncio.run(roster(a, "Maths"))
         assert body["complete"] is True and body["nodes"]["answered"] == ["node-a"]
         assert body["took_ms"] < 500
 
@@ -163,7 +173,7 @@ def test_sigterm_goodbye_drops_the_node_at_once(start_node, patient_settings: Se
 async def test_garbage_on_the_bus_is_dropped_and_counted(three_nodes, clients, seeded_settings: Settings) -> None:
     a, b, c = three_nodes
     await connect_all(clients, [(a, "1", "Maths"), (b, "2", "Maths"), (c, "3", "Maths")])
-    instance_a = http_json(a.url + "/cluster")[1]["nodes"][0]["instance"]
+    instance_a = (await async_http_json(a.url + "/cluster"))[1]["nodes"][0]["instance"]
     channel = f"{seeded_settings.cluster}:bus"
     garbage = [
         (channel, b"not json at all"),
@@ -194,19 +204,18 @@ async def test_garbage_on_the_bus_is_dropped_and_counted(three_nodes, clients, s
     finally:
         client.close()
 
-    health = wait_until(
-        lambda: (h := http_json(a.url + "/healthz")[1])["metrics"]["bus_dropped"] >= len(garbage) and h,
-        5,
-        "node-a to drop every garbage message",
-    )
+    async def dropped_all() -> dict | None:
+        health = (await async_http_json(a.url + "/healthz"))[1]
+        return health if health["metrics"]["bus_dropped"] >= len(garbage) else None
+
+    health = await async_wait_until(dropped_all, 5, "node-a to drop every garbage message")
     assert health["metrics"]["bus_dropped_by_reason"]["reply to unknown request"] == 1
     assert health["metrics"]["bus_dropped_by_reason"]["message is not JSON"] == 1
-    assert len(http_json(a.url + "/cluster")[1]["nodes"]) == 3, "garbage never becomes a member"
+    assert len((await async_http_json(a.url + "/cluster"))[1]["nodes"]) == 3, "garbage never becomes a member"
     for node in three_nodes:
-        body = roster(node, "Maths")
+        body = await roster(node, "Maths")
         assert body["complete"] is True and sorted(m["id_user"] for m in body["users"]) == ["1", "2", "3"]
-    with urllib.request.urlopen(a.url + "/metrics", timeout=5) as response:
-        metrics_text = response.read().decode()
+    metrics_text = (await async_http(a.url + "/metrics"))[1].decode()
     assert 'sioplay_bus_dropped_total{node="node-a",reason="message is not JSON"} 1' in metrics_text
 
 
@@ -218,8 +227,8 @@ async def test_two_clusters_on_one_redis_do_not_mix(start_node, seeded_settings:
     (mike,) = await connect_all(clients, [(blue, "3", "Maths")])
     (mary,) = await connect_all(clients, [(red[1], "2", "Maths")])
     await john.wait_event("socket-connected", id_user="2")
-    assert sorted(m["id_user"] for m in roster(red[0], "Maths")["users"]) == ["1", "2"]
-    blue_roster = roster(blue, "Maths")
+    assert sorted(m["id_user"] for m in (await roster(red[0], "Maths"))["users"]) == ["1", "2"]
+    blue_roster = await roster(blue, "Maths")
     assert [m["id_user"] for m in blue_roster["users"]] == ["3"] and blue_roster["nodes"]["answered"] == ["blue-1"]
     assert [e.data["id_user"] for e in john.events if e.name == "socket-connected"] == ["2"]
     assert not any(e.name == "socket-connected" for e in mike.events), "no broadcasts across clusters"
@@ -234,16 +243,16 @@ async def test_redis_restart_degrades_then_recovers(
     deadline_s = seeded_settings.roster_timeout_s
     for node in three_nodes:
         started = time.monotonic()
-        body = roster(node, "Maths")
+        body = await roster(node, "Maths")
         assert time.monotonic() - started < deadline_s + 1.0, "never hangs past the deadline"
         assert body["complete"] is False
-    assert roster(a, "Maths", "?strict=1")["_status"] == 503
-    status, health, _ = http_json(a.url + "/healthz")
+    assert (await roster(a, "Maths", "?strict=1"))["_status"] == 503
+    status, health, _ = await async_http_json(a.url + "/healthz")
     assert status == 200 and health["redis"]["ok"] is False
 
     redis_server.start()
     for node in three_nodes:
-        body = wait_until(
-            lambda node=node: (r := roster(node, "Maths"))["complete"] and r, 10, f"{node.node_id} to recover"
+        body = await async_wait_until(
+            lambda node=node: complete_roster(node, "Maths"), 10, f"{node.node_id} to recover"
         )
         assert sorted(m["id_user"] for m in body["users"]) == ["1", "2", "3"]

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from sioplay.cluster.ports import free_port
+from sioplay.common.ports import free_port
 from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.node.app import Node
 from sioplay.node.bus_message import BusMessage

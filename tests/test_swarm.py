@@ -12,7 +12,7 @@ import pytest
 
 from sioplay.client.swarm import parse_users
 from sioplay.client.wire import WireClient
-from sioplay.cluster.ports import free_port
+from sioplay.common.ports import free_port
 from sioplay.errors import ClientError, ValidationError
 from tests.cli_fixtures import Cluster, Output, cli
 from tests.helpers import http_json, wait_until

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sioplay.bench.growth import Growth
 from sioplay.bench.roster import RosterFigures
-from sioplay.cluster.units import count_of
+from sioplay.common.units import count_of
 from sioplay.errors import ConfigError
 
 __all__ = ["check_chart_path", "write_chart"]

@@ -16,7 +16,7 @@ from sioplay.client.wire import WireClient
 from sioplay.errors import ClientError
 from sioplay.tasks import cancel_all
 
-__all__ = ["BenchClients", "Member"]
+__all__ = ["BenchClient", "BenchClients"]
 
 USERS = [str(n) for n in range(1, 11)]
 CONNECT_TIMEOUT_S = 60.0
@@ -25,7 +25,9 @@ CLOSE_TIMEOUT_S = 20.0
 
 
 @dataclasses.dataclass(slots=True)
-class Member:
+class BenchClient:
+    """One connected bench client; its `task` holds it until it is dropped, and ends with the reason."""
+
     client: WireClient
     id_user: str
     room: str
@@ -45,7 +47,7 @@ class BenchClients:
     ) -> None:
         self.urls = urls
         self.room_of = room_of
-        self.members: list[Member] = []
+        self.members: list[BenchClient] = []
         self.heard = 0
         self.drops: Counter[str] = Counter()
         self._gate = asyncio.Semaphore(concurrency)
@@ -59,8 +61,8 @@ class BenchClients:
         if self.heard >= self._heard_target:
             self._wake.set()
 
-    async def wait_heard(self, count: int, timeout: float) -> None:
-        """Until the clients have heard `count` room events in all, or one has dropped; TimeoutError after `timeout` s.
+    async def wait_heard(self, count: int, timeout_s: float) -> None:
+        """Until the clients have heard `count` room events in all, or one has dropped; TimeoutError after `timeout_s`.
 
         A drop ends the wait early: the events meant for that client can never arrive.
         """
@@ -68,7 +70,7 @@ class BenchClients:
         self._wake.clear()
         try:
             if self.heard < count and self.dropped == 0:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(timeout_s):
                     await self._wake.wait()
         finally:
             self._heard_target = math.inf
@@ -88,12 +90,13 @@ class BenchClients:
             except (ClientError, TimeoutError) as exc:
                 if attempt == CONNECT_ATTEMPTS:
                     raise ClientError(f"client {index} could not connect to {url}: {exc or 'timed out'}") from None
-        member = Member(client, id_user, room, str(handshake.get("id_socket", "")), str(handshake.get("node", "?")))
+        sid, node = str(handshake.get("id_socket", "")), str(handshake.get("node", "?"))
+        member = BenchClient(client, id_user, room, sid, node)
         member.task = asyncio.create_task(self._hold(member))
         self.members.append(member)
         advance()
 
-    async def _hold(self, member: Member) -> str:
+    async def _hold(self, member: BenchClient) -> str:
         reason = await member.client.run()
         if not self._closing:
             self.drops[reason] += 1
@@ -104,7 +107,7 @@ class BenchClients:
     def dropped(self) -> int:
         return sum(self.drops.values())
 
-    def live(self) -> list[Member]:
+    def live(self) -> list[BenchClient]:
         return [member for member in self.members if member.task is not None and not member.task.done()]
 
     def expected(self, room: str) -> set[tuple[str, str]]:

@@ -16,14 +16,18 @@ import psutil
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sioplay.client.swarm import raise_open_files_limit
-from sioplay.cluster.ports import free_port
-from sioplay.cluster.process import node_command
 from sioplay.cluster.redis_server import EmbeddedRedis
+from sioplay.cluster.spawn import spawn_node
+from sioplay.common.health import is_healthy, read_healthz
+from sioplay.common.ports import free_port
 from sioplay.db import schema
 from sioplay.errors import ClusterError
 from sioplay.settings import Settings
 
 __all__ = ["Fleet", "bench_progress", "fleet", "shown_fleet"]
+
+_PROBE_TIMEOUT_S = 1.0
+_PROBE_INTERVAL_S = 0.05
 
 
 class Fleet:
@@ -49,31 +53,31 @@ class Fleet:
         return pids
 
     def start_nodes(self, count: int, log_dir: Path) -> None:
-        env = self.settings.child_env()
         for index in range(1, count + 1):
             port = free_port()
-            args = node_command(f"node-{index}", port, self.public_port)
             with (log_dir / f"node-{index}.log").open("ab") as log:
                 self.processes.append(
-                    subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                    spawn_node(self.settings, f"node-{index}", port, log, public_port=self.public_port)
                 )
             self.ports.append(port)
-        asyncio.run(self._wait_healthy(count))
+        asyncio.run(self._wait_ready(count))
 
-    async def _wait_healthy(self, count: int) -> None:
+    async def _wait_ready(self, count: int) -> None:
+        """Until every node is healthy and sees all `count` nodes: a bench measures no cluster still forming."""
         deadline = time.monotonic() + self.settings.start_timeout_s
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=_PROBE_TIMEOUT_S)) as session:
             for url, process in zip(self.urls, self.processes, strict=True):
-                while True:
+                while not (
+                    is_healthy(await read_healthz(session, url), process.pid)
+                    and await _sees_every_node(session, url, count)
+                ):
                     if process.poll() is not None:
                         raise ClusterError(f"bench node on {url} exited with {process.returncode}")
-                    with contextlib.suppress(aiohttp.ClientError, OSError):
-                        async with session.get(url + "/cluster") as response:
-                            if response.status == 200 and len((await response.json())["nodes"]) == count:
-                                break
                     if time.monotonic() > deadline:
-                        raise ClusterError(f"bench node on {url} did not see {count} nodes in time")
-                    await asyncio.sleep(0.05)
+                        raise ClusterError(
+                            f"bench node on {url} was not healthy, or did not see {count} nodes, in time"
+                        )
+                    await asyncio.sleep(_PROBE_INTERVAL_S)
 
     def stop(self) -> None:
         for process in self.processes:
@@ -87,6 +91,14 @@ class Fleet:
                 process.wait()
         self.processes.clear()
         self.ports.clear()
+
+
+async def _sees_every_node(session: aiohttp.ClientSession, url: str, count: int) -> bool:
+    """The bench's condition on top of `is_healthy`: this node's /cluster lists all `count` nodes."""
+    with contextlib.suppress(aiohttp.ClientError, OSError, ValueError):
+        async with session.get(url + "/cluster") as response:
+            return response.status == 200 and len((await response.json())["nodes"]) == count
+    return False
 
 
 def cpu_seconds(pids: list[int]) -> float:

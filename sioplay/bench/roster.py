@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -132,7 +131,6 @@ def run_roster_bench(
     requests: int = 500,
     workers: int = 8,
     duration_s: float = 10.0,
-    on_figures: Callable[[RosterFigures], None] | None = None,
     profile_dir: Path | None = None,
 ) -> list[RosterFigures]:
     """Every node count × client count; each node count gets a fresh Redis, database and nodes."""
@@ -141,8 +139,5 @@ def run_roster_bench(
         for nodes in node_counts:
             with shown_fleet(progress, nodes, settings, max(client_counts)) as running:
                 measured = _measure(running, client_counts, requests, workers, duration_s, progress, profile_dir)
-                for figures in asyncio.run(measured):
-                    results.append(figures)
-                    if on_figures is not None:
-                        on_figures(figures)
+                results += asyncio.run(measured)
     return results

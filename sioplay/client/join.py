@@ -89,7 +89,7 @@ async def announce_rename(api: Api, client: SimClient, name: str) -> None:
     """What the browser page does: PUT the new name, then tell the room with identity-change."""
     await api.rename(client.id_user, name)
     # Acknowledged, so the room has been told before the caller can disconnect.
-    await client.call("identity-change", {"id_user": client.id_user}, timeout=api.timeout_s)
+    await client.call("identity-change", {"id_user": client.id_user}, timeout_s=api.timeout_s)
 
 
 async def join(
@@ -106,7 +106,7 @@ async def join(
     names = NameCache(api)
     queue: asyncio.Queue[RoomEvent] = asyncio.Queue()
     client = SimClient(api.url, id_user, room, http_session=api.session, on_event=queue.put_nowait)
-    handshake = await client.connect(timeout=api.timeout_s)
+    handshake = await client.connect(timeout_s=api.timeout_s)
     try:
         printer.joined(time.time(), room, id_user, await _name(names, id_user), handshake)
         if rename_to is not None:

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from sioplay.client.http import Api
 from sioplay.client.names import NameCache
-from sioplay.cluster.units import count_of
+from sioplay.common.units import count_of
 from sioplay.errors import ClientError
 
 __all__ = ["completeness_line", "fetch_roster", "roster_view", "same_roster", "user_rows"]

@@ -83,30 +83,30 @@ class SimClient:
     def connected(self) -> bool:
         return self.sio.connected
 
-    async def connect(self, timeout: float = 10.0) -> dict[str, Any]:
+    async def connect(self, timeout_s: float = 10.0) -> dict[str, Any]:
         """Connect and wait for the handshake; returns it."""
         query = urlencode({"id_user": self.id_user, "room": self.room})
         try:
             await self.sio.connect(
-                f"{self.url}?{query}", transports=["websocket"], wait_timeout=timeout, retry=False
+                f"{self.url}?{query}", transports=["websocket"], wait_timeout=timeout_s, retry=False
             )
         except socketio.exceptions.ConnectionError as exc:
             raise ClientError(self.refusal or f"cannot connect to {self.url}: {exc}") from None
-        await self.wait_for(lambda: self.handshake is not None, timeout, "the handshake")
+        await self.wait_for(lambda: self.handshake is not None, timeout_s, "the handshake")
         assert self.handshake is not None
         return self.handshake
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    async def wait_for(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
         """Wait until `predicate()` holds, re-checking after every event."""
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout_s):
                 while not predicate():
                     self._changed.clear()
                     await self._changed.wait()
         except TimeoutError:
-            raise ClientError(f"no {what} within {timeout:g} s") from None
+            raise ClientError(f"no {what} within {timeout_s:g} s") from None
 
-    async def wait_event(self, name: str, timeout: float = 5.0, **match: Any) -> RoomEvent:
+    async def wait_event(self, name: str, timeout_s: float = 5.0, **match: Any) -> RoomEvent:
         """The first recorded event `name` whose data has every key/value in `match`."""
 
         def found() -> RoomEvent | None:
@@ -116,7 +116,7 @@ class SimClient:
                         return event
             return None
 
-        await self.wait_for(lambda: found() is not None, timeout, f"{name} event {match}")
+        await self.wait_for(lambda: found() is not None, timeout_s, f"{name} event {match}")
         event = found()
         assert event is not None
         return event
@@ -124,12 +124,12 @@ class SimClient:
     async def emit(self, event: str, data: Any = None) -> None:
         await self.sio.emit(event, data)
 
-    async def call(self, event: str, data: Any = None, timeout: float = 10.0) -> Any:
+    async def call(self, event: str, data: Any = None, timeout_s: float = 10.0) -> Any:
         """Emit and wait for the server's acknowledgement, i.e. until its handler has run."""
         try:
-            return await self.sio.call(event, data, timeout=timeout)
+            return await self.sio.call(event, data, timeout=timeout_s)
         except socketio.exceptions.TimeoutError:
-            raise ClientError(f"no acknowledgement of {event} within {timeout:g} s") from None
+            raise ClientError(f"no acknowledgement of {event} within {timeout_s:g} s") from None
         except socketio.exceptions.BadNamespaceError:
             raise ClientError(f"cannot send {event}: not connected") from None
 

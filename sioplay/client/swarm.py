@@ -25,8 +25,8 @@ from sioplay.errors import ClientError, ValidationError
 from sioplay.tasks import cancel_all
 
 __all__ = [
-    "Phase",
     "Swarm",
+    "SwarmPhase",
     "SwarmStats",
     "parse_users",
     "preflight",
@@ -35,7 +35,7 @@ __all__ = [
     "stop_on_signals",
 ]
 
-Phase = Literal["connecting", "holding"]
+SwarmPhase = Literal["connecting", "holding"]
 
 ATTEMPT_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 30.0
@@ -112,7 +112,7 @@ class SwarmStats:
         }
 
 
-class _Member:
+class _ReconnectingClient:
     """One client: connects, and connects again whenever it is refused or dropped."""
 
     def __init__(self, swarm: Swarm, id_user: str) -> None:
@@ -155,7 +155,7 @@ class Swarm:
         self.stats = SwarmStats(clients)
         self.gate = asyncio.Semaphore(concurrency)
         self.all_connected = asyncio.Event()
-        self.members = [_Member(self, users[i % len(users)]) for i in range(clients)]
+        self.members = [_ReconnectingClient(self, users[i % len(users)]) for i in range(clients)]
         self._tasks: list[asyncio.Task[None]] = []
         self._launcher: asyncio.Task[None] | None = None
 
@@ -170,7 +170,7 @@ class Swarm:
                 await asyncio.sleep(max(0.0, started + index / self.ramp - time.monotonic()))
             self._tasks.append(asyncio.create_task(member.run()))
 
-    def joined(self, member: _Member, again: bool) -> None:
+    def joined(self, member: _ReconnectingClient, again: bool) -> None:
         stats = self.stats
         stats.connected += 1
         stats.per_node[member.node] += 1
@@ -180,7 +180,7 @@ class Swarm:
             stats.connect_seconds = stats.elapsed
             self.all_connected.set()
 
-    def left(self, member: _Member) -> None:
+    def left(self, member: _ReconnectingClient) -> None:
         self.stats.connected -= 1
         self.stats.per_node[member.node] -= 1
 
@@ -208,22 +208,24 @@ async def run(
     stop: asyncio.Event,
     connect_timeout_s: float,
     duration: float | None,
-    tick: Callable[[Phase, SwarmStats], None],
+    tick: Callable[[SwarmPhase, SwarmStats], None],
 ) -> dict[str, Any]:
     """Connect everyone (or until `connect_timeout_s`), hold for `duration` s or until `stop`; the summary."""
     swarm.start()
     try:
-        await _until(swarm.all_connected, stop, timeout=connect_timeout_s, tick=lambda: tick("connecting", swarm.stats))
+        await _until(
+            swarm.all_connected, stop, timeout_s=connect_timeout_s, tick=lambda: tick("connecting", swarm.stats)
+        )
         if not stop.is_set():
-            await _until(stop, timeout=duration, tick=lambda: tick("holding", swarm.stats))
+            await _until(stop, timeout_s=duration, tick=lambda: tick("holding", swarm.stats))
         return swarm.stats.summary()
     finally:
         await swarm.stop()
 
 
-async def _until(*events: asyncio.Event, timeout: float | None, tick: Callable[[], None]) -> None:
+async def _until(*events: asyncio.Event, timeout_s: float | None, tick: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
-    end = None if timeout is None else loop.time() + timeout
+    end = None if timeout_s is None else loop.time() + timeout_s
     while not any(event.is_set() for event in events):
         tick()
         wait = TICK_S if end is None else min(TICK_S, end - loop.time())

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
-from sioplay.client.swarm import Phase, SwarmStats
+from sioplay.client.swarm import SwarmPhase, SwarmStats
 
 __all__ = ["SwarmDisplay", "summary_table"]
 
@@ -58,7 +58,7 @@ class SwarmDisplay:
         if self._live is not None:
             self._live.stop()
 
-    def __call__(self, phase: Phase, stats: SwarmStats) -> None:
+    def __call__(self, phase: SwarmPhase, stats: SwarmStats) -> None:
         if not self.console.is_terminal:
             return
         if phase == "connecting":

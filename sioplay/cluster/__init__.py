@@ -1,12 +1,15 @@
 """The supervisor that replaces PM2, in small modules:
 
 - ``supervisor``: the main loop (Redis first, N nodes, restarts, rolling restart, scale, stop)
+- ``spawn``: ``spawn_node``, how every ``sioplay node run`` child starts (supervisor, benches, tests)
 - ``process``: one node child, its output pumped to a log, its /healthz polled
 - ``policy``: when to restart a crashed node (back-off, give up)
-- ``state``: the state file other commands read (``read_state``, ``is_running``)
 - ``control``: CLI requests to a running supervisor, as files
-- ``launcher``: the CLI's side (start detached, stop)
+- ``launcher``: the CLI's side (the start-up check, start detached or attached, stop)
 - ``preflight``: refusals before a start, clean-up after a dead supervisor
 - ``logs``, ``status``: log files and the merged view; the status table
-- ``pids``, ``ports``, ``urls``, ``units``, ``redis_server``: helpers
+- ``redis_server``: the embedded redis-server
+
+The state file, pids, ports, URLs, units and the health judgement are in ``sioplay.common``,
+which the client commands import too.
 """

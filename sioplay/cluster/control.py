@@ -15,11 +15,11 @@ from typing import Any, Literal, get_args
 
 import orjson
 
-from sioplay.cluster.pids import alive
-from sioplay.cluster.state import ClusterState, cluster_dir, write_json_atomic
+from sioplay.common.pids import alive
+from sioplay.common.state import ClusterState, cluster_dir, write_json_atomic
 from sioplay.errors import ClusterError
 
-__all__ = ["Action", "Reply", "Request", "ask", "clear_requests", "reply", "take_requests"]
+__all__ = ["Action", "ControlReply", "Request", "ask", "clear_requests", "reply", "take_requests"]
 
 Action = Literal["restart", "scale"]
 _REQUEST = ".request.json"
@@ -45,7 +45,7 @@ class Request:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Reply:
+class ControlReply:
     ok: bool
     message: str
 
@@ -54,7 +54,7 @@ def _requests_dir(home: Path) -> Path:
     return cluster_dir(home) / "requests"
 
 
-def ask(home: Path, state: ClusterState, request: Request, timeout: float) -> Reply:
+def ask(home: Path, state: ClusterState, request: Request, timeout: float) -> ControlReply:
     """Send `request` to the supervisor of `state` and wait for its reply."""
     request_id = uuid.uuid4().hex
     folder = _requests_dir(home)
@@ -69,7 +69,7 @@ def ask(home: Path, state: ClusterState, request: Request, timeout: float) -> Re
         time.sleep(_POLL_S)
     value = orjson.loads(reply_path.read_bytes())
     reply_path.unlink(missing_ok=True)
-    return Reply(bool(value["ok"]), str(value["message"]))
+    return ControlReply(bool(value["ok"]), str(value["message"]))
 
 
 def take_requests(home: Path) -> list[Request | str]:

@@ -1,7 +1,12 @@
-"""The CLI's side of the supervisor: start it detached and wait until the cluster runs, stop it, find it."""
+"""The CLI's side of the supervisor: start it (detached, or attached to the terminal), stop it, find it.
+
+Both starts run `preflight.check_can_start` here, once, before anything is spawned: its
+refusal is the CLI's one-line error, not a supervisor's exit reported second-hand.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import signal
@@ -12,13 +17,14 @@ from pathlib import Path
 
 import psutil
 
-from sioplay.cluster.pids import ProcessRef, find
 from sioplay.cluster.preflight import check_can_start, clean_up_after
-from sioplay.cluster.state import ClusterState, cluster_dir, is_running, read_state
+from sioplay.cluster.supervisor import Supervisor
+from sioplay.common.pids import ProcessRef, find
+from sioplay.common.state import LIVE_PHASES, ClusterState, cluster_dir, is_running, read_state
 from sioplay.errors import ClusterError
 from sioplay.settings import Settings
 
-__all__ = ["Started", "Stopped", "running_state", "start_detached", "stop_cluster", "supervisor_output"]
+__all__ = ["Started", "Stopped", "run_attached", "running_state", "start_detached", "stop_cluster", "supervisor_output"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,12 @@ def start_detached(settings: Settings, nodes: int) -> Started:
         raise
 
 
+def run_attached(supervisor: Supervisor) -> int:
+    """Run `supervisor` in this process until it stops; its exit code."""
+    check_can_start(supervisor.settings, len(supervisor.slots))
+    return asyncio.run(supervisor.run())
+
+
 def _wait_running(settings: Settings, supervisor: subprocess.Popen[bytes]) -> ClusterState:
     patience = settings.start_timeout_s + _START_MARGIN_S
     deadline = time.monotonic() + patience
@@ -68,7 +80,7 @@ def _wait_running(settings: Settings, supervisor: subprocess.Popen[bytes]) -> Cl
         if state is not None and state.supervisor.pid == supervisor.pid:
             if state.phase == "running":
                 return state
-            if state.phase in ("failed", "stopped"):
+            if state.phase not in LIVE_PHASES:
                 supervisor.wait(settings.stop_timeout_s + _STOP_MARGIN_S)
                 raise ClusterError(state.error or "the supervisor stopped before the cluster was running")
         code = supervisor.poll()
@@ -123,7 +135,7 @@ def stop_cluster(settings: Settings) -> Stopped:
     final = read_state(home)
     assert final is not None
     cleaned: list[ProcessRef] = []
-    if final.phase in ("starting", "running", "stopping") or any(find(ref) for ref in final.processes()):
+    if final.phase in LIVE_PHASES or any(find(ref) for ref in final.processes()):
         cleaned = clean_up_after(home, final, settings.stop_timeout_s)
         final = read_state(home)
     return Stopped(final, supervisor is not None, cleaned)

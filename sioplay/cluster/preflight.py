@@ -8,9 +8,9 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from sioplay.cluster.pids import ProcessRef, terminate
-from sioplay.cluster.ports import port_is_free, port_owner
-from sioplay.cluster.state import ClusterState, cluster_dir, is_running, read_state, write_state
+from sioplay.common.pids import ProcessRef, terminate
+from sioplay.common.ports import port_is_free, port_owner
+from sioplay.common.state import LIVE_PHASES, ClusterState, cluster_dir, is_running, read_state, write_state
 from sioplay.errors import ClusterError, PortInUseError
 from sioplay.settings import Settings
 
@@ -54,7 +54,7 @@ def clean_up_after(home: Path, state: ClusterState, timeout: float) -> list[Proc
             state.supervisor.pid,
             ", ".join(str(ref.pid) for ref in left),
         )
-    if state.phase in ("starting", "running", "stopping"):
+    if state.phase in LIVE_PHASES:
         state.phase = "failed"
         state.error = state.error or f"the supervisor (pid {state.supervisor.pid}) died"
     for node in state.nodes:

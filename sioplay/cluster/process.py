@@ -7,19 +7,21 @@ import collections
 import contextlib
 import logging
 import signal
-import sys
+import subprocess
+import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import aiohttp
 import psutil
 
-from sioplay.cluster.pids import ProcessRef
-from sioplay.cluster.urls import local_url
+from sioplay.cluster.spawn import spawn_node
+from sioplay.common.health import is_healthy, read_healthz
+from sioplay.common.pids import ProcessRef
+from sioplay.common.urls import local_url
 from sioplay.settings import Settings
 
-__all__ = ["LineSink", "NodeProcess", "describe_exit", "node_command"]
+__all__ = ["LineSink", "NodeProcess", "describe_exit"]
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +32,6 @@ _READ_CHUNK = 64 * 1024
 _MAX_LINE = 64 * 1024
 _PROBE_WHILE_LAUNCHING_S = 0.05
 _TAIL_LINES = 8
-
-
-def node_command(node_id: str, port: int, public_port: int | None = None) -> list[str]:
-    """`sioplay node run` for one node, as the supervisor, the benches and the tests start it."""
-    args = [sys.executable, "-m", "sioplay", "node", "run", "--node-id", node_id, "--port", str(port)]
-    return args + (["--public-port", str(public_port)] if public_port is not None else [])
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -52,8 +48,10 @@ def describe_exit(returncode: int | None) -> str:
 class NodeProcess:
     """A `sioplay node run` child in its own session, so that a terminal's Ctrl-C reaches only the supervisor.
 
-    It is `online` from its first healthy /healthz (its own pid, Redis reachable,
-    bus linked); `last_ok` is the time of the latest healthy answer.
+    It is `online` from its first healthy /healthz (`is_healthy`); `last_ok` is the
+    time of the latest healthy answer. It is started by `spawn_node`, as the
+    benches and the tests start theirs; a thread of its own waits for its exit, as
+    asyncio's ThreadedChildWatcher does, and hands the exit code to the event loop.
     """
 
     def __init__(self, settings: Settings, node_id: str, port: int, on_line: LineSink) -> None:
@@ -70,8 +68,11 @@ class NodeProcess:
         self.expected = False
         self.kill_reason: str | None = None
         self.tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._returncode: int | None = None
+        self._exited = asyncio.Event()
         self._online = asyncio.Event()
+        self._output: asyncio.ReadTransport | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -80,37 +81,50 @@ class NodeProcess:
 
     @property
     def returncode(self) -> int | None:
-        return self._process.returncode if self._process else None
+        return self._returncode
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.returncode is None
+        return self._process is not None and not self._exited.is_set()
 
     async def start(self, session: aiohttp.ClientSession) -> None:
-        args = node_command(self.node_id, self.port, self.settings.public_port)
-        env = {**self.settings.child_env(), "PYTHONUNBUFFERED": "1"}
-        self._process = await asyncio.create_subprocess_exec(
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
+        self._process = process = spawn_node(
+            self.settings,
+            self.node_id,
+            self.port,
+            subprocess.PIPE,
+            public_port=self.settings.public_port,
+            own_session=True,
         )
         self.started_at, self.started_wall = time.monotonic(), time.time()
         try:
-            self.ref = ProcessRef.of(self._process.pid)
+            self.ref = ProcessRef.of(process.pid)
         except psutil.Error:
-            self.ref = ProcessRef(self._process.pid, self.started_wall)
+            self.ref = ProcessRef(process.pid, self.started_wall)
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=self._wait_exit, args=(loop,), name=f"{self.node_id}-exit", daemon=True).start()
+        assert process.stdout is not None
+        reader = asyncio.StreamReader()
+        self._output, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), process.stdout)
         self._tasks = [
-            asyncio.create_task(self._pump(), name=f"{self.node_id}-output"),
+            asyncio.create_task(self._pump(reader), name=f"{self.node_id}-output"),
             asyncio.create_task(self._probe(session), name=f"{self.node_id}-health"),
         ]
 
-    async def _pump(self) -> None:
-        assert self._process is not None and self._process.stdout is not None
+    def _wait_exit(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._process is not None
+        code = self._process.wait()
+        # A supervisor that failed may have closed its loop already; nobody waits for this exit then.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._note_exit, code)
+
+    def _note_exit(self, code: int) -> None:
+        self._returncode = code
+        self._exited.set()
+
+    async def _pump(self, reader: asyncio.StreamReader) -> None:
         pending = b""
-        while chunk := await self._process.stdout.read(_READ_CHUNK):
+        while chunk := await reader.read(_READ_CHUNK):
             pending += chunk
             *lines, pending = pending.split(b"\n")
             if len(pending) > _MAX_LINE:
@@ -127,37 +141,21 @@ class NodeProcess:
         self.on_line(self.node_id, line)
 
     async def _probe(self, session: aiohttp.ClientSession) -> None:
-        url = local_url(self.settings.host, self.port) + "/healthz"
+        url = local_url(self.settings.host, self.port)
         while self.running:
-            if await self._healthy(session, url):
+            if is_healthy(await read_healthz(session, url), self.pid):
                 self.last_ok = time.monotonic()
                 if not self.online:
                     self.online = True
                     self._online.set()
             await asyncio.sleep(self.settings.health_interval_s if self.online else _PROBE_WHILE_LAUNCHING_S)
 
-    async def _healthy(self, session: aiohttp.ClientSession, url: str) -> bool:
-        try:
-            async with session.get(url) as response:
-                if response.status != 200:
-                    return False
-                body: Any = await response.json()
-        except (aiohttp.ClientError, TimeoutError, ValueError):
-            return False
-        # The pid check makes sure it is this process answering, not whoever else got the port.
-        return (
-            isinstance(body, dict)
-            and body.get("pid") == self.pid
-            and bool(body.get("redis", {}).get("ok"))
-            and bool(body.get("bus", {}).get("linked"))
-        )
-
-    async def wait_online(self, timeout: float) -> bool:
-        """True once it is healthy; False if it exits or `timeout` passes first."""
+    async def wait_online(self, timeout_s: float) -> bool:
+        """True once it is healthy; False if it exits or `timeout_s` passes first."""
         assert self._process is not None
-        waits = [asyncio.ensure_future(self._online.wait()), asyncio.ensure_future(self._process.wait())]
+        waits = [asyncio.ensure_future(self._online.wait()), asyncio.ensure_future(self._exited.wait())]
         try:
-            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for wait in waits:
                 wait.cancel()
@@ -183,35 +181,38 @@ class NodeProcess:
             with contextlib.suppress(ProcessLookupError):
                 self._process.send_signal(signum)
 
-    async def wait(self, timeout: float) -> int | None:
-        """The exit code, or None if it is still running after `timeout`."""
+    async def wait(self, timeout_s: float) -> int | None:
+        """The exit code, or None if it is still running after `timeout_s`."""
         if self._process is None:
             return None
         try:
-            async with asyncio.timeout(timeout):
-                return await self._process.wait()
+            async with asyncio.timeout(timeout_s):
+                await self._exited.wait()
         except TimeoutError:
             return None
+        return self._returncode
 
-    async def stop(self, timeout: float) -> int | None:
-        """SIGTERM (the node drains), SIGKILL after `timeout`, then reap."""
+    async def stop(self, timeout_s: float) -> int | None:
+        """SIGTERM (the node drains), SIGKILL after `timeout_s`, then reap."""
         self.expected = True
         self.terminate()
-        code = await self.wait(timeout)
+        code = await self.wait(timeout_s)
         if code is None:
-            log.warning("%s (pid %s) still running %g s after SIGTERM: killing it", self.node_id, self.pid, timeout)
+            log.warning("%s (pid %s) still running %g s after SIGTERM: killing it", self.node_id, self.pid, timeout_s)
             self.kill()
             code = await self.wait(5.0)
         return code
 
-    async def close(self, timeout: float = 1.0) -> None:
-        """Stop polling, and let the output of an exited process drain for up to `timeout`."""
+    async def close(self, timeout_s: float = 1.0) -> None:
+        """Stop polling, and let the output of an exited process drain for up to `timeout_s`."""
         pump, probe = self._tasks or (None, None)
         if probe is not None:
             probe.cancel()
         if pump is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(timeout_s):
                     await asyncio.shield(pump)
             pump.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._output is not None:
+            self._output.close()

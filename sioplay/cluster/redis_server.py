@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from sioplay.cluster.ports import free_port
+from sioplay.common.ports import free_port
 from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.errors import RedisError
 

@@ -15,10 +15,11 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from sioplay.cluster.pids import ProcessRef, find
-from sioplay.cluster.state import ClusterState
-from sioplay.cluster.units import format_bytes, format_duration
-from sioplay.cluster.urls import local_url, ui_url
+from sioplay.common.health import answered_by
+from sioplay.common.pids import ProcessRef, find
+from sioplay.common.state import ClusterState
+from sioplay.common.units import format_bytes, format_duration
+from sioplay.common.urls import local_url, ui_url
 from sioplay.db.url import hide_password
 
 __all__ = ["StatusCollector", "not_running", "render_status"]
@@ -144,8 +145,7 @@ class StatusCollector:
         sockets: dict[int, int | None] = {}
         for pid, future in futures.items():
             body = future.result()
-            # Only the answer of this very process counts: the port may have been reused.
-            sockets[pid] = body.get("sockets") if isinstance(body, dict) and body.get("pid") == pid else None
+            sockets[pid] = body.get("sockets") if answered_by(body, pid) else None
         return sockets
 
     def _health(self, base_url: str) -> Any:

@@ -23,13 +23,13 @@ import aiohttp
 from sioplay.cluster import control
 from sioplay.cluster.control import Request
 from sioplay.cluster.logs import LogFile, node_log_path
-from sioplay.cluster.pids import ProcessRef
 from sioplay.cluster.policy import Crash, RestartPolicy
-from sioplay.cluster.ports import free_port, port_is_free
-from sioplay.cluster.preflight import check_can_start, supervisor_lock
+from sioplay.cluster.preflight import supervisor_lock
 from sioplay.cluster.process import LineSink, NodeProcess, describe_exit
 from sioplay.cluster.redis_server import EmbeddedRedis
-from sioplay.cluster.state import (
+from sioplay.common.pids import ProcessRef
+from sioplay.common.ports import free_port, port_is_free
+from sioplay.common.state import (
     ClusterState,
     NodeRecord,
     NodeStatus,
@@ -38,7 +38,7 @@ from sioplay.cluster.state import (
     TransientRole,
     write_state,
 )
-from sioplay.cluster.units import count_of, format_bytes
+from sioplay.common.units import count_of, format_bytes
 from sioplay.db import schema
 from sioplay.db.url import hide_password
 from sioplay.errors import ClusterError, SioplayError
@@ -102,14 +102,19 @@ class Supervisor:
         self._logs: dict[str, LogFile] = {}
         self._session: aiohttp.ClientSession | None = None
         self._next_health_check = 0.0
+        # Notified after every tick, for operations that wait on what the tick changes (slot statuses).
+        self._ticked = asyncio.Condition()
         self._written: dict[str, object] | None = None
 
     # Lifecycle ---------------------------------------------------------------------------
 
     async def run(self) -> int:
-        """Start, serve until INT or TERM, stop; 0 after a clean stop, 1 if the cluster failed."""
+        """Start, serve until INT or TERM, stop; 0 after a clean stop, 1 if the cluster failed.
+
+        `preflight.check_can_start` has passed before this runs (see `launcher`); the lock
+        still refuses a second supervisor that raced past it.
+        """
         with supervisor_lock(self.home):
-            check_can_start(self.settings, len(self.slots))
             control.clear_requests(self.home)
             self._install_signal_handlers()
             self._save()
@@ -245,6 +250,8 @@ class Supervisor:
         self._check_health()
         self._take_requests()
         self._save()
+        async with self._ticked:
+            self._ticked.notify_all()
 
     def _handle_signals(self) -> None:
         while self._signals:
@@ -392,8 +399,8 @@ class Supervisor:
             for slot in added:
                 await self._launch(slot)
             deadline = time.monotonic() + self.settings.start_timeout_s
-            while not self._settled(added, deadline):
-                await asyncio.sleep(TICK_S)
+            async with self._ticked:
+                await self._ticked.wait_for(lambda: self._settled(added, deadline))
         elif nodes < before:
             removed = self.slots[nodes:]
             leaving = [slot.process for slot in removed if slot.process is not None]

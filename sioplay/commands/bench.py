@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from sioplay.cluster.units import count_of
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
+from sioplay.common.units import count_of
 from sioplay.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def roster(
 
 
 def _print_roster(results: list[RosterFigures], grown: Growth, concurrency: int, profile: Path | None) -> None:
-    _print_figures(
+    _print_table(
         f"roster query, {concurrency} concurrent requesters for req/s",
         ("nodes", "clients (M)", "p50 ms", "p95 ms", "p99 ms", "req/s", "server CPU ms/query", "exact"),
         [
@@ -115,23 +115,22 @@ def _print_roster(results: list[RosterFigures], grown: Growth, concurrency: int,
 
 
 def _print_growth(grown: Growth) -> None:
-    table = Table(title="how the roster cost grows", caption="server CPU ms/query / p50 ms")
-    table.add_column("clients (M)", justify="right")
-    for nodes in grown.nodes:
-        table.add_column(count_of(nodes, "node"), justify="right")
-    for clients in grown.clients:
-        cells = [grown.cell(clients, nodes) for nodes in grown.nodes]
-        table.add_row(
-            f"{clients:,}",
-            *("-" if each is None else f"{each.cpu_ms_per_query:.2f} / {each.p50_ms:.2f}" for each in cells),
-        )
-    console.print(table)
+    _print_table(
+        "how the roster cost grows",
+        ["clients (M)", *(count_of(nodes, "node") for nodes in grown.nodes)],
+        [[f"{clients:,}", *(_cost(grown.cell(clients, nodes)) for nodes in grown.nodes)] for clients in grown.clients],
+        caption="server CPU ms/query / p50 ms",
+    )
     for ratio in grown.ratios():
         console.print(
             f"{count_of(ratio.nodes, 'node')}, M {ratio.smallest:,} → {ratio.largest:,}:"
             f" CPU/query {_times(ratio.cpu)}, p50 {_times(ratio.p50)}",
             highlight=False,
         )
+
+
+def _cost(figures: RosterFigures | None) -> str:
+    return "-" if figures is None else f"{figures.cpu_ms_per_query:.2f} / {figures.p50_ms:.2f}"
 
 
 def _times(ratio: float | None) -> str:
@@ -142,12 +141,12 @@ def _print_hot_spots(profile_dir: Path) -> None:
     from sioplay.bench.profile import hot_spots
 
     for recorded in sorted(profile_dir.glob("*/node-1.txt")):
-        table = Table(title=f"node-1 at {recorded.parent.name}: where the req/s phase spent its samples")
-        for column in ("function", "self %", "total %"):
-            table.add_column(column, justify="left" if column == "function" else "right")
-        for spot in hot_spots(recorded):
-            table.add_row(spot.function, f"{spot.self_percent:.1f}", f"{spot.total_percent:.1f}")
-        console.print(table)
+        _print_table(
+            f"node-1 at {recorded.parent.name}: where the req/s phase spent its samples",
+            ("function", "self %", "total %"),
+            [(spot.function, f"{spot.self_percent:.1f}", f"{spot.total_percent:.1f}") for spot in hot_spots(recorded)],
+            text_columns={"function"},
+        )
     console.print(f"raw py-spy stacks (collapsed format, for flame graphs) in {profile_dir}")
 
 
@@ -165,28 +164,23 @@ def join_storm(
     from sioplay.bench.join_storm import run_join_storm_bench
 
     figures = run_join_storm_bench(state_of(ctx).settings, nodes, clients, concurrency, timeout)
-    if json_output:
-        print_json(dataclasses.asdict(figures))
-        return
-    _print_figures(
+    _print_run(
+        figures,
+        json_output,
         f"join storm into one room, {figures.concurrency} handshakes in flight",
-        (
-            "nodes", "clients (M)", "all connected s", "all delivered s", "deliveries", "deliveries/s",
-            "server CPU s", "CPU ms/join", "node RSS KB/client", "drops", "roster exact",
-        ),
-        [(
-            str(figures.nodes),
-            str(figures.clients),
-            f"{figures.connected_s:.2f}",
-            f"{figures.delivered_s:.2f}",
-            f"{figures.deliveries}/{figures.deliveries_expected}",
-            f"{figures.deliveries_per_s:.0f}",
-            f"{figures.cpu_s:.2f}",
-            f"{figures.cpu_ms_per_join:.2f}",
-            f"{figures.node_rss_kb_per_client:.1f}",
-            _drops(figures.drops),
-            _yes(figures.exact),
-        )],
+        {
+            "nodes": str(figures.nodes),
+            "clients (M)": str(figures.clients),
+            "all connected s": f"{figures.connected_s:.2f}",
+            "all delivered s": f"{figures.delivered_s:.2f}",
+            "deliveries": f"{figures.deliveries}/{figures.deliveries_expected}",
+            "deliveries/s": f"{figures.deliveries_per_s:.0f}",
+            "server CPU s": f"{figures.cpu_s:.2f}",
+            "CPU ms/join": f"{figures.cpu_ms_per_join:.2f}",
+            "node RSS KB/client": f"{figures.node_rss_kb_per_client:.1f}",
+            "drops": _drops(figures.drops),
+            "roster exact": _yes(figures.exact),
+        },
     )
 
 
@@ -204,36 +198,47 @@ def hold(
     from sioplay.bench.hold import run_hold_bench
 
     figures = run_hold_bench(state_of(ctx).settings, nodes, rooms, per_room, duration)
-    if json_output:
-        print_json(dataclasses.asdict(figures))
-        return
-    _print_figures(
+    _print_run(
+        figures,
+        json_output,
         f"{figures.clients} clients held in {figures.rooms} rooms",
-        (
-            "nodes", "clients", "rooms", "connect s", "held s", "drops", "checks exact", "final checks exact",
-            "node RSS MB", "node RSS KB/client", "server CPU %", "exact",
-        ),
-        [(
-            str(figures.nodes),
-            str(figures.clients),
-            str(figures.rooms),
-            f"{figures.connect_s:.2f}",
-            f"{figures.held_s:.1f}",
-            _drops(figures.drops),
-            f"{figures.checks_exact}/{figures.checks}",
-            f"{figures.final_checks_exact}/{figures.final_checks}",
-            f"{figures.node_rss_mb:.1f}",
-            f"{figures.node_rss_kb_per_client:.1f}",
-            f"{figures.cpu_percent:.0f}",
-            _yes(figures.exact),
-        )],
+        {
+            "nodes": str(figures.nodes),
+            "clients": str(figures.clients),
+            "rooms": str(figures.rooms),
+            "connect s": f"{figures.connect_s:.2f}",
+            "held s": f"{figures.held_s:.1f}",
+            "drops": _drops(figures.drops),
+            "checks exact": f"{figures.checks_exact}/{figures.checks}",
+            "final checks exact": f"{figures.final_checks_exact}/{figures.final_checks}",
+            "node RSS MB": f"{figures.node_rss_mb:.1f}",
+            "node RSS KB/client": f"{figures.node_rss_kb_per_client:.1f}",
+            "server CPU %": f"{figures.cpu_percent:.0f}",
+            "exact": _yes(figures.exact),
+        },
     )
 
 
-def _print_figures(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
-    table = Table(title=title)
+def _print_run(figures: Any, json_output: bool, title: str, cells: dict[str, str]) -> None:
+    """The figures of a one-run bench (a dataclass): as JSON, or as a one-row table of column: cell."""
+    if json_output:
+        print_json(dataclasses.asdict(figures))
+        return
+    _print_table(title, list(cells), [list(cells.values())])
+
+
+def _print_table(
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    text_columns: Collection[str] = (),
+    caption: str | None = None,
+) -> None:
+    """Every bench table: figures right-aligned so that they line up, `text_columns` left-aligned."""
+    table = Table(title=title, caption=caption)
     for column in columns:
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="left" if column in text_columns else "right")
     for row in rows:
         table.add_row(*row)
     console.print(table)

@@ -120,8 +120,8 @@ def who(
     _run(run_watch())
 
 
-async def _fetch_once(base: str, room: str, timeout: float) -> dict[str, Any]:
-    async with open_api(base, timeout) as api:
+async def _fetch_once(base: str, room: str, timeout_s: float) -> dict[str, Any]:
+    async with open_api(base, timeout_s) as api:
         return await fetch_roster(api, NameCache(api), room)
 
 
@@ -145,16 +145,16 @@ def rename(
     console.print(Text(line), highlight=False, soft_wrap=True)
 
 
-async def _rename(base: str, user: str, name: str, room: str | None, timeout: float) -> str | None:
+async def _rename(base: str, user: str, name: str, room: str | None, timeout_s: float) -> str | None:
     """The node that relayed the identity-change, if a room was told."""
-    async with open_api(base, timeout) as api:
+    async with open_api(base, timeout_s) as api:
         if room is None:
             await api.rename(user, name)
             return None
         await api.health()
         # Connect first: a refused user or room then changes nothing.
         client = SimClient(api.url, user, room, http_session=api.session)
-        handshake = await client.connect(timeout=api.timeout_s)
+        handshake = await client.connect(timeout_s=api.timeout_s)
         try:
             await join_room.announce_rename(api, client, name)
         finally:

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from sioplay.cluster import control
 from sioplay.cluster.control import Request
-from sioplay.cluster.launcher import running_state, start_detached, stop_cluster
+from sioplay.cluster.launcher import run_attached, running_state, start_detached, stop_cluster
 from sioplay.cluster.logs import (
     SUPERVISOR,
     LogLine,
@@ -26,11 +26,11 @@ from sioplay.cluster.logs import (
     merged_tail,
     stamp,
 )
-from sioplay.cluster.state import ClusterState, is_running, read_state
 from sioplay.cluster.status import StatusCollector, not_running, render_status
 from sioplay.cluster.supervisor import MAX_NODES, Supervisor
-from sioplay.cluster.units import count_of, parse_bytes
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
+from sioplay.common.state import ClusterState, is_running, read_state
+from sioplay.common.units import count_of, parse_bytes
 from sioplay.errors import ClusterError
 from sioplay.settings import Settings
 
@@ -113,7 +113,7 @@ def _run_foreground(settings: Settings, nodes: int) -> None:
     configure_supervisor_logging(settings.home, settings.log_max_bytes, settings.log_backups, _ConsoleHandler())
     # No CPU sampling here: it would pause the supervisor's loop.
     supervisor = Supervisor(settings, nodes, on_line=print_line, on_running=lambda state: _print_status(state, 0.0))
-    if asyncio.run(supervisor.run()) != 0:
+    if run_attached(supervisor) != 0:
         raise ClusterError(supervisor.error or "the cluster failed")
 
 

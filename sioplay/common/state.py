@@ -1,6 +1,7 @@
 """The state directory: what a supervisor runs, as one JSON file written atomically.
 
-Other commands read it to find the cluster; `is_running` tells whether its
+The supervisor writes it; the cluster commands and the client commands read it
+with the one `read_state` to find the cluster, and `is_running` tells whether its
 supervisor still lives (same pid and create time).
 
 ``<home>/cluster/state.json``::
@@ -21,10 +22,11 @@ from typing import Any, Literal, get_args
 
 import orjson
 
-from sioplay.cluster.pids import ProcessRef, alive
+from sioplay.common.pids import ProcessRef, alive
 from sioplay.errors import ClusterError
 
 __all__ = [
+    "LIVE_PHASES",
     "ClusterState",
     "NodeRecord",
     "NodeStatus",
@@ -44,7 +46,8 @@ Phase = Literal["starting", "running", "stopping", "stopped", "failed"]
 # A replacement being started during a rolling restart, or an old process being drained.
 TransientRole = Literal["replacement", "draining"]
 
-_LIVE_PHASES: frozenset[str] = frozenset({"starting", "running", "stopping"})
+# While the supervisor is in one of these, it may have processes running; after them, it has none.
+LIVE_PHASES: frozenset[Phase] = frozenset({"starting", "running", "stopping"})
 _VERSION = 1
 
 
@@ -172,4 +175,4 @@ def write_json_atomic(path: Path, value: Any) -> None:
 
 def is_running(state: ClusterState) -> bool:
     """True while the supervisor that wrote `state` is alive and has not finished."""
-    return state.phase in _LIVE_PHASES and alive(state.supervisor)
+    return state.phase in LIVE_PHASES and alive(state.supervisor)

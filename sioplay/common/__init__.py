@@ -1,0 +1,15 @@
+"""What the cluster side and the client side both need, so that neither imports the other's code:
+
+- ``state``: the state file a supervisor writes and every command reads (its format, ``read_state``,
+  ``is_running``, the phases and ``LIVE_PHASES``)
+- ``health``: ``is_healthy``, the one judgement of a node's /healthz answer
+- ``pids``: processes known by pid and create time
+- ``ports``: free ports, and who holds a taken one
+- ``urls``: where a node or the cluster is reached from this machine
+- ``units``: sizes, durations and counts as people write and read them
+- ``redis_endpoint``: where a Redis URL points (parsed honestly), and one blocking command for checks
+- ``cluster_secret``: the secret that signs the cluster's messages, made once per state directory
+
+``sioplay.cluster`` (the supervisor and the CLI's side of it), ``sioplay.client`` (the client
+commands) and ``sioplay.bench`` import these; nothing here imports them.
+"""
