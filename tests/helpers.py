@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 import aiohttp
 
 from sioplay.cluster.spawn import spawn_node
+from sioplay.common.cluster_secret import load_or_create_secret
 from sioplay.common.health import is_healthy
 from sioplay.common.ports import free_port
+from sioplay.node.signing import MessageSigner
 from sioplay.settings import Settings
 
 T = TypeVar("T")
@@ -98,6 +100,11 @@ async def async_http_json(url: str, method: str = "GET", body: Any = None, timeo
     """`http_json` for async tests."""
     status, raw, headers = await async_http(url, method, body, timeout_s)
     return status, (json.loads(raw) if raw else None), headers
+
+
+def signed(settings: Settings, channel: str, payload: bytes) -> bytes:
+    """`payload` as a node of `settings`' cluster publishes it on `channel`: signed with the cluster's secret."""
+    return MessageSigner(load_or_create_secret(settings.home)).sign(channel.encode(), payload)
 
 
 class NodeHandle:

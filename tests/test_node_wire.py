@@ -23,7 +23,7 @@ from sioplay.common.ports import free_port
 from sioplay.errors import ClientError
 from sioplay.node.app import Node
 from sioplay.settings import Settings
-from tests.helpers import NodeHandle, async_http_json, async_wait_until, http_json
+from tests.helpers import NodeHandle, async_http_json, async_wait_until, http_json, signed
 
 FRAME_TIMEOUT_S = 5.0
 
@@ -214,7 +214,8 @@ async def test_garbage_on_the_socketio_channel_changes_nothing(
     redis = aioredis.Redis.from_url(seeded_settings.redis_url)
     try:
         for payload in garbage:
-            assert await redis.publish(f"{seeded_settings.cluster}:socketio", payload) == 2, "both nodes listen"
+            channel = f"{seeded_settings.cluster}:socketio"
+            assert await redis.publish(channel, signed(seeded_settings, channel, payload)) == 2, "both nodes listen"
     finally:
         await redis.aclose()
 

@@ -12,7 +12,7 @@ import redis
 
 from sioplay.client.sim import SimClient
 from sioplay.settings import Settings
-from tests.helpers import NodeHandle, async_http, async_http_json, async_wait_until, http_json, wait_until
+from tests.helpers import NodeHandle, async_http, async_http_json, async_wait_until, http_json, signed, wait_until
 
 
 @pytest.fixture
@@ -192,15 +192,16 @@ async def test_garbage_on_the_bus_is_dropped_and_counted(three_nodes, clients, s
         (
             f"{channel}:{instance_a}",
             (
-                b'{"v": 2, "kind": "roster-reply", "origin": "x", "instance": "y", "request_id": "nobody-asked",'
-                b' "body": {"room": "Maths", "version": 1, "members": [["ghost", "9"]]}}'
+                b'{"v": 2, "kind": "roster-reply", "origin": "x", "instance": "0123456789abcdef",'
+                b' "request_id": "' + b"0" * 32 + b'", "body": {"room": "Maths", "version": 1, "members": [["g", "9"]]}}'
             ),
         ),
     ]
     client = redis.Redis.from_url(seeded_settings.redis_url)
     try:
+        # Signed as a node would sign them: what is checked here is the message itself.
         for target, payload in garbage:
-            assert client.publish(target, payload) >= 1
+            assert client.publish(target, signed(seeded_settings, target, payload)) >= 1
     finally:
         client.close()
 
