@@ -15,7 +15,7 @@ import sioplay.commands.bench as bench_commands
 from sioplay.bench.chart import check_chart_path
 from sioplay.bench.clients import BenchClient, BenchClients
 from sioplay.bench.growth import GrowthRatio, growth
-from sioplay.bench.roster import RosterFigures
+from sioplay.bench.roster_bench import RosterFigures
 from sioplay.cli import app
 from sioplay.errors import ConfigError
 

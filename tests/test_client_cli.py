@@ -120,7 +120,7 @@ async def test_join_json_reports_another_clients_connect_rename_and_leave(
     assert code == 130 and "Traceback" not in stderr, stderr
 
 
-async def test_who_json_is_the_server_envelope_with_names(cluster: Cluster, clients: list[SimClient]) -> None:
+async def test_who_json_is_the_server_roster_with_names(cluster: Cluster, clients: list[SimClient]) -> None:
     for node, id_user in ((cluster.a, "1"), (cluster.b, "2"), (cluster.a, "2")):
         clients.append(SimClient(node.url, id_user, "Maths"))
         await clients[-1].connect()

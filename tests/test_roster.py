@@ -74,11 +74,11 @@ async def test_roster_is_exact_from_every_node(three_nodes, clients) -> None:
         assert headers["X-Sioplay-Nodes-Expected"] == "3" and headers["X-Sioplay-Nodes-Answered"] == "3"
         assert headers["X-Sioplay-Nodes-Missing"] == ""
 
-        envelope = await roster(node, "Maths")
-        assert envelope["complete"] is True and envelope["sockets"] == 5
-        assert envelope["unique_users"] == 4, "user 1 has sockets on two nodes and counts once"
-        assert envelope["nodes"]["answered"] == ["node-a", "node-b", "node-c"] and envelope["nodes"]["missing"] == []
-        by_socket = {m["id_socket"]: m["node"] for m in envelope["users"]}
+        body = await roster(node, "Maths")
+        assert body["complete"] is True and body["sockets"] == 5
+        assert body["unique_users"] == 4, "user 1 has sockets on two nodes and counts once"
+        assert body["nodes"]["answered"] == ["node-a", "node-b", "node-c"] and body["nodes"]["missing"] == []
+        by_socket = {m["id_socket"]: m["node"] for m in body["users"]}
         assert by_socket == {cl.sid: cl.handshake["node"] for cl in made if cl.room == "Maths"}
 
     grouped = await roster(b, "Maths", "?group=user")
@@ -192,8 +192,9 @@ async def test_garbage_on_the_bus_is_dropped_and_counted(three_nodes, clients, s
         (
             f"{channel}:{instance_a}",
             (
-                b'{"v": 2, "kind": "roster-reply", "origin": "x", "instance": "0123456789abcdef",'
-                b' "request_id": "' + b"0" * 32 + b'", "body": {"room": "Maths", "version": 1, "members": [["g", "9"]]}}'
+                b'{"v": 2, "kind": "roster-reply", "origin": "x", "instance": "0123456789abcdef", "request_id": "'
+                + b"0" * 32
+                + b'", "body": {"room": "Maths", "version": 1, "members": [["g", "9"]]}}'
             ),
         ),
     ]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sioplay.bench.growth import Growth
-from sioplay.bench.roster import RosterFigures
+from sioplay.bench.roster_bench import RosterFigures
 from sioplay.common.units import count_of
 from sioplay.errors import ConfigError
 

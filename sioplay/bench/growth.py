@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from sioplay.bench.roster import RosterFigures
+from sioplay.bench.roster_bench import RosterFigures
 
 __all__ = ["Growth", "GrowthRatio", "growth"]
 

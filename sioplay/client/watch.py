@@ -23,7 +23,7 @@ from rich.text import Text
 
 from sioplay.client.http import Api
 from sioplay.client.names import NameCache
-from sioplay.client.roster import fetch_roster, roster_view, same_roster
+from sioplay.client.roster_view import fetch_roster, roster_view, same_roster
 from sioplay.errors import ClientError
 
 __all__ = ["JsonLinesDisplay", "LiveDisplay", "RosterWatch", "Snapshot", "SnapshotDisplay"]
@@ -36,7 +36,7 @@ WATCHED_EVENTS = ("socket-connected", "socket-disconnected", "identity-change")
 @dataclasses.dataclass(frozen=True, slots=True)
 class Snapshot:
     room: str
-    envelope: dict[str, Any] | None
+    roster_body: dict[str, Any] | None
     reason: str
     at: float
     listening: bool
@@ -114,13 +114,13 @@ class RosterWatch:
             if reason in ("timer", "reconnect"):
                 self.names.forget()
             try:
-                envelope = await fetch_roster(self.api, self.names, self.room)
+                roster_body = await fetch_roster(self.api, self.names, self.room)
             except ClientError as exc:
                 if first:
                     raise
                 self.display.show(Snapshot(self.room, None, reason, time.time(), self.sio.connected, str(exc)))
             else:
-                self.display.show(Snapshot(self.room, envelope, reason, time.time(), self.sio.connected))
+                self.display.show(Snapshot(self.room, roster_body, reason, time.time(), self.sio.connected))
             first = False
             wait = self.refresh_s if end is None else min(self.refresh_s, end - loop.time())
             if wait <= 0:
@@ -153,12 +153,12 @@ class LiveDisplay:
         self._live.stop()
 
     def show(self, snapshot: Snapshot) -> None:
-        if snapshot.envelope is not None:
+        if snapshot.roster_body is not None:
             self._last = snapshot
         shown = self._last or snapshot
         parts: list[RenderableType] = []
-        if shown.envelope is not None:
-            parts.append(roster_view(shown.envelope))
+        if shown.roster_body is not None:
+            parts.append(roster_view(shown.roster_body))
         events = "events: live"
         if not snapshot.listening:
             events = f"events: reconnecting, refreshing every {self.refresh_s:g} s"
@@ -177,15 +177,15 @@ class _ChangesOnly:
         self._last: dict[str, Any] | None = None
 
     def show(self, snapshot: Snapshot) -> None:
-        if snapshot.envelope is None:
+        if snapshot.roster_body is None:
             self.err_console.print(Text(f"refresh failed: {snapshot.error}", style="red"))
             return
-        if same_roster(self._last, snapshot.envelope):
+        if same_roster(self._last, snapshot.roster_body):
             return
-        self._last = snapshot.envelope
-        self._print(snapshot, snapshot.envelope)
+        self._last = snapshot.roster_body
+        self._print(snapshot, snapshot.roster_body)
 
-    def _print(self, snapshot: Snapshot, envelope: dict[str, Any]) -> None:
+    def _print(self, snapshot: Snapshot, roster_body: dict[str, Any]) -> None:
         raise NotImplementedError
 
 
@@ -196,14 +196,14 @@ class SnapshotDisplay(_ChangesOnly):
         super().__init__(err_console)
         self.console = console
 
-    def _print(self, snapshot: Snapshot, envelope: dict[str, Any]) -> None:
+    def _print(self, snapshot: Snapshot, roster_body: dict[str, Any]) -> None:
         heading = f"{snapshot.room} at {_clock(snapshot.at)} after {snapshot.reason}"
-        self.console.print(roster_view(envelope, heading=heading))
+        self.console.print(roster_view(roster_body, heading=heading))
 
 
 class JsonLinesDisplay(_ChangesOnly):
-    """One hydrated envelope per line, each time the roster changes."""
+    """One hydrated roster_body per line, each time the roster changes."""
 
-    def _print(self, snapshot: Snapshot, envelope: dict[str, Any]) -> None:
-        sys.stdout.write(orjson.dumps(envelope).decode() + "\n")
+    def _print(self, snapshot: Snapshot, roster_body: dict[str, Any]) -> None:
+        sys.stdout.write(orjson.dumps(roster_body).decode() + "\n")
         sys.stdout.flush()

@@ -17,7 +17,7 @@ from sioplay.errors import ConfigError
 
 if TYPE_CHECKING:
     from sioplay.bench.growth import Growth
-    from sioplay.bench.roster import RosterFigures
+    from sioplay.bench.roster_bench import RosterFigures
 
 __all__ = ["app"]
 
@@ -61,7 +61,7 @@ def roster(
 ) -> None:
     """Roster latency (p50/p95/p99, sequential) and requests/s (concurrent) for each nodes × clients."""
     from sioplay.bench.growth import growth
-    from sioplay.bench.roster import run_roster_bench
+    from sioplay.bench.roster_bench import run_roster_bench
 
     if plot is not None:
         from sioplay.bench.chart import check_chart_path

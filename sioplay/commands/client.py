@@ -13,7 +13,7 @@ from sioplay.client import join as join_room
 from sioplay.client import swarm as swarming
 from sioplay.client.http import DEFAULT_TIMEOUT_S, open_api
 from sioplay.client.names import NameCache
-from sioplay.client.roster import fetch_roster, roster_view
+from sioplay.client.roster_view import fetch_roster, roster_view
 from sioplay.client.sim import SimClient
 from sioplay.client.swarm_view import SwarmDisplay, summary_table
 from sioplay.client.target import resolve_url
@@ -100,11 +100,11 @@ def who(
     validate_room(room)
     base = resolve_url(state_of(ctx).settings.home, url, node)
     if not watch:
-        envelope = _run(_fetch_once(base, room, timeout))
+        roster_body = _run(_fetch_once(base, room, timeout))
         if as_json:
-            print_json(envelope)
+            print_json(roster_body)
         else:
-            console.print(roster_view(envelope))
+            console.print(roster_view(roster_body))
         return
 
     async def run_watch() -> None:

@@ -1,4 +1,4 @@
-"""Room rosters as the CLI shows them: the server's envelope hydrated with names, as a Rich table."""
+"""Room rosters as the CLI shows them: the server's roster body hydrated with names, as a Rich table."""
 
 from __future__ import annotations
 
@@ -27,11 +27,11 @@ class UserRow:
 
 async def fetch_roster(api: Api, names: NameCache, room: str) -> dict[str, Any]:
     """GET /rooms/{room}, with every entry given its user's `name` (None if unknown)."""
-    envelope = await api.roster(room)
-    if not isinstance(envelope, dict) or not isinstance(envelope.get("users"), list):
+    roster_body = await api.roster(room)
+    if not isinstance(roster_body, dict) or not isinstance(roster_body.get("users"), list):
         raise ClientError(f"{api.url} did not answer with a sioplay roster")
-    by_id = await names.hydrate(str(entry["id_user"]) for entry in envelope["users"])
-    return {**envelope, "users": [{**entry, "name": by_id[str(entry["id_user"])]} for entry in envelope["users"]]}
+    by_id = await names.hydrate(str(entry["id_user"]) for entry in roster_body["users"])
+    return {**roster_body, "users": [{**entry, "name": by_id[str(entry["id_user"])]} for entry in roster_body["users"]]}
 
 
 def same_roster(a: dict[str, Any] | None, b: dict[str, Any]) -> bool:
@@ -39,10 +39,10 @@ def same_roster(a: dict[str, Any] | None, b: dict[str, Any]) -> bool:
     return a is not None and {**a, "took_ms": None} == {**b, "took_ms": None}
 
 
-def user_rows(envelope: dict[str, Any]) -> list[UserRow]:
+def user_rows(roster_body: dict[str, Any]) -> list[UserRow]:
     """One row per user, in the server's order, with their sockets counted and nodes merged."""
     grouped: dict[str, list[dict[str, Any]]] = {}
-    for entry in envelope["users"]:
+    for entry in roster_body["users"]:
         grouped.setdefault(str(entry["id_user"]), []).append(entry)
     return [
         UserRow(id_user, entries[0].get("name"), len(entries), sorted({str(e.get("node", "?")) for e in entries}))
@@ -50,40 +50,41 @@ def user_rows(envelope: dict[str, Any]) -> list[UserRow]:
     ]
 
 
-def _complete(envelope: dict[str, Any]) -> bool:
-    return envelope.get("complete") is True
+def _complete(roster_body: dict[str, Any]) -> bool:
+    return roster_body.get("complete") is True
 
 
-def completeness_line(envelope: dict[str, Any]) -> Text:
-    nodes = envelope.get("nodes") or {}
+def completeness_line(roster_body: dict[str, Any]) -> Text:
+    nodes = roster_body.get("nodes") or {}
     missing = nodes.get("missing") or []
     answered = f"nodes {len(nodes.get('answered') or [])}/{nodes.get('expected', '?')} answered"
     if missing:
         answered += f", missing: {', '.join(map(str, missing))}"
     if nodes.get("error"):
         answered += f", error: {nodes['error']}"
-    counts = f"{count_of(envelope.get('unique_users', 0), 'user')}, {count_of(envelope.get('sockets', 0), 'socket')}"
-    took = f"{float(envelope.get('took_ms', 0.0)):.1f} ms"
-    if _complete(envelope):
+    users, sockets = roster_body.get("unique_users", 0), roster_body.get("sockets", 0)
+    counts = f"{count_of(users, 'user')}, {count_of(sockets, 'socket')}"
+    took = f"{float(roster_body.get('took_ms', 0.0)):.1f} ms"
+    if _complete(roster_body):
         return Text(f"{counts} · {answered} · {took}", style="green")
     return Text(f"PARTIAL: {counts} known · {answered} · {took}", style="bold red")
 
 
-def roster_view(envelope: dict[str, Any], heading: str | None = None) -> Group:
+def roster_view(roster_body: dict[str, Any], heading: str | None = None) -> Group:
     """The table of users and, under it, how complete the answer is; `heading` goes above it."""
-    complete = _complete(envelope)
-    title = str(envelope.get("room", ""))
+    complete = _complete(roster_body)
+    title = str(roster_body.get("room", ""))
     table = Table(
         "id_user", "name", "sockets", "nodes", title=title if complete else f"{title} (PARTIAL)", title_justify="left"
     )
-    for row in user_rows(envelope):
+    for row in user_rows(roster_body):
         # Names are user input: never let them be read as Rich markup.
         name = Text(row.name) if row.name is not None else Text("?", style="dim")
         table.add_row(Text(row.id_user), name, str(row.sockets), Text(", ".join(row.nodes)))
     if not complete:
-        missing = (envelope.get("nodes") or {}).get("missing") or []
+        missing = (roster_body.get("nodes") or {}).get("missing") or []
         unknown = f"no answer from {', '.join(map(str, missing))}" if missing else "the query failed"
         table.add_row("?", "not known", "?", unknown, style="bold red")
     if heading is None:
-        return Group(table, completeness_line(envelope))
-    return Group(Text(heading, style="bold"), table, completeness_line(envelope))
+        return Group(table, completeness_line(roster_body))
+    return Group(Text(heading, style="bold"), table, completeness_line(roster_body))
