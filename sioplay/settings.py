@@ -48,6 +48,9 @@ class Settings:
     # Kernel send buffer of each websocket (SO_SNDBUF); None leaves it to the kernel's autotuning.
     ws_send_buffer_bytes: int | None = None
     shutdown_grace_s: float = 5.0
+    # HTTP: names a request's Host may carry besides the loopback names and the bound address (DNS rebinding);
+    # "*.example.com" matches its subdomains, "*" any name. A comma-separated list in SIOPLAY_ALLOWED_HOSTS.
+    allowed_hosts: tuple[str, ...] = ()
 
     # Supervisor.
     stop_timeout_s: float = 10.0
@@ -66,6 +69,11 @@ class Settings:
     health_timeout_s: float = 10.0
     # None: every node gets a free port of its own; else node-N starts on base+N-1.
     node_port_base: int | None = None
+
+    def __post_init__(self) -> None:
+        # A comma-separated string, as SIOPLAY_ALLOWED_HOSTS gives it, is the same list.
+        if isinstance(self.allowed_hosts, str):
+            object.__setattr__(self, "allowed_hosts", _split_list(self.allowed_hosts))
 
     @property
     def effective_db_url(self) -> str:
@@ -103,6 +111,8 @@ class Settings:
                 continue
             if isinstance(value, bool):
                 value = "1" if value else "0"
+            if isinstance(value, tuple):
+                value = ",".join(value)
             if field.name == "home":
                 value = Path(value).resolve()
             env[ENV_PREFIX + field.name.upper()] = str(value)
@@ -135,11 +145,18 @@ class Settings:
             raise ConfigError(f"SIOPLAY_MAX_MEMORY_BYTES must be positive, not {self.max_memory_bytes}")
         if self.heartbeat_misses < 1:
             raise ConfigError(f"SIOPLAY_HEARTBEAT_MISSES must be at least 1, not {self.heartbeat_misses}")
+        for name in self.allowed_hosts:
+            if not name or any(char in name for char in " /,@") or not name.isascii():
+                raise ConfigError(f"SIOPLAY_ALLOWED_HOSTS must list host names (ASCII, no port), not {name!r}")
 
 
 _FIELD_NAMES = {field.name for field in dataclasses.fields(Settings)}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+
+
+def _split_list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
 def _parse(field: dataclasses.Field[Any], raw: str, key: str) -> Any:
@@ -158,6 +175,8 @@ def _parse(field: dataclasses.Field[Any], raw: str, key: str) -> Any:
             return float(raw)
         if kind.startswith("Path"):
             return Path(raw)
+        if kind.startswith("tuple"):
+            return _split_list(raw)
     except ValueError:
         raise ConfigError(f"{key}={raw!r} is not a valid {kind.split(' ')[0]}") from None
     return raw

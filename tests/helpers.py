@@ -59,10 +59,17 @@ async def async_wait_until(
         await asyncio.sleep(interval)
 
 
-def http_json(url: str, method: str = "GET", body: Any = None, timeout: float = 5.0) -> tuple[int, Any, dict[str, str]]:
-    """(status, decoded JSON or None, headers) of one HTTP request; errors are returned, not raised."""
+def http_json(
+    url: str, method: str = "GET", body: Any = None, timeout: float = 5.0, headers: dict[str, str] | None = None
+) -> tuple[int, Any, dict[str, str]]:
+    """(status, decoded JSON or None, headers) of one HTTP request; errors are returned, not raised.
+
+    `headers` are sent as given, `Host` included (urllib only adds its own when there is none).
+    """
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()

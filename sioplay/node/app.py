@@ -22,7 +22,7 @@ from sioplay.node.metrics import Metrics
 from sioplay.node.redis_wire import RedisPublisher, Subscription
 from sioplay.node.room_events import RoomEvents
 from sioplay.node.roster_parts import RoomCaches
-from sioplay.node.routes import add_routes, json_errors
+from sioplay.node.routes import add_routes, middlewares
 from sioplay.node.sockets import LocalSockets
 from sioplay.settings import Settings
 from sioplay.tasks import cancel_and_wait
@@ -85,7 +85,7 @@ class Node:
         self.events = RoomEvents(self.sio, self.store, self.sockets, node_id)
         self.manager.on_connected = self.events.handle_connected
         self.events.register()
-        self.app = web.Application(client_max_size=settings.max_http_body_bytes, middlewares=[json_errors])
+        self.app = web.Application(client_max_size=settings.max_http_body_bytes, middlewares=middlewares(settings))
         self.sio.attach(self.app)
         add_routes(self.app, self)
         self._runner: web.AppRunner | None = None
