@@ -29,10 +29,10 @@ FORBIDDEN_CATEGORIES: dict[str, str] = {
 }
 
 
-def normalized(text: str, what: str) -> str:
-    """`text` in NFC, or :class:`ValidationError` naming the first forbidden character and what `what` is."""
+def normalized(text: str, refusal: str) -> str:
+    """`text` in NFC, or ValidationError: `refusal` ("room name contains"), the first forbidden character, its kind."""
     for char in text:
         kind = FORBIDDEN_CATEGORIES.get(unicodedata.category(char))
         if kind is not None:
-            raise ValidationError(f"{what} contains U+{ord(char):04X} ({kind})")
+            raise ValidationError(f"{refusal} U+{ord(char):04X} ({kind})")
     return unicodedata.normalize("NFC", text)

@@ -58,7 +58,7 @@ def validate_name(raw: object) -> str:
     """``raw`` trimmed and in NFC, if it is an acceptable user name (`sioplay.common.names`); else ValidationError."""
     if not isinstance(raw, str):
         raise ValidationError(f"name must be a string, not {type(raw).__name__}")
-    name = normalized(raw.strip(), "name")
+    name = normalized(raw.strip(), "name must not contain")
     if not name:
         raise ValidationError("name must not be empty")
     if len(name) > NAME_MAX_CHARS:

@@ -25,7 +25,7 @@ def validate_room(raw: object) -> str:
     """The room `raw` names, in NFC; refused, not trimmed, with spaces around it, so that it is not a second room."""
     if not isinstance(raw, str) or not raw.strip():
         raise ValidationError("room name is missing or empty")
-    room = normalized(raw, "room name")
+    room = normalized(raw, "room name contains")
     if len(room) > MAX_ROOM_LENGTH:
         raise ValidationError(f"room name is longer than {MAX_ROOM_LENGTH} characters ({len(room)})")
     if room != room.strip():
@@ -41,7 +41,7 @@ def validate_id_user(raw: object) -> str:
         raise ValidationError("id_user is missing: connect with ?id_user=N (query) or auth {id_user: N}")
     if len(raw) > MAX_ID_USER_LENGTH:
         raise ValidationError(f"id_user {raw[:MAX_ID_USER_LENGTH]!r} is not a valid id")
-    return normalized(raw, "id_user").strip()
+    return normalized(raw, "id_user contains").strip()
 
 
 def _connect_value(query_string: str, auth: object, name: str) -> object:
