@@ -106,12 +106,14 @@ def test_a_write_from_a_foreign_host_is_misdirected_and_changes_nothing(node: No
     local = {"Host": f"localhost:{node.port}", "Origin": f"http://localhost:{node.port}"}
     assert http_json(node.url + "/users/2", "PUT", {"name": "Maria"}, headers=local)[0] == 204
     assert http_json(node.url + "/users/2", headers={"Host": f"[::1]:{node.port}"})[1]["name"] == "Maria"
+    _, _, headers = http_json(node.url + "/users/2", headers={"Origin": "http://evil.example"})
+    assert not [name for name in headers if name.lower().startswith("access-control-")], "no CORS"
 
 
-def websocket_upgrade(port: int, host: str) -> bytes:
+def websocket_upgrade(port: int, host: str, origin: str | None = None) -> bytes:
     return (
         f"GET /socket.io/?EIO=4&transport=websocket&id_user=1&room=Maths HTTP/1.1\r\nHost: {host}\r\n"
-        f"Origin: http://{host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Origin: {origin or 'http://' + host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     ).encode()
 
@@ -122,6 +124,8 @@ def test_a_websocket_from_a_foreign_host_is_misdirected(node: NodeHandle) -> Non
     with socket.create_connection(("127.0.0.1", node.port), timeout=5) as sock:
         sock.sendall(websocket_upgrade(node.port, f"localhost:{node.port}"))
         assert sock.recv(100).startswith(b"HTTP/1.1 101 "), "the same upgrade from localhost is taken"
+    status, _, body = raw_http(node.port, websocket_upgrade(node.port, f"localhost:{node.port}", "http://evil.example"))
+    assert status == 400 and json.loads(body) == {"error": "Not an accepted origin.", "status": 400}, "still refused"
 
 
 def test_allowed_hosts_adds_names(start_node: Callable[..., NodeHandle], seeded_settings: Settings) -> None:
@@ -225,6 +229,8 @@ def test_requests_aiohttp_cannot_parse_get_json(node: NodeHandle, request_bytes:
     decoded = assert_json_error(*raw_http(node.port, request_bytes), status)
     assert message in decoded["error"]
     assert "aaaa" not in decoded["error"], "the request is not echoed back"
+    line = f"bad request from 127.0.0.1: {decoded['error']}"
+    wait_until(lambda: line in node.log_text(), 5, "the malformed request's log line")
     assert "Traceback" not in node.log_text(), "a malformed request is one log line, not a traceback"
 
 
@@ -236,6 +242,7 @@ def test_every_error_route_answers_json(node: NodeHandle) -> None:
         (b"GET /assets/ HTTP/1.1\r\n", 404),
         (b"GET /assets/%2e%2e/validation.py HTTP/1.1\r\n", 404),
         (b"GET /assets/../routes/ui.py HTTP/1.1\r\n", 404),
+        (b"GET /assets/x%0D%0ASet-Cookie:%20a=b HTTP/1.1\r\n", 404),
         (b"DELETE /users/1 HTTP/1.1\r\n", 405),
         (b"POST /healthz HTTP/1.1\r\nContent-Length: 0\r\n", 405),
         (b"GET /socket.io/?EIO=4&transport=nope HTTP/1.1\r\n", 400),

@@ -388,7 +388,7 @@ class JsonErrorRequestHandler(_AIOHTTP_REQUEST_HANDLER):  # type: ignore[misc,va
         else:
             if request.writer.output_size > 0:
                 raise ConnectionError("response already sent, cannot send the error")
-            self.logger.info("bad request from %s: %s", request.remote, _parse_error_message(exc, status))
+            log.info("bad request from %s: %s", request.remote, _parse_error_message(exc, status))
         response = web.Response(
             body=error_body(status, _parse_error_message(exc, status)),
             status=status,

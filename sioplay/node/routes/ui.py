@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aiohttp import hdrs, web
 
+from sioplay.node.routes.responses import error_response
 from sioplay.node.validation import validate_id_user, validate_room
 
 __all__ = ["ui_routes"]
@@ -55,8 +56,11 @@ def ui_routes() -> list[web.RouteDef]:
 
 
 def asset_handler(directory: Path) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """The files of `directory`, read once: a name that is not one of them is a JSON 404 (aiohttp's own static
-    route answers a miss with an empty body, decided only when it sends), and no path can reach beyond them."""
+    """The files of `directory`, read once, and a JSON 404 for any other name.
+
+    aiohttp's static route answers a miss with an empty body, decided only as it
+    sends; here the names are known up front, and no path reaches beyond them.
+    """
     assets = {
         path.name: (path.read_bytes(), CONTENT_TYPES.get(path.suffix, "text/plain"))
         for path in sorted(directory.iterdir())
@@ -67,7 +71,7 @@ def asset_handler(directory: Path) -> Callable[[web.Request], Awaitable[web.Resp
     async def asset(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if name not in assets:
-            raise web.HTTPNotFound(reason=f"no asset {name[:80]!r}")
+            return error_response(404, f"no asset {name[:80]!r}")
         etag = etags[name]
         if etag in request.headers.get(hdrs.IF_NONE_MATCH, ""):
             return web.Response(status=304, headers={hdrs.ETAG: etag})
