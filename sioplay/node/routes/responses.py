@@ -57,8 +57,13 @@ def _as_json_error(response: web.StreamResponse) -> web.StreamResponse:
         return response
     if response.content_type == "application/json":
         return response
-    body = response.body
-    text = body.decode("utf-8", "replace").strip() if isinstance(body, bytes) else ""
+    body = response.body if isinstance(response.body, bytes) else b""
+    try:
+        # engine.io sends its refusals as a JSON string under text/plain.
+        said = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        said = None
+    text = said.strip() if isinstance(said, str) else body.decode("utf-8", "replace").strip()
     return error_response(response.status, text[:MAX_FOREIGN_MESSAGE_CHARS] or response.reason)
 
 
