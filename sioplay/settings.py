@@ -57,6 +57,9 @@ class Settings:
     max_connections_per_address: int = 4096
     identity_change_rate_per_s: float = 2.0
     identity_change_burst: int = 10
+    # HTTP: names a request's Host may carry besides the loopback names and the bound address (DNS rebinding);
+    # "*.example.com" matches its subdomains, "*" any name. A comma-separated list in SIOPLAY_ALLOWED_HOSTS.
+    allowed_hosts: tuple[str, ...] = ()
 
     # Supervisor.
     stop_timeout_s: float = 10.0
@@ -75,6 +78,11 @@ class Settings:
     health_timeout_s: float = 10.0
     # None: every node gets a free port of its own; else node-N starts on base+N-1.
     node_port_base: int | None = None
+
+    def __post_init__(self) -> None:
+        # A comma-separated string, as SIOPLAY_ALLOWED_HOSTS gives it, is the same list.
+        if isinstance(self.allowed_hosts, str):
+            object.__setattr__(self, "allowed_hosts", _split_list(self.allowed_hosts))
 
     @property
     def effective_db_url(self) -> str:
@@ -112,6 +120,8 @@ class Settings:
                 continue
             if isinstance(value, bool):
                 value = "1" if value else "0"
+            if isinstance(value, tuple):
+                value = ",".join(value)
             if field.name == "home":
                 value = Path(value).resolve()
             env[ENV_PREFIX + field.name.upper()] = str(value)
@@ -150,11 +160,18 @@ class Settings:
                 raise ConfigError(f"SIOPLAY_{name.upper()} must be at least 1, not {getattr(self, name)}")
         if self.heartbeat_misses < 1:
             raise ConfigError(f"SIOPLAY_HEARTBEAT_MISSES must be at least 1, not {self.heartbeat_misses}")
+        for name in self.allowed_hosts:
+            if not name or any(char in name for char in " /,@") or not name.isascii():
+                raise ConfigError(f"SIOPLAY_ALLOWED_HOSTS must list host names (ASCII, no port), not {name!r}")
 
 
 _FIELD_NAMES = {field.name for field in dataclasses.fields(Settings)}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+
+
+def _split_list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
 def _parse(field: dataclasses.Field[Any], raw: str, key: str) -> Any:
@@ -173,6 +190,8 @@ def _parse(field: dataclasses.Field[Any], raw: str, key: str) -> Any:
             return float(raw)
         if kind.startswith("Path"):
             return Path(raw)
+        if kind.startswith("tuple"):
+            return _split_list(raw)
     except ValueError:
         raise ConfigError(f"{key}={raw!r} is not a valid {kind.split(' ')[0]}") from None
     return raw

@@ -73,16 +73,22 @@ def _request_body(body: Any) -> bytes | None:
     return None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
 
 
-def http_json(url: str, method: str = "GET", body: Any = None, timeout_s: float = 5.0) -> HttpAnswer:
-    """(status, decoded JSON or None, headers) of one HTTP request; error statuses are returned, not raised."""
-    request = urllib.request.Request(url, data=_request_body(body), method=method, headers=_JSON)
+def http_json(
+    url: str, method: str = "GET", body: Any = None, timeout_s: float = 5.0, headers: dict[str, str] | None = None
+) -> HttpAnswer:
+    """(status, decoded JSON or None, headers) of one HTTP request; error statuses are returned, not raised.
+
+    `headers` are sent as given, `Host` included (urllib only adds its own when there is none).
+    """
+    sent = {**_JSON, **(headers or {})}
+    request = urllib.request.Request(url, data=_request_body(body), method=method, headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             raw = response.read()
-            status, headers = response.status, dict(response.headers)
+            status, answered = response.status, dict(response.headers)
     except urllib.error.HTTPError as exc:
-        raw, status, headers = exc.read(), exc.code, dict(exc.headers)
-    return status, (json.loads(raw) if raw else None), headers
+        raw, status, answered = exc.read(), exc.code, dict(exc.headers)
+    return status, (json.loads(raw) if raw else None), answered
 
 
 async def async_http(

@@ -7,6 +7,7 @@ tests share it and keep out of each other's way by room and user.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -15,16 +16,18 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
 
 import psutil
 import pytest
 
+from sioplay.client.sim import SimClient
 from sioplay.common.health import is_healthy
 from sioplay.common.pids import ProcessRef, find
 from sioplay.common.ports import free_port
@@ -32,6 +35,8 @@ from sioplay.common.state import ClusterState, read_state
 from tests.helpers import http_json, wait_until
 
 pytestmark = pytest.mark.browser
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +192,8 @@ class Visits:
     urls: list[str] = dataclasses.field(default_factory=list)
     # Answers of 400 and above: a page a person is shown should not be asking for what is not there.
     failures: list[str] = dataclasses.field(default_factory=list)
+    # What the page's Content-Security-Policy refused, as Chromium reports it on the console.
+    csp_violations: list[str] = dataclasses.field(default_factory=list)
 
     def open(self, url: str) -> Any:
         page = self.context.new_page()
@@ -203,6 +210,8 @@ class Visits:
     def check_console(self, message: Any) -> None:
         if message.type == "error" and message.text.startswith("Failed to load resource"):
             self.failures.append(f"{message.text}: {message.location.get('url')}")
+        if "Content Security Policy" in message.text:
+            self.csp_violations.append(message.text)
 
     def assert_stayed_on_loopback(self) -> None:
         assert any(url.endswith("/assets/socket.io.min.js") for url in self.urls), self.urls
@@ -210,6 +219,7 @@ class Visits:
         elsewhere = [url for url in self.urls if urlsplit(url).hostname not in LOOPBACK]
         assert elsewhere == [], f"the page reached beyond this machine: {elsewhere}"
         assert self.failures == [], self.failures
+        assert self.csp_violations == [], "the page works under its own Content-Security-Policy"
 
 
 @pytest.fixture
@@ -374,4 +384,99 @@ def test_a_partial_roster_is_marked_until_every_node_answers_again(
     expect(page.locator("#members tr")).to_have_count(1)
     expect(page.locator("#partial")).to_be_hidden()
     expect(page.locator("#partial-badge")).to_be_hidden()
+    visits.assert_stayed_on_loopback()
+
+
+class LoopThread:
+    """An event loop in a thread of its own, for Socket.IO clients next to Playwright's synchronous API."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def settle(page: Any, seconds: float) -> None:
+    """Let `seconds` pass with Playwright's events delivered (a plain sleep would hold them back)."""
+    page.wait_for_timeout(seconds * 1000)
+
+
+def test_a_burst_of_identity_changes_costs_a_page_a_few_requests(cli_cluster: CliCluster, visits: Visits) -> None:
+    """One client that announces a change 200 times makes the page ask for that user twice, and for no roster."""
+    from playwright.sync_api import expect
+
+    page = visits.open(f"{cli_cluster.node_url('node-1')}/ui/Biology?id_user=7")
+    expect(page.locator("#state")).to_have_text("connected to node node-1")
+    loop = LoopThread()
+    flooder = SimClient(cli_cluster.node_url("node-2"), "8", "Biology")
+    try:
+        loop.run(flooder.connect())
+        expect(page.locator("#members tr")).to_have_count(2)
+        settle(page, 0.5)
+        before = len(visits.urls)
+        assert http_json(f"{cli_cluster.node_url('node-2')}/users/8", "PUT", {"name": "Charlie Burst"})[0] == 204
+
+        async def burst() -> None:
+            for _ in range(200):
+                await flooder.emit("identity-change", {"id_user": "8"})
+
+        loop.run(burst())
+        expect(page.locator("#members tr[data-id-user='8'] td").nth(1)).to_have_text("Charlie Burst")
+        settle(page, 1.5)
+    finally:
+        loop.run(flooder.disconnect())
+        loop.close()
+    during = [urlsplit(url).path for url in visits.urls[before:]]
+    user_reads = [path for path in during if path == "/users/8"]
+    roster_reads = [path for path in during if path.startswith("/rooms/")]
+    assert 1 <= len(user_reads) <= 3, f"{len(user_reads)} GET /users/8 for one burst"
+    assert len(roster_reads) <= 1, f"{len(roster_reads)} roster queries for one burst"
+    visits.assert_stayed_on_loopback()
+
+
+def test_markup_in_names_and_rooms_is_inert_text(cli_cluster: CliCluster, visits: Visits) -> None:
+    from playwright.sync_api import expect
+
+    name = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+    room = '"><img src=x onerror="window.pwned=3">'
+    assert http_json(f"{cli_cluster.node_url('node-3')}/users/9", "PUT", {"name": name})[0] == 204
+    page = visits.open(f"{cli_cluster.node_url('node-3')}/ui/{quote(room)}?id_user=9")
+    expect(page.locator("#state")).to_have_text("connected to node node-3")
+    expect(page.locator("#my-name")).to_have_text(name)
+    expect(page.locator("#room")).to_have_text(room)
+    assert rows(page)[0][:2] == ["9", name]
+    assert page.evaluate("window.pwned") is None and page.locator("img").count() == 0
+    visits.assert_stayed_on_loopback()
+
+
+def test_the_page_runs_no_inline_script(cli_cluster: CliCluster, visits: Visits) -> None:
+    """The policy is in force in the browser: a script injected into the page is refused and reported."""
+    from playwright.sync_api import expect
+
+    page = visits.open(f"{cli_cluster.node_url('node-4')}/ui/History?id_user=6")
+    expect(page.locator("#state")).to_have_text("connected to node node-4")
+    directive, ran = page.evaluate(
+        """() => new Promise((resolve) => {
+            document.addEventListener("securitypolicyviolation",
+                (event) => resolve([event.violatedDirective, window.inlineRan === true]), {once: true});
+            const script = document.createElement("script");
+            script.textContent = "window.inlineRan = true";
+            document.head.append(script);
+        })"""
+    )
+    assert directive.startswith("script-src") and ran is False
+    for _ in range(100):
+        if visits.csp_violations:
+            break
+        settle(page, 0.02)
+    assert visits.csp_violations and "inline script" in visits.csp_violations[0], visits.csp_violations
+    visits.csp_violations.clear()
     visits.assert_stayed_on_loopback()

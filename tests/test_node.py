@@ -63,7 +63,7 @@ async def test_room_events_cross_nodes(two_nodes, clients) -> None:
         ("", "Maths", "id_user is missing"),
         ("1", "", "room name is missing or empty"),
         ("1", "x" * 65, "room name is longer than 64 characters (65)"),
-        ("1", "bad\x07room", "room name contains control characters"),
+        ("1", "bad\x07room", "room name contains U+0007 (a control character)"),
     ],
 )
 async def test_refused_connections_say_why(two_nodes, clients, id_user: str, room: str, message: str) -> None:

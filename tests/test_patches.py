@@ -6,6 +6,7 @@ import logging
 
 import pytest
 import socketio
+from aiohttp import web_server
 from engineio import async_server
 
 from sioplay.node import patches
@@ -22,6 +23,7 @@ async def test_every_patch_is_active_on_the_pinned_versions(settings: Settings) 
     assert node.manager.enabled, "room emits take the queue path"
     if patches.QUEUE_SOCKET_PAYS:
         assert async_server.async_socket.AsyncSocket is patches.QueueSocket
+    assert web_server.RequestHandler is patches.JsonErrorRequestHandler, "aiohttp's own errors answer JSON"
 
 
 async def test_installing_twice_changes_nothing(settings: Settings) -> None:
@@ -62,3 +64,17 @@ async def test_a_room_broadcast_without_its_target_takes_python_socketios_path(
     node = Node(settings, "node-p", port=1)
     assert "room-broadcast" not in node.patches.active
     assert node.manager.enabled is False
+
+
+async def test_aiohttp_errors_stay_text_when_its_request_handler_moved(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(web_server, "RequestHandler", type("ElsewhereHandler", (), {}))
+    with caplog.at_level(logging.WARNING, logger="sioplay.node.patches"):
+        node = Node(settings, "node-p", port=1)
+    assert "json-parse-errors" not in node.patches.active
+    assert web_server.RequestHandler is not patches.JsonErrorRequestHandler
+    assert [record.getMessage() for record in caplog.records] == [
+        "patch json-parse-errors is off: aiohttp.web_server.RequestHandler not found "
+        "(installed versions differ from those pinned)"
+    ]

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import unicodedata
 
 from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from sioplay.common.names import normalized
 from sioplay.errors import ValidationError
 
 __all__ = ["NAME_MAX_CHARS", "SEED_USERS", "Base", "User", "UserRecord", "id_user_order", "validate_name"]
 
 NAME_MAX_CHARS = 255
-# Control characters, lone surrogates (not encodable) and line/paragraph separators.
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
 class Base(DeclarativeBase):
@@ -57,15 +55,12 @@ def id_user_order(id_user: str) -> str:
 
 
 def validate_name(raw: object) -> str:
-    """``raw`` trimmed, if it is an acceptable user name; :class:`ValidationError` otherwise."""
+    """``raw`` trimmed and in NFC, if it is an acceptable user name (`sioplay.common.names`); else ValidationError."""
     if not isinstance(raw, str):
         raise ValidationError(f"name must be a string, not {type(raw).__name__}")
-    name = raw.strip()
+    name = normalized(raw.strip(), "name must not contain")
     if not name:
         raise ValidationError("name must not be empty")
     if len(name) > NAME_MAX_CHARS:
         raise ValidationError(f"name must be at most {NAME_MAX_CHARS} characters, not {len(name)}")
-    for char in name:
-        if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
-            raise ValidationError(f"name must not contain control characters (found U+{ord(char):04X})")
     return name

@@ -25,7 +25,7 @@ from sioplay.node.metrics import Metrics
 from sioplay.node.redis_wire import RedisPublisher, Subscription
 from sioplay.node.room_events import RoomEvents
 from sioplay.node.roster_parts import RoomCaches
-from sioplay.node.routes import add_routes, json_errors
+from sioplay.node.routes import add_routes, middlewares
 from sioplay.node.signing import MessageSigner
 from sioplay.node.sockets import LocalSockets
 from sioplay.settings import Settings
@@ -103,8 +103,10 @@ class Node:
         self.connections = ConnectionGuard(
             settings.max_connections_per_address, settings.header_timeout_s, self.metrics.refused
         )
+        # The connection guard first: a request's header deadline ends as soon as it is read.
         self.app = web.Application(
-            client_max_size=settings.max_http_body_bytes, middlewares=[self.connections.middleware, json_errors]
+            client_max_size=settings.max_http_body_bytes,
+            middlewares=[self.connections.middleware, *middlewares(settings)],
         )
         self.sio.attach(self.app)
         add_routes(self.app, self)

@@ -37,6 +37,13 @@ The patches, and why each exists:
   python-socketio would initialise the manager a second time (two listeners,
   every event delivered twice), so without it the node waits for the first
   connection to initialise it, as python-socketio does.
+- ``json-parse-errors``: aiohttp answers a request it cannot parse (a header
+  over 8 KB, a bad request line) and a handler that crashed from
+  ``RequestHandler.handle_error``, before and outside any middleware, in text;
+  `JsonErrorRequestHandler` answers the documented JSON instead, and logs a
+  malformed request as one line, not a traceback. It takes the place of
+  ``aiohttp.web_server.RequestHandler``, the class ``web.Server`` builds for
+  each connection. Off, those answers stay aiohttp's text.
 
 Also here, so that no other module touches engine.io's tables: the session of
 a connected socket (`connected_session`) and aborting a connection
@@ -49,13 +56,15 @@ import asyncio
 import dataclasses
 import inspect
 import logging
+import re
 import socket
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import socketio
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType, hdrs, web, web_protocol, web_server
+from aiohttp.http_exceptions import HttpProcessingError
 from engineio import async_server, async_socket, exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as engineio_aiohttp
@@ -63,10 +72,12 @@ from socketio import packet as sio_packet
 from socketio.async_manager import AsyncManager
 
 from sioplay.log import Throttle
+from sioplay.node.routes.responses import error_body
 from sioplay.settings import Settings
 
 __all__ = [
     "CorkedTransport",
+    "JsonErrorRequestHandler",
     "PatchReport",
     "RefusedSink",
     "QueueSocket",
@@ -90,6 +101,7 @@ APPLICABLE: tuple[str, ...] = (
     *(("queue-socket",) if QUEUE_SOCKET_PAYS else ()),
     "room-broadcast",
     "early-manager",
+    "json-parse-errors",
 )
 # engine.io packet types a client may send first in a text frame: open to noop.
 _ENGINEIO_TYPES = frozenset("0123456")
@@ -391,6 +403,65 @@ def initialize_manager_early(sio: socketio.AsyncServer, report: PatchReport) -> 
     return True
 
 
+# aiohttp's own error answers ---------------------------------------------------------------
+
+
+# aiohttp's class, as imported: what the checks read even after JsonErrorRequestHandler took its place.
+_AIOHTTP_REQUEST_HANDLER: type = web_protocol.RequestHandler
+# Where a parser's message starts quoting the request it could not parse.
+_QUOTED_INPUT = re.compile(r":?\s*b?['\"]")
+
+
+def _parse_error_message(exc: BaseException | None, status: int) -> str:
+    """What went wrong, in aiohttp's words up to where they quote the request (which is not echoed back)."""
+    if isinstance(exc, HttpProcessingError):
+        first_line = (exc.message or "").strip().split("\n", 1)[0]
+        said = _QUOTED_INPUT.split(first_line, 1)[0].rstrip(" :.")
+        return f"malformed HTTP request: {said}" if said else "malformed HTTP request"
+    if status == 504:
+        return "the request took too long"
+    return "internal server error"
+
+
+class JsonErrorRequestHandler(_AIOHTTP_REQUEST_HANDLER):  # type: ignore[misc,valid-type]
+    """aiohttp's connection handler, with its own error answers in the JSON every other error has."""
+
+    def handle_error(
+        self, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        if status >= 500:
+            # aiohttp's own: the traceback of a server error is logged, and a half-sent answer raises.
+            super().handle_error(request, status, exc, message)
+        else:
+            if request.writer.output_size > 0:
+                raise ConnectionError("response already sent, cannot send the error")
+            log.info("bad request from %s: %s", request.remote, _parse_error_message(exc, status))
+        response = web.Response(
+            body=error_body(status, _parse_error_message(exc, status)),
+            status=status,
+            content_type="application/json",
+            headers={hdrs.X_CONTENT_TYPE_OPTIONS: "nosniff"},
+        )
+        response.force_close()
+        return response
+
+
+def _request_handler_target() -> str | None:
+    if getattr(web_server, "RequestHandler", None) not in (_AIOHTTP_REQUEST_HANDLER, JsonErrorRequestHandler):
+        return "aiohttp.web_server.RequestHandler"
+    if list(inspect.signature(_AIOHTTP_REQUEST_HANDLER.handle_error).parameters) != [
+        "self",
+        "request",
+        "status",
+        "exc",
+        "message",
+    ]:
+        return "aiohttp RequestHandler.handle_error(request, status, exc, message)"
+    if "RequestHandler(self" not in inspect.getsource(web_server.Server.__call__):
+        return "aiohttp web.Server.__call__ building a RequestHandler"
+    return None
+
+
 # Engine.io's tables ----------------------------------------------------------------------
 
 
@@ -534,4 +605,6 @@ def install(
         async_server.async_socket.AsyncSocket = QueueSocket
     manager.enabled = check("room-broadcast", _broadcast_target())
     check("early-manager", _early_manager_target(sio))
+    if check("json-parse-errors", _request_handler_target()):
+        web_server.RequestHandler = JsonErrorRequestHandler
     return PatchReport(tuple(active), inactive)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping
 from urllib.parse import parse_qs
 
+from sioplay.common.names import normalized
 from sioplay.errors import ValidationError
 
 __all__ = [
@@ -21,28 +21,27 @@ MAX_ROOM_LENGTH = 64
 MAX_ID_USER_LENGTH = 64
 
 
-def _has_control_characters(text: str) -> bool:
-    return any(unicodedata.category(char) == "Cc" for char in text)
-
-
 def validate_room(raw: object) -> str:
+    """The room `raw` names, in NFC; refused, not trimmed, with spaces around it, so that it is not a second room."""
     if not isinstance(raw, str) or not raw.strip():
         raise ValidationError("room name is missing or empty")
-    if len(raw) > MAX_ROOM_LENGTH:
-        raise ValidationError(f"room name is longer than {MAX_ROOM_LENGTH} characters ({len(raw)})")
-    if _has_control_characters(raw):
-        raise ValidationError("room name contains control characters")
-    return raw
+    room = normalized(raw, "room name contains")
+    if len(room) > MAX_ROOM_LENGTH:
+        raise ValidationError(f"room name is longer than {MAX_ROOM_LENGTH} characters ({len(room)})")
+    if room != room.strip():
+        raise ValidationError(f"room name {room!r} starts or ends with whitespace: remove it")
+    return room
 
 
 def validate_id_user(raw: object) -> str:
+    """The id `raw` gives, trimmed and in NFC, as the users table holds it."""
     if isinstance(raw, int) and not isinstance(raw, bool):
         raw = str(raw)
     if not isinstance(raw, str) or not raw.strip():
         raise ValidationError("id_user is missing: connect with ?id_user=N (query) or auth {id_user: N}")
-    if len(raw) > MAX_ID_USER_LENGTH or _has_control_characters(raw):
+    if len(raw) > MAX_ID_USER_LENGTH:
         raise ValidationError(f"id_user {raw[:MAX_ID_USER_LENGTH]!r} is not a valid id")
-    return raw.strip()
+    return normalized(raw, "id_user contains").strip()
 
 
 def _connect_value(query_string: str, auth: object, name: str) -> object:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from sioplay.db.store import UserStore
 from sioplay.errors import ValidationError
+from sioplay.node.routes.guards import WRITE_ROUTE
 from sioplay.node.routes.responses import json_response, read_json_object
 
 __all__ = ["user_routes"]
@@ -32,5 +33,5 @@ def user_routes(store: UserStore) -> list[web.RouteDef]:
     return [
         web.get("/users", list_users),
         web.get("/users/{id_user}", get_user),
-        web.put("/users/{id_user}", put_user),
+        web.put("/users/{id_user}", put_user, name=WRITE_ROUTE),
     ]
