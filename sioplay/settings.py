@@ -80,10 +80,15 @@ class Settings:
     node_port_base: int | None = None
 
     @property
+    def default_db_path(self) -> Path:
+        """The SQLite file in `home`, used when no database URL is given."""
+        return self.home / "sioplay.db"
+
+    @property
     def effective_db_url(self) -> str:
         if self.db_url:
             return self.db_url
-        return f"sqlite+aiosqlite:///{(self.home / 'sioplay.db').resolve()}"
+        return f"sqlite+aiosqlite:///{self.default_db_path.resolve()}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

