@@ -144,7 +144,7 @@ def test_the_newest_redis_server_on_path_is_preferred(tmp_path: Path, monkeypatc
     assert found == newer and found.version >= (7, 0, 0), f"not the 6.2 that comes first on PATH: {found}"
 
 
-async def test_status_says_which_redis_runs_and_that_it_is_authenticated(clusters: Clusters) -> None:
+def test_status_says_which_redis_runs_and_that_it_is_authenticated(clusters: Clusters) -> None:
     cluster = clusters.start(nodes=1)
     state = cluster.state()
     newest = find_redis_server()
