@@ -44,7 +44,14 @@ async def test_a_cluster_on_an_external_redis_and_postgresql(
     assert state.redis is None, "no embedded Redis when one is given"
     status = StatusCollector().collect(state)
     assert status["cluster"] == cluster.settings.cluster
-    assert status["redis_url"] == external_redis and status["redis"] == {"embedded": False, "pid": None}
+    assert status["redis_url"] == external_redis and status["redis"] == {
+        "embedded": False,
+        "pid": None,
+        "binary": None,
+        "version": None,
+        "authenticated": False,
+        "user": None,
+    }
     assert status["db_url"] == hide_password(pg_database)
 
     node_1, node_2 = state.nodes

