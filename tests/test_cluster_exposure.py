@@ -11,7 +11,6 @@ import subprocess
 
 import psutil
 
-from sioplay.client.sim import SimClient
 from sioplay.cluster.launcher import start_detached
 from sioplay.cluster.redis_server import ADMIN_USER, NODE_USER
 from sioplay.cluster.spawn import spawn_node
@@ -19,7 +18,7 @@ from sioplay.common.cluster_secret import SECRET_FILE
 from sioplay.common.exposure import is_loopback
 from sioplay.common.state import read_state
 from sioplay.settings import Settings
-from tests.cluster_fixtures import Clusters
+from tests.cluster_fixtures import Clusters, complete_maths_users, john_and_mary
 from tests.helpers import async_http_json
 from tests.test_cluster_cli import sioplay
 
@@ -92,18 +91,9 @@ async def test_every_file_a_cluster_writes_is_private_and_holds_no_secret(cluste
     reset = await asyncio.to_thread(sioplay, settings, "db", "reset")
     assert reset.returncode == 0, reset.stderr
     await asyncio.to_thread(start_detached, settings, 2)
-    nodes = (await asyncio.to_thread(cluster.state)).nodes
-    john = SimClient(cluster.node_url(nodes[0]), "1", "Maths")
-    mary = SimClient(cluster.node_url(nodes[1]), "2", "Maths")
-    try:
-        await john.connect()
-        await mary.connect()
-        await john.wait_event("socket-connected", id_socket=mary.sid)
+    async with john_and_mary(cluster) as nodes:
         assert (await async_http_json(cluster.public_url + "/users/2", "PUT", {"name": "Maria"}))[0] == 204
-        _, roster, _ = await async_http_json(cluster.node_url(nodes[1]) + "/rooms/Maths")
-        assert roster["complete"] and {user["id_user"] for user in roster["users"]} == {"1", "2"}
-    finally:
-        await asyncio.gather(john.disconnect(), mary.disconnect())
+        assert await complete_maths_users(cluster, nodes[1]) == {"1", "2"}
     await asyncio.to_thread(cluster.stop)
 
     home = settings.home

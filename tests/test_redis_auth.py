@@ -22,7 +22,6 @@ from urllib.parse import quote
 import psutil
 import pytest
 
-from sioplay.client.sim import SimClient
 from sioplay.cluster.redis_server import (
     ADMIN_USER,
     NODE_COMMANDS,
@@ -37,7 +36,7 @@ from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.common.state import state_path
 from sioplay.errors import ClusterError, RedisError
 from tests.cli_fixtures import cli
-from tests.cluster_fixtures import Clusters
+from tests.cluster_fixtures import Clusters, complete_maths_users, john_and_mary
 from tests.helpers import async_http_json, wait_until
 
 
@@ -227,20 +226,11 @@ async def test_the_readme_acl_line_is_all_a_cluster_on_its_own_redis_needs(
         "authenticated": True,
         "user": NODE_USER,
     }
-    node_1, node_2 = state.nodes
-    john = SimClient(cluster.node_url(node_1), "1", "Maths")
-    mary = SimClient(cluster.node_url(node_2), "2", "Maths")
-    try:
-        await john.connect()
-        await mary.connect()
-        await john.wait_event("socket-connected", id_socket=mary.sid)
-        for node in state.nodes:
-            _, body, _ = await async_http_json(cluster.node_url(node) + "/rooms/Maths")
-            assert body["complete"] and {user["id_user"] for user in body["users"]} == {"1", "2"}
+    async with john_and_mary(cluster) as nodes:
+        for node in nodes:
+            assert await complete_maths_users(cluster, node) == {"1", "2"}
             _, health, _ = await async_http_json(cluster.node_url(node) + "/healthz")
             assert health["redis"]["ok"] is True
-    finally:
-        await asyncio.gather(john.disconnect(), mary.disconnect())
     assert password.encode() not in state_path(cluster.home).read_bytes()
 
 
@@ -332,14 +322,5 @@ async def test_a_cluster_on_a_tls_redis_with_a_client_certificate(
     state = await asyncio.to_thread(cluster.state)
     assert state.redis_url is not None and state.redis_url.startswith(f"rediss://{NODE_USER}@127.0.0.1:")
     assert f"ssl_certfile={folder}/client.pem" in state.redis_url
-    node_1, node_2 = state.nodes
-    john = SimClient(cluster.node_url(node_1), "1", "Maths")
-    mary = SimClient(cluster.node_url(node_2), "2", "Maths")
-    try:
-        await john.connect()
-        await mary.connect()
-        await john.wait_event("socket-connected", id_socket=mary.sid)
-        _, body, _ = await async_http_json(cluster.node_url(node_1) + "/rooms/Maths")
-        assert body["complete"] and {user["id_user"] for user in body["users"]} == {"1", "2"}
-    finally:
-        await asyncio.gather(john.disconnect(), mary.disconnect())
+    async with john_and_mary(cluster) as nodes:
+        assert await complete_maths_users(cluster, nodes[0]) == {"1", "2"}
