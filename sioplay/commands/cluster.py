@@ -63,7 +63,12 @@ def start(
         ),
     ] = None,
     redis_url: Annotated[
-        str | None, typer.Option("--redis-url", help="Redis URL; default: an embedded redis-server.")
+        str | None,
+        typer.Option(
+            "--redis-url",
+            help="Redis URL; default: an embedded redis-server. One with a password is better in SIOPLAY_REDIS_URL: "
+            "arguments are in the process list.",
+        ),
     ] = None,
     host: Annotated[
         str | None,

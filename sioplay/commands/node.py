@@ -33,7 +33,13 @@ def run(
         int | None,
         typer.Option("--public-port", min=1, max=65535, help="A port shared with the other nodes (SO_REUSEPORT)."),
     ] = None,
-    redis_url: Annotated[str | None, typer.Option("--redis-url", help="Redis URL of the cluster.")] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            "--redis-url",
+            help="Redis URL of the cluster; one with a password is better in SIOPLAY_REDIS_URL (the process list).",
+        ),
+    ] = None,
     db_url: Annotated[str | None, typer.Option("--db-url", help="SQLAlchemy URL of the user database.")] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Cluster name.")] = None,
     host: Annotated[
