@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "Settings"]
@@ -33,7 +34,9 @@ class Settings:
     cluster: str = "sioplay"
     # Hex key that signs the cluster's messages; None means the one made in `home` (see common/cluster_secret.py).
     cluster_secret: str | None = dataclasses.field(default=None, repr=False)
-    host: str = "0.0.0.0"
+    # Where the nodes listen: loopback unless told otherwise (uvicorn's default), since nothing authenticates
+    # a client yet; `--host` opens it up, with a warning (common/exposure.py).
+    host: str = "127.0.0.1"
     public_port: int = 5009
     log_level: str = "INFO"
 
@@ -85,10 +88,15 @@ class Settings:
             object.__setattr__(self, "allowed_hosts", _split_list(self.allowed_hosts))
 
     @property
+    def default_db_path(self) -> Path:
+        """The SQLite file in `home`, used when no database URL is given."""
+        return self.home / "sioplay.db"
+
+    @property
     def effective_db_url(self) -> str:
         if self.db_url:
             return self.db_url
-        return f"sqlite+aiosqlite:///{(self.home / 'sioplay.db').resolve()}"
+        return f"sqlite+aiosqlite:///{self.default_db_path.resolve()}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -134,6 +142,8 @@ class Settings:
         return env
 
     def validate(self) -> None:
+        if self.redis_url is not None:
+            RedisEndpoint.from_url(self.redis_url)
         if not self.cluster or len(self.cluster) > 64 or not self.cluster.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"SIOPLAY_CLUSTER must be 1-64 letters, digits, '-' or '_', not {self.cluster!r}")
         if not 0 < self.public_port < 65536:

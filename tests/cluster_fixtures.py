@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
+from sioplay.client.sim import SimClient
 from sioplay.cluster.launcher import start_detached, stop_cluster
 from sioplay.common.pids import ProcessRef, find
 from sioplay.common.ports import free_port, port_is_free
 from sioplay.common.state import ClusterState, NodeRecord, read_state
 from sioplay.settings import Settings
+from tests.helpers import async_http_json
 
 
 def short_timer_settings(home: Path) -> Settings:
@@ -145,3 +148,28 @@ def free_ports(count: int) -> int:
         if base + count < 65536 and all(port_is_free(port, "127.0.0.1") for port in range(base, base + count)):
             return base
     raise AssertionError(f"no {count} consecutive free ports")
+
+
+@contextlib.asynccontextmanager
+async def john_and_mary(cluster: RunningCluster) -> AsyncIterator[list[NodeRecord]]:
+    """John (user 1) on the first node and Mary (user 2) on the second, in room Maths, John told of Mary.
+
+    Yields the nodes; both clients are disconnected after.
+    """
+    nodes = (await asyncio.to_thread(cluster.state)).nodes
+    john = SimClient(cluster.node_url(nodes[0]), "1", "Maths")
+    mary = SimClient(cluster.node_url(nodes[1]), "2", "Maths")
+    try:
+        await john.connect()
+        await mary.connect()
+        await john.wait_event("socket-connected", id_socket=mary.sid)
+        yield nodes
+    finally:
+        await asyncio.gather(john.disconnect(), mary.disconnect())
+
+
+async def complete_maths_users(cluster: RunningCluster, node: NodeRecord) -> set[str]:
+    """The id_users in room Maths as `node` answers, which must be a complete answer."""
+    _, body, _ = await async_http_json(cluster.node_url(node) + "/rooms/Maths")
+    assert body["complete"], body
+    return {user["id_user"] for user in body["users"]}

@@ -20,8 +20,15 @@ pytest_plugins = ["tests.cluster_fixtures", "tests.cli_fixtures", "tests.pg_fixt
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path / "redis")
+def cluster_name() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path, cluster_name: str) -> Iterator[EmbeddedRedis]:
+    """The authenticated embedded Redis; its node user may use the channels of `cluster_name` and of names
+    that extend it (a test runs a second cluster, `cluster_name + "x"`, on the same Redis)."""
+    server = EmbeddedRedis(tmp_path / "redis", channels=f"{cluster_name}*")
     server.start()
     try:
         yield server
@@ -30,14 +37,14 @@ def redis_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, redis_server: EmbeddedRedis) -> Settings:
-    """Settings for one test: its own state directory, Redis, cluster name, and short timers."""
+def settings(tmp_path: Path, redis_server: EmbeddedRedis, cluster_name: str) -> Settings:
+    """Settings for one test: its own state directory, Redis (the nodes' credential), cluster name, short timers."""
     home = tmp_path / "home"
     home.mkdir()
     return Settings(
         home=home,
         redis_url=redis_server.url,
-        cluster=f"t{uuid.uuid4().hex[:10]}",
+        cluster=cluster_name,
         host="127.0.0.1",
         heartbeat_interval_s=0.2,
         heartbeat_misses=3,

@@ -136,10 +136,7 @@ class NodeHandle:
     def start(self, timeout_s: float = 20.0) -> NodeHandle:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            # The Redis URL as a flag, not in the environment: it is what a person types.
-            self.process = spawn_node(
-                self.settings, self.node_id, self.port, log, public_port=self.public_port, redis_url_as_flag=True
-            )
+            self.process = spawn_node(self.settings, self.node_id, self.port, log, public_port=self.public_port)
         wait_until(self._healthy, timeout_s, f"{self.node_id} to be healthy on /healthz (log: {self.log_path})")
         return self
 

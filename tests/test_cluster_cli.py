@@ -79,7 +79,15 @@ def assert_status_json(body: dict, settings: Settings, state: ClusterState, upti
     assert body["cluster"] == settings.cluster and body["public_port"] == settings.public_port
     assert state.redis is not None and state.redis_url is not None
     assert body["redis_url"] == state.redis_url and body["redis_url"].startswith("redis://127.0.0.1:")
-    assert body["redis"] == {"embedded": True, "pid": state.redis.pid}
+    assert body["redis"] == {
+        "embedded": True,
+        "pid": state.redis.pid,
+        "binary": state.redis_binary,
+        "version": state.redis_version,
+        "authenticated": True,
+        "user": "sioplay-node",
+    }
+    assert state.redis_binary and state.redis_version
     assert body["db_url"] == f"sqlite+aiosqlite:///{(settings.home / 'sioplay.db').resolve()}"
     fields = {"id", "pid", "port", "status", "restarts", "uptime_s", "cpu_percent", "rss_bytes", "sockets"}
     assert len(body["nodes"]) == len(state.nodes)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import pytest
 import redis
 
-from sioplay.client.sim import SimClient
 from sioplay.cluster.status import StatusCollector
 from sioplay.db import hide_password
-from tests.cluster_fixtures import Clusters, alive_refs
+from tests.cluster_fixtures import Clusters, alive_refs, complete_maths_users, john_and_mary
 from tests.helpers import async_http_json
 
 EXTERNAL_REDIS_URL = os.environ.get("SIOPLAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -44,23 +42,21 @@ async def test_a_cluster_on_an_external_redis_and_postgresql(
     assert state.redis is None, "no embedded Redis when one is given"
     status = StatusCollector().collect(state)
     assert status["cluster"] == cluster.settings.cluster
-    assert status["redis_url"] == external_redis and status["redis"] == {"embedded": False, "pid": None}
+    assert status["redis_url"] == external_redis and status["redis"] == {
+        "embedded": False,
+        "pid": None,
+        "binary": None,
+        "version": None,
+        "authenticated": False,
+        "user": None,
+    }
     assert status["db_url"] == hide_password(pg_database)
 
-    node_1, node_2 = state.nodes
-    john = SimClient(cluster.node_url(node_1), "1", "Maths")
-    mary = SimClient(cluster.node_url(node_2), "2", "Maths")
-    try:
-        await john.connect()
-        await mary.connect()
-        await john.wait_event("socket-connected", id_socket=mary.sid)
+    async with john_and_mary(cluster) as (node_1, node_2):
         assert (await async_http_json(cluster.node_url(node_1) + "/users/2", "PUT", {"name": "Maria"}))[0] == 204
-        for node in state.nodes:
-            _, body, _ = await async_http_json(cluster.node_url(node) + "/rooms/Maths")
-            assert body["complete"] and {user["id_user"] for user in body["users"]} == {"1", "2"}
+        for node in (node_1, node_2):
+            assert await complete_maths_users(cluster, node) == {"1", "2"}
         assert (await async_http_json(cluster.node_url(node_2) + "/users/2"))[1]["name"] == "Maria"
-    finally:
-        await asyncio.gather(john.disconnect(), mary.disconnect())
 
     cluster.stop()
     assert alive_refs(cluster.seen) == []

@@ -255,9 +255,7 @@ def test_a_taken_port_is_one_clear_line(seeded_settings: Settings, taken_port: s
         taken.listen()
         held, free = taken.getsockname()[1], free_port()
         port, public_port = (held, free) if taken_port == "own" else (free, held)
-        node = spawn_node(
-            seeded_settings, "node-x", port, subprocess.PIPE, public_port=public_port, redis_url_as_flag=True
-        )
+        node = spawn_node(seeded_settings, "node-x", port, subprocess.PIPE, public_port=public_port)
         try:
             output = node.communicate(timeout=60)[0].decode()
         finally:

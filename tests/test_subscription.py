@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
+from sioplay.cluster.redis_server import EmbeddedRedis
 from sioplay.common.ports import free_port
 from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.node.app import Node
@@ -20,8 +21,9 @@ from sioplay.settings import Settings
 from tests.helpers import NodeHandle, async_wait_until
 
 
-async def pubsub_client_ids(redis_url: str) -> set[str]:
-    client = aioredis.Redis.from_url(redis_url)
+async def pubsub_client_ids(admin_url: str) -> set[str]:
+    """The ids of the pub/sub connections (CLIENT LIST is the admin's, not the nodes')."""
+    client = aioredis.Redis.from_url(admin_url)
     try:
         listing = await client.execute_command("CLIENT", "LIST", "TYPE", "pubsub")
     finally:
@@ -32,8 +34,13 @@ async def pubsub_client_ids(redis_url: str) -> set[str]:
     }
 
 
-async def test_a_handler_that_raises_leaves_the_subscription_subscribed(settings: Settings) -> None:
+async def test_a_handler_that_raises_leaves_the_subscription_subscribed(
+    settings: Settings, redis_server: EmbeddedRedis
+) -> None:
     assert settings.redis_url is not None
+    # Channels of the test's cluster: the nodes' credential may use no others.
+    first, second = f"{settings.cluster}:first", f"{settings.cluster}:second"
+    first_b, second_b = first.encode(), second.encode()
     received: list[tuple[str, bytes]] = []
     errors: list[tuple[str, str]] = []
 
@@ -51,36 +58,36 @@ async def test_a_handler_that_raises_leaves_the_subscription_subscribed(settings
         on_handler_error=lambda channel, exc: errors.append((channel, str(exc))),
         on_forged=forged.append,
     )
-    subscription.add("t:first", on_first)
-    subscription.add("t:second", lambda data: received.append(("second", data)))
+    subscription.add(first, on_first)
+    subscription.add(second, lambda data: received.append(("second", data)))
     subscription.start()
     publisher = aioredis.Redis.from_url(settings.redis_url)
     try:
         await asyncio.wait_for(subscription.subscribed.wait(), 5.0)
-        before = await pubsub_client_ids(settings.redis_url)
+        before = await pubsub_client_ids(redis_server.admin_url)
         assert len(before) == 1, "both channels on one connection"
         # One write, so that the bad message and the next ones arrive in the same read.
         async with publisher.pipeline(transaction=False) as pipe:
-            for channel, payload in [(b"t:first", b"boom"), (b"t:first", b"after"), (b"t:second", b"other")]:
+            for channel, payload in [(first_b, b"boom"), (first_b, b"after"), (second_b, b"other")]:
                 pipe.publish(channel, signer.sign(channel, payload))
-            pipe.publish("t:first", b"unsigned")
-            pipe.publish("t:first", signer.sign(b"t:second", b"signed for another channel"))
-            pipe.publish("t:second", MessageSigner(b"x" * 32).sign(b"t:second", b"signed with another secret"))
-            pipe.publish("t:second", signer.sign(b"t:second", b"last"))
+            pipe.publish(first, b"unsigned")
+            pipe.publish(first, signer.sign(second_b, b"signed for another channel"))
+            pipe.publish(second, MessageSigner(b"x" * 32).sign(second_b, b"signed with another secret"))
+            pipe.publish(second, signer.sign(second_b, b"last"))
             await pipe.execute()
         await async_wait_until(lambda: len(received) == 3, 5.0, "the messages after the bad ones")
         assert received == [("first", b"after"), ("second", b"other"), ("second", b"last")]
-        assert errors == [("t:first", "injected")]
-        assert forged == ["t:first", "t:first", "t:second"]
+        assert errors == [(first, "injected")]
+        assert forged == [first, first, second]
         assert subscription.subscribed.is_set()
-        assert await pubsub_client_ids(settings.redis_url) == before, "the same connection, never reopened"
+        assert await pubsub_client_ids(redis_server.admin_url) == before, "the same connection, never reopened"
     finally:
         await publisher.aclose()
         assert await subscription.stop(2.0)
 
 
 async def test_a_node_whose_bus_handler_raises_answers_the_next_query(
-    seeded_settings: Settings, start_node: Callable[..., NodeHandle]
+    seeded_settings: Settings, start_node: Callable[..., NodeHandle], redis_server: EmbeddedRedis
 ) -> None:
     assert seeded_settings.redis_url is not None
     node = Node(seeded_settings, "node-x", free_port())
@@ -99,7 +106,7 @@ async def test_a_node_whose_bus_handler_raises_answers_the_next_query(
 
         node.bus.handlers["roster-request"] = fails_once
         await async_wait_until(lambda: len(node.bus.live_nodes()) == 1, 5.0, "node-y on the bus")
-        before = await pubsub_client_ids(seeded_settings.redis_url)
+        before = await pubsub_client_ids(redis_server.admin_url)
         async with aiohttp_session() as session:
             first = await get_json(session, asker.url + "/rooms/Maths?timeout_ms=500")
             assert first["complete"] is False and first["nodes"]["missing"] == ["node-x"]
@@ -107,7 +114,7 @@ async def test_a_node_whose_bus_handler_raises_answers_the_next_query(
             assert second["complete"] is True and second["nodes"]["answered"] == ["node-x", "node-y"]
             async with session.get(f"http://127.0.0.1:{node.port}/metrics") as response:
                 metrics = await response.text()
-        assert await pubsub_client_ids(seeded_settings.redis_url) == before, "no node resubscribed"
+        assert await pubsub_client_ids(redis_server.admin_url) == before, "no node resubscribed"
         channel = f"{seeded_settings.cluster}:bus"
         assert f'sioplay_handler_errors_total{{node="node-x",channel="{channel}"}} 1' in metrics
     finally:

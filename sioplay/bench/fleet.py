@@ -122,11 +122,12 @@ def fleet(nodes: int, base: Settings, clients: int) -> Iterator[Fleet]:
     raise_open_files_limit(clients)
     with tempfile.TemporaryDirectory(prefix="sioplay-bench-") as tmp:
         home = Path(tmp)
-        redis = None if base.redis_url else EmbeddedRedis(home / "redis")
+        redis = None if base.redis_url else EmbeddedRedis(home / "redis", channels=f"{base.cluster}:*")
         if redis is not None:
             redis.start()
         try:
-            # Always a fresh SQLite: a benchmark must not rename the users of a real database.
+            # Always a fresh SQLite: a benchmark must not rename the users of a real database. The nodes get
+            # the embedded Redis's node credential, as the supervisor's nodes do.
             settings = dataclasses.replace(
                 base, home=home, db_url=None, redis_url=base.redis_url or (redis.url if redis else None)
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import psutil
 from sioplay.cluster.preflight import check_can_start, clean_up_after
 from sioplay.cluster.supervisor import Supervisor
 from sioplay.common.pids import ProcessRef, find
-from sioplay.common.state import LIVE_PHASES, ClusterState, cluster_dir, is_running, read_state
+from sioplay.common.state import LIVE_PHASES, ClusterState, cluster_dir, is_running, private_home, read_state
 from sioplay.errors import ClusterError
 from sioplay.settings import Settings
 
@@ -48,9 +49,12 @@ def supervisor_output(home: Path) -> Path:
 def start_detached(settings: Settings, nodes: int) -> Started:
     """Spawn `sioplay cluster supervise` in its own session; return once every node is online."""
     check_can_start(settings, nodes)
+    private_home(settings.home)
     output = supervisor_output(settings.home)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with output.open("wb") as out:
+    output.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # The supervisor sets its own umask; this file is opened before it runs.
+    with os.fdopen(os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        os.fchmod(out.fileno(), 0o600)
         supervisor = subprocess.Popen(
             [sys.executable, "-m", "sioplay", "cluster", "supervise", "--nodes", str(nodes)],
             env=settings.child_env(),

@@ -19,22 +19,19 @@ def spawn_node(
     *,
     public_port: int | None = None,
     own_session: bool = False,
-    redis_url_as_flag: bool = False,
 ) -> subprocess.Popen[bytes]:
     """`sioplay node run` for `node_id` on `port`, with the environment of `settings`, stdout and stderr to `output`.
 
     `output` is an open file or `subprocess.PIPE`; the node's output is unbuffered, so
     that a reader sees each line as it is written. `own_session` keeps a terminal's
-    Ctrl-C from reaching the node: the supervisor stops its nodes itself. With
-    `redis_url_as_flag` the Redis URL is passed as `--redis-url`, as a person types
-    it, instead of in the environment.
+    Ctrl-C from reaching the node: the supervisor stops its nodes itself. The
+    Redis URL, which holds the nodes' password, is in the environment, never in
+    the arguments: those are in every user's process list.
     """
     args = [sys.executable, "-m", "sioplay", "node", "run", "--node-id", node_id, "--port", str(port)]
     if public_port is not None:
         args += ["--public-port", str(public_port)]
     env = {**settings.child_env(), "PYTHONUNBUFFERED": "1"}
-    if redis_url_as_flag and "SIOPLAY_REDIS_URL" in env:
-        args += ["--redis-url", env.pop("SIOPLAY_REDIS_URL")]
     return subprocess.Popen(
         args,
         env=env,

@@ -84,8 +84,15 @@ class StatusCollector:
             "home": state.home,
             "public_port": state.public_port,
             "ui_url": ui_url(state.public_port),
-            "redis_url": hide_password(state.redis_url) if state.redis_url else None,
-            "redis": {"embedded": state.redis is not None, "pid": state.redis.pid if state.redis else None},
+            "redis_url": state.redis_url,
+            "redis": {
+                "embedded": state.redis is not None,
+                "pid": state.redis.pid if state.redis else None,
+                "binary": state.redis_binary,
+                "version": state.redis_version,
+                "authenticated": state.redis_user is not None,
+                "user": state.redis_user,
+            },
             "db_url": hide_password(state.db_url),
             "supervisor": state.supervisor.as_json(),
             "uptime_s": round(now - state.started_at, 1),
@@ -211,9 +218,8 @@ def render_status(status: dict[str, Any]) -> RenderableType:
             format_bytes(process["rss_bytes"]),
             _cell(process["sockets"]),
         )
-    redis = status["redis"]
     details = [
-        Text(f"redis    {status['redis_url']}" + (f" (embedded, pid {redis['pid']})" if redis["embedded"] else "")),
+        Text(f"redis    {status['redis_url']} · {_redis_detail(status['redis'])}"),
         Text(f"database {status['db_url']}"),
         Text(f"UI       {status['ui_url']}"),
     ]
@@ -222,6 +228,16 @@ def render_status(status: dict[str, Any]) -> RenderableType:
             details.append(Text(f"{node['id']}: {node['reason']}", style="red"))
             details.extend(Text(f"    {line}", style="dim") for line in node["log_tail"][-5:])
     return Group(table, *details)
+
+
+def _redis_detail(redis: dict[str, Any]) -> str:
+    """``embedded 7.0.15 (/usr/bin/redis-server), pid 42 · authenticated (ACL user sioplay-node)``; no secret."""
+    if redis["embedded"]:
+        where = f"embedded {redis['version'] or '?'} ({redis['binary'] or '?'}), pid {redis['pid']}"
+    else:
+        where = "external"
+    trust = f"authenticated (ACL user {redis['user']})" if redis["authenticated"] else "not authenticated"
+    return f"{where} · {trust}"
 
 
 def _cell(value: object) -> str:

@@ -26,9 +26,10 @@ from sioplay.cluster.logs import LogFile, node_log_path
 from sioplay.cluster.policy import Crash, RestartPolicy
 from sioplay.cluster.preflight import supervisor_lock
 from sioplay.cluster.process import LineSink, NodeProcess, describe_exit
-from sioplay.cluster.redis_server import EmbeddedRedis
+from sioplay.cluster.redis_server import NODE_USER, EmbeddedRedis
 from sioplay.common.pids import ProcessRef
 from sioplay.common.ports import free_port, port_is_free
+from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.common.state import (
     ClusterState,
     NodeRecord,
@@ -140,12 +141,16 @@ class Supervisor:
     async def _boot(self) -> bool:
         """Redis, database, nodes; True once every node is online, False if told to stop first."""
         if self.settings.redis_url is None:
-            self.redis = EmbeddedRedis(self.home / "redis")
+            self.redis = EmbeddedRedis(self.home / "redis", channels=f"{self.settings.cluster}:*")
             await asyncio.to_thread(self.redis.start)
             assert self.redis.pid is not None
             self._redis_ref = ProcessRef.of(self.redis.pid)
+            # The nodes' credential, which reaches them through their environment only.
             self.settings = self.settings.replace(redis_url=self.redis.url)
-            log.info("embedded redis-server pid %d on %s", self.redis.pid, self.redis.url)
+            log.info("embedded redis-server pid %d on %s", self.redis.pid, self.redis.public_url)
+        else:
+            # A wrong password or certificate is one clear error here, not N nodes failing their health checks.
+            await asyncio.to_thread(RedisEndpoint.from_url(self.settings.redis_url).command, "PING")
         if await schema.ensure(self.settings.effective_db_url):
             log.info("created and seeded %s", hide_password(self.settings.effective_db_url))
         self._handle_signals()
@@ -498,8 +503,8 @@ class Supervisor:
             home=str(Path(self.home).resolve()),
             host=self.settings.host,
             public_port=self.settings.public_port,
-            redis_url=self.settings.redis_url,
-            db_url=self.settings.effective_db_url,
+            redis_url=self._redis_url(),
+            db_url=hide_password(self.settings.effective_db_url),
             supervisor=self._ref,
             started_at=self._started_wall,
             redis=self._redis_ref,
@@ -507,7 +512,25 @@ class Supervisor:
             transient=self._transient(),
             max_memory_bytes=self.settings.max_memory_bytes,
             error=self.error,
+            redis_binary=self.redis.binary.path if self.redis and self.redis.binary else None,
+            redis_version=self.redis.binary.version_text if self.redis and self.redis.binary else None,
+            redis_user=self._redis_user(),
         )
+
+    def _redis_url(self) -> str | None:
+        """Where Redis is, for the state file and status: never with a password."""
+        if self.redis is not None:
+            return self.redis.public_url
+        return RedisEndpoint.from_url(self.settings.redis_url).url() if self.settings.redis_url else None
+
+    def _redis_user(self) -> str | None:
+        """The ACL user the nodes authenticate as; None when their URL has no password."""
+        if self.redis is not None:
+            return NODE_USER
+        endpoint = RedisEndpoint.from_url(self.settings.redis_url) if self.settings.redis_url else None
+        if endpoint is None or endpoint.password is None:
+            return None
+        return endpoint.username or "default"
 
     def _record(self, slot: Slot) -> NodeRecord:
         process = slot.process

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import RenderableType
 from rich.live import Live
+from rich.markup import escape
 from rich.text import Text
 
 from sioplay.cluster import control
@@ -29,7 +31,8 @@ from sioplay.cluster.logs import (
 from sioplay.cluster.status import StatusCollector, not_running, render_status
 from sioplay.cluster.supervisor import MAX_NODES, Supervisor
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
-from sioplay.common.state import ClusterState, is_running, read_state
+from sioplay.common.exposure import exposure_warning
+from sioplay.common.state import ClusterState, is_running, private_home, read_state
 from sioplay.common.units import count_of, parse_bytes
 from sioplay.errors import ClusterError
 from sioplay.settings import Settings
@@ -60,7 +63,16 @@ def start(
         ),
     ] = None,
     redis_url: Annotated[
-        str | None, typer.Option("--redis-url", help="Redis URL; default: an embedded redis-server.")
+        str | None,
+        typer.Option(
+            "--redis-url",
+            help="Redis URL; default: an embedded redis-server. One with a password is better in SIOPLAY_REDIS_URL: "
+            "arguments are in the process list.",
+        ),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Address the nodes listen on; default: 127.0.0.1 (this machine only)."),
     ] = None,
     db_url: Annotated[str | None, typer.Option("--db-url", help="SQLAlchemy URL of the user database.")] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Cluster name, namespaces Redis channels.")] = None,
@@ -79,6 +91,7 @@ def start(
     """Start Redis, the database and N nodes on one public port; return once every node is healthy."""
     settings = state_of(ctx).settings.replace(
         public_port=port,
+        host=host,
         redis_url=redis_url,
         db_url=db_url,
         cluster=cluster,
@@ -86,6 +99,9 @@ def start(
         node_port_base=node_port_base,
     )
     settings.validate()
+    warning = exposure_warning(settings.host)
+    if warning is not None:
+        err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if foreground:
         _run_foreground(settings, nodes)
         return
@@ -102,6 +118,7 @@ def supervise(
 ) -> None:
     """Run the supervisor in this process (what `start` runs detached)."""
     settings = state_of(ctx).settings
+    _private_files(settings)
     configure_supervisor_logging(settings.home, settings.log_max_bytes, settings.log_backups)
     raise typer.Exit(asyncio.run(Supervisor(settings, nodes).run()))
 
@@ -110,11 +127,22 @@ def _run_foreground(settings: Settings, nodes: int) -> None:
     def print_line(node_id: str, line: str) -> None:
         console.print(format_line(LogLine(node_id, stamp(), line)), soft_wrap=True, highlight=False)
 
+    _private_files(settings)
     configure_supervisor_logging(settings.home, settings.log_max_bytes, settings.log_backups, _ConsoleHandler())
     # No CPU sampling here: it would pause the supervisor's loop.
     supervisor = Supervisor(settings, nodes, on_line=print_line, on_running=lambda state: _print_status(state, 0.0))
     if run_attached(supervisor) != 0:
         raise ClusterError(supervisor.error or "the cluster failed")
+
+
+def _private_files(settings: Settings) -> None:
+    """Every file the supervisor, its Redis and its nodes make is their owner's only: the umask is inherited.
+
+    One umask, early, covers what no single open() call can: the logs, the SQLite
+    database and its -wal and -shm, the state and control files, the secrets.
+    """
+    os.umask(0o077)
+    private_home(settings.home)
 
 
 class _ConsoleHandler(logging.Handler):

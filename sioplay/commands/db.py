@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sioplay.commands._common import console, handles_errors, print_json, state_of
+from sioplay.common.state import private_home
 from sioplay.db import SEED_USERS, UserRecord, UserStore, hide_password, migrate, reset
 
 __all__ = ["app"]
@@ -61,7 +63,12 @@ def users_command(
 
 
 def _url(ctx: typer.Context, db_url: str | None) -> str:
-    return state_of(ctx).settings.replace(db_url=db_url).effective_db_url
+    settings = state_of(ctx).settings.replace(db_url=db_url)
+    if settings.db_url is None:
+        # The state directory's SQLite file is made private before SQLite opens it: its -wal and -shm take its mode.
+        private_home(settings.home)
+        os.close(os.open(settings.default_db_path, os.O_WRONLY | os.O_CREAT, 0o600))
+    return settings.effective_db_url
 
 
 def _say(line: str) -> None:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from typing import Annotated
 
 import typer
 
 from sioplay.commands._common import handles_errors, state_of
+from sioplay.common.exposure import exposure_warning
+from sioplay.common.state import private_home
 from sioplay.log import configure_node_logging
 
 __all__ = ["app"]
+
+log = logging.getLogger(__name__)
 
 app = typer.Typer(help="Run a single Socket.IO node.", no_args_is_help=True)
 
@@ -27,14 +33,30 @@ def run(
         int | None,
         typer.Option("--public-port", min=1, max=65535, help="A port shared with the other nodes (SO_REUSEPORT)."),
     ] = None,
-    redis_url: Annotated[str | None, typer.Option("--redis-url", help="Redis URL of the cluster.")] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            "--redis-url",
+            help="Redis URL of the cluster; one with a password is better in SIOPLAY_REDIS_URL (the process list).",
+        ),
+    ] = None,
     db_url: Annotated[str | None, typer.Option("--db-url", help="SQLAlchemy URL of the user database.")] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Cluster name.")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Address to listen on; default: 127.0.0.1 (this machine only)."),
+    ] = None,
 ) -> None:
     """Run one node in the foreground until SIGTERM or Ctrl-C; logs go to stderr."""
     from sioplay.node.app import run_node
 
-    settings = state_of(ctx).settings.replace(redis_url=redis_url, db_url=db_url, cluster=cluster)
+    settings = state_of(ctx).settings.replace(redis_url=redis_url, db_url=db_url, cluster=cluster, host=host)
     settings.validate()
+    # What this node makes (the SQLite database, its -wal and -shm, the cluster secret) is its owner's only.
+    os.umask(0o077)
+    private_home(settings.home)
     configure_node_logging(node_id, settings.log_level)
+    warning = exposure_warning(settings.host)
+    if warning is not None:
+        log.warning("%s", warning)
     asyncio.run(run_node(settings, node_id=node_id, port=port, public_port=public_port))

@@ -9,6 +9,9 @@
 - ``units``: sizes, durations and counts as people write and read them
 - ``redis_endpoint``: where a Redis URL points (parsed honestly), and one blocking command for checks
 - ``cluster_secret``: the secret that signs the cluster's messages, made once per state directory
+- ``secret_file``: a secret in a 0600 file, made once (the cluster secret, the embedded Redis's passwords)
+- ``names``: the one rule for names people type (rooms, users, ids): NFC, no invisible or control characters
+- ``exposure``: whether the nodes listen beyond loopback, and the warning that says what that exposes
 
 ``sioplay.cluster`` (the supervisor and the CLI's side of it), ``sioplay.client`` (the client
 commands) and ``sioplay.bench`` import these; nothing here imports them.

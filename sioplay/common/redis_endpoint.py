@@ -16,7 +16,7 @@ import socket
 import ssl
 import time
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import hiredis
 
@@ -87,6 +87,25 @@ class RedisEndpoint:
             keyfile=query.get("ssl_keyfile"),
             cert_reqs=cert_reqs,
         )
+
+    def url(self, *, with_password: bool = False) -> str:
+        """This endpoint as a URL again; without the password unless asked, for the state file and status."""
+        secret = with_password and self.password is not None
+        user = quote(self.username, safe="") if self.username else ""
+        userinfo = f"{user}:{quote(self.password or '', safe='')}@" if secret else (f"{user}@" if user else "")
+        if self.path is not None:
+            return f"unix://{userinfo}{self.path}" + (f"?db={self.db}" if self.db else "")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        options = {
+            "ssl_ca_certs": self.ca_certs,
+            "ssl_certfile": self.certfile,
+            "ssl_keyfile": self.keyfile,
+            "ssl_cert_reqs": self.cert_reqs if self.cert_reqs != "required" else None,
+        }
+        given = {key: value for key, value in options.items() if value is not None}
+        query = urlencode(given, safe="/") if self.tls else ""
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{userinfo}{host}:{self.port}/{self.db}" + (f"?{query}" if query else "")
 
     @property
     def where(self) -> str:

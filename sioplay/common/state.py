@@ -6,7 +6,8 @@ supervisor still lives (same pid and create time).
 
 ``<home>/cluster/state.json``::
 
-    {"cluster", "phase", "public_port", "host", "redis_url", "db_url", "started_at",
+    {"cluster", "phase", "public_port", "host", "redis_url" (never with its password), "db_url", "started_at",
+     "redis_binary", "redis_version", "redis_user",
      "supervisor": {"pid", "create_time"}, "redis": {"pid", "create_time"} | null,
      "nodes": [{"id", "pid", "create_time", "port", "status", "restarts", "started_at",
                 "last_exit", "reason", "log_tail"}],
@@ -35,6 +36,7 @@ __all__ = [
     "TransientRole",
     "cluster_dir",
     "is_running",
+    "private_home",
     "read_state",
     "state_path",
     "write_json_atomic",
@@ -108,6 +110,10 @@ class ClusterState:
     transient: list[TransientProcess] = dataclasses.field(default_factory=list)
     max_memory_bytes: int | None = None
     error: str | None = None
+    # Which redis-server runs (embedded only), and the user the nodes authenticate as (None: no password).
+    redis_binary: str | None = None
+    redis_version: str | None = None
+    redis_user: str | None = None
 
     def node(self, node_id: str) -> NodeRecord | None:
         return next((node for node in self.nodes if node.id == node_id), None)
@@ -139,6 +145,16 @@ class ClusterState:
         if state.phase not in get_args(Phase):
             raise ValueError(f"unknown phase {state.phase!r}")
         return state
+
+
+def private_home(home: Path) -> Path:
+    """`home`, made if needed and 0700 even if it existed: it holds the logs, the database and the secrets."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        home.chmod(0o700)
+    except OSError as exc:
+        raise ClusterError(f"cannot make the state directory {home} private: {exc.strerror}") from exc
+    return home
 
 
 def read_state(home: Path) -> ClusterState | None:
