@@ -19,8 +19,9 @@ The patches, and why each exists:
   (`CorkedTransport`), set on aiohttp's private frame writer.
 - ``queue-socket``: a cheaper writer wait (`QueueSocket`) put in place of
   engine.io's ``AsyncSocket``; only on Python 3.11, where ``wait_for`` starts
-  a task per wait (``python -m sioplay.bench.writer_wait``: 36 vs 26 µs per
-  wait on 3.11; on 3.12+ ``wait_for`` is the same timeout-around-await).
+  a task per wait (``python -m sioplay.bench.writer_wait`` on this 2-core
+  machine: 29-33 vs 22-25 µs per wait on 3.11; 19.5-19.9 vs 19.9-20.4 on
+  3.12, whose ``wait_for`` is the same timeout-around-await).
 - ``room-broadcast``: a room emit queues its frames on each recipient's
   engine.io queue without a task each (`RoomBroadcaster`); it relies on
   ``AsyncManager.get_participants`` and ``AsyncSocket.queue``.
