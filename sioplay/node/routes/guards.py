@@ -36,6 +36,8 @@ WRITE_ROUTE = "put_user"
 LOOPBACK_NAMES = ("localhost", "*.localhost", "127.0.0.1", "::1")
 # Bound to these, a node listens on every address of the machine, which it does not enumerate.
 ANY_ADDRESS = ("", "0.0.0.0", "::")
+# Host values remembered with their verdict; a stranger sending many different ones only empties it.
+_MAX_JUDGED = 256
 
 
 class HostNames:
@@ -43,6 +45,7 @@ class HostNames:
 
     def __init__(self, names: Iterable[str]) -> None:
         self.any = False
+        self._judged: dict[str, bool] = {}
         self.exact: set[str] = set()
         self.suffixes: list[str] = []
         for raw in names:
@@ -62,8 +65,15 @@ class HostNames:
     def allows(self, host_header: str) -> bool:
         if self.any:
             return True
-        name = _canonical(_without_port(host_header))
-        return name in self.exact or any(name.endswith(suffix) for suffix in self.suffixes)
+        # Every request asks, with one of a few Host values: each is judged once.
+        known = self._judged.get(host_header)
+        if known is None:
+            name = _canonical(_without_port(host_header))
+            known = name in self.exact or any(name.endswith(suffix) for suffix in self.suffixes)
+            if len(self._judged) >= _MAX_JUDGED:
+                self._judged.clear()
+            self._judged[host_header] = known
+        return known
 
 
 def _without_port(host: str) -> str:
@@ -105,8 +115,10 @@ def host_check(names: HostNames) -> Middleware:
 
 @web.middleware
 async def utf8_path(request: web.Request, handler: Handler) -> web.StreamResponse:
+    raw_path = request.rel_url.raw_path
     try:
-        unquote_to_bytes(request.rel_url.raw_path).decode("utf-8")
+        if "%" in raw_path:
+            unquote_to_bytes(raw_path).decode("utf-8")
     except UnicodeError:
         raise ValidationError("the path is not valid UTF-8 once its %-escapes are decoded") from None
     return await handler(request)
