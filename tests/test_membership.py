@@ -35,3 +35,16 @@ def test_touch_all_forgives_silence_during_our_own_outage() -> None:
     members.touch_all(now=10.0)
     assert members.expire(now=10.5) == []
     assert [p.node_id for p in members.expire(now=11.5)] == ["node-1"]
+
+
+def test_a_silent_peer_is_down_until_heard_again_and_a_departed_one_is_not() -> None:
+    members = Membership(silence_s=3.0)
+    members.seen("node-1", "i1", now=0.0)
+    members.seen("node-2", "i2", now=0.0)
+    members.seen("node-2", "i2", now=3.5)
+    members.expire(now=4.0)
+    assert members.down() == {"i1": "node-1"}
+    members.gone("i2", "goodbye")
+    assert members.down() == {"i1": "node-1"}, "a goodbye unsubscribed first: it is not counted by Redis"
+    members.seen("node-1", "i1", now=5.0)
+    assert members.down() == {} and "i1" in members

@@ -7,6 +7,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 
+import psutil
 import pytest
 import redis
 
@@ -258,3 +259,33 @@ async def test_redis_restart_degrades_then_recovers(
             lambda node=node: complete_roster(node, "Maths"), 10, f"{node.node_id} to recover"
         )
         assert sorted(m["id_user"] for m in body["users"]) == ["1", "2", "3"]
+
+
+async def test_a_frozen_node_is_not_waited_for_once_declared_down(three_nodes, clients) -> None:
+    a, b, c = three_nodes
+    await connect_all(clients, [(a, "1", "Maths"), (b, "2", "Maths"), (c, "3", "Maths")])
+    frozen = psutil.Process(c.pid)
+    frozen.suspend()
+    try:
+
+        async def declared_down() -> bool:
+            nodes = (await async_http_json(a.url + "/cluster"))[1]["nodes"]
+            return [entry["node"] for entry in nodes] == ["node-a", "node-b"]
+
+        await async_wait_until(declared_down, 10, "node-a to declare node-c down")
+        # Redis still counts node-c's subscription; its heartbeats decide, so the query does not wait 10 s for it.
+        status, body, headers = await async_http_json(a.url + "/rooms/Maths?timeout_ms=10000")
+        assert status == 200 and body["complete"] is False
+        assert body["took_ms"] < 5000, body["took_ms"]
+        assert body["nodes"] == {"expected": 3, "answered": ["node-a", "node-b"], "missing": ["node-c"]}
+        assert headers["X-Sioplay-Nodes-Missing"] == "node-c"
+        assert sorted(member["id_user"] for member in body["users"]) == ["1", "2"]
+    finally:
+        frozen.resume()
+    healed = await async_wait_until(lambda: roster_complete(a, "Maths"), 10, "node-c to be heard again and answer")
+    assert sorted(member["id_user"] for member in healed["users"]) == ["1", "2", "3"]
+
+
+async def roster_complete(node: NodeHandle, room: str) -> dict | None:
+    body = await roster(node, room)
+    return body if body["complete"] else None

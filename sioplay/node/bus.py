@@ -11,6 +11,11 @@ answer even before it has heard from all of them; membership (heartbeats) tells
 it which. It returns as soon as every one has answered, stops waiting for a
 node that says goodbye or falls silent, and otherwise returns at the deadline
 with what it has, marked partial.
+
+The subscriber count is a hint; heartbeats decide. A node declared down after
+missing its heartbeats may still be counted by Redis (a frozen process keeps
+its connection): as long as it is not heard again, the subscribers nobody can
+account for are taken to be such nodes, not waited for, and named as missing.
 """
 
 from __future__ import annotations
@@ -73,18 +78,27 @@ class _Pending:
     done: asyncio.Event
     replies: dict[str, PeerReply] = dataclasses.field(default_factory=dict)
     gone: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Peers declared down before the request (instance -> node id, the most recent last).
+    presumed_down: dict[str, str] = dataclasses.field(default_factory=dict)
     subscribers: int = 0
 
+    def _unheard(self) -> int:
+        """Subscribers that neither answered nor are expected peers."""
+        return self.subscribers - len(self.replies) - sum(1 for i in self.expected if i not in self.replies)
+
     def settle(self) -> None:
-        if all(instance in self.replies for instance in self.expected) and len(self.replies) >= self.subscribers:
+        if all(instance in self.replies for instance in self.expected) and self._unheard() <= len(self.presumed_down):
             self.done.set()
 
     def missing(self) -> list[str]:
         names = [node for instance, node in self.expected.items() if instance not in self.replies]
         names += [node for instance, node in self.gone.items() if instance not in self.replies]
-        unheard = self.subscribers - len(self.replies) - sum(1 for i in self.expected if i not in self.replies)
+        unheard = self._unheard()
         if unheard > 0:
-            names.append(f"{unheard} unannounced node(s)")
+            down = list(self.presumed_down.values())[-unheard:]
+            names += down
+            if unheard > len(down):
+                names.append(f"{unheard - len(down)} unannounced node(s)")
         return sorted(set(names))
 
 
@@ -193,7 +207,7 @@ class ClusterBus:
         if not peers and started - self.started_at > self.silence_s:
             return QueryOutcome(replies=[], expected=0, missing=[], took_ms=self._ms_since(started))
         request_id = uuid.uuid4().hex
-        pending = _Pending(expected=peers, done=asyncio.Event())
+        pending = _Pending(expected=peers, done=asyncio.Event(), presumed_down=self.membership.down())
         self._pending[request_id] = pending
         try:
             async with asyncio.timeout(timeout_s):

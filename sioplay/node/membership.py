@@ -1,16 +1,22 @@
 """Which other nodes are alive, from what they say on the bus: nothing is stored in Redis.
 
 A peer is alive from its first message until it says goodbye or has been
-silent for `silence_s`. Plain logic over a clock, so it is tested without
-processes.
+silent for `silence_s`. One declared silent is remembered as *down* until it is
+heard again: Redis may still count its subscription (a frozen process keeps its
+connection), and a query must not wait for it. Plain logic over a clock, so it
+is tested without processes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from collections.abc import Callable
 
 __all__ = ["Membership", "Peer"]
+
+# Peers remembered as down; past this the oldest are forgotten (they are waited for again, as unannounced).
+MAX_DOWN = 64
 
 
 @dataclasses.dataclass(slots=True)
@@ -26,9 +32,11 @@ class Membership:
         self.silence_s = silence_s
         self.on_gone = on_gone
         self._peers: dict[str, Peer] = {}
+        self._down: OrderedDict[str, str] = OrderedDict()
 
     def seen(self, node_id: str, instance: str, now: float, sockets: int | None = None) -> bool:
         """Record a sign of life; True when this peer is new."""
+        self._down.pop(instance, None)
         peer = self._peers.get(instance)
         is_new = peer is None
         if peer is None:
@@ -40,9 +48,17 @@ class Membership:
 
     def gone(self, instance: str, reason: str) -> Peer | None:
         peer = self._peers.pop(instance, None)
+        if peer is not None and reason == "silent":
+            self._down[instance] = peer.node_id
+            if len(self._down) > MAX_DOWN:
+                self._down.popitem(last=False)
         if peer is not None and self.on_gone is not None:
             self.on_gone(peer, reason)
         return peer
+
+    def down(self) -> dict[str, str]:
+        """instance -> node id of the peers declared silent and not heard since, the most recent last."""
+        return dict(self._down)
 
     def expire(self, now: float) -> list[Peer]:
         """Drop the peers silent for longer than `silence_s`."""
