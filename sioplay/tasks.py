@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["cancel_all", "cancel_and_wait"]
+__all__ = ["cancel_all", "cancel_and_wait", "report_death"]
+
+log = logging.getLogger(__name__)
 
 _RECANCEL_EVERY_S = 0.2
 
@@ -47,3 +51,23 @@ async def cancel_all(tasks: list[asyncio.Task[Any]], timeout_s: float) -> bool:
             # Read, so that a task that failed on its way out is not reported as never retrieved.
             task.exception()
     return not pending
+
+
+def report_death(task: asyncio.Task[Any], on_death: Callable[[str], None]) -> None:
+    """When `task` ends by an exception, log it with its traceback and tell `on_death` why.
+
+    A background task that dies is otherwise noticed by nobody ("Task exception was
+    never retrieved" at exit, at best) while the process still looks healthy.
+    """
+
+    def ended(done: asyncio.Task[Any]) -> None:
+        if done.cancelled():
+            return
+        error = done.exception()
+        if error is None:
+            on_death(f"{done.get_name()} ended")
+            return
+        log.error("background task %s died: %r", done.get_name(), error, exc_info=error)
+        on_death(f"{done.get_name()} died: {type(error).__name__}: {error}")
+
+    task.add_done_callback(ended)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import pytest
 import redis.asyncio as aioredis
 
 from sioplay.cluster.redis_server import EmbeddedRedis
@@ -129,3 +130,36 @@ async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
     async with session.get(url) as response:
         assert response.status == 200, await response.text()
         return await response.json()
+
+
+async def test_a_background_task_that_dies_takes_the_node_off_the_bus(
+    seeded_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    node = Node(seeded_settings, "node-x", free_port())
+    await node.start()
+    try:
+        async with aiohttp_session() as session:
+
+            async def bus_state() -> dict[str, Any]:
+                body = await get_json(session, f"http://127.0.0.1:{node.port}/healthz")
+                return dict(body["bus"])
+
+            async def linked() -> bool:
+                return bool((await bus_state())["linked"])
+
+            async def unlinked() -> dict[str, Any] | None:
+                state = await bus_state()
+                return None if state["linked"] else state
+
+            await async_wait_until(linked, 5.0, "the node to be linked")
+
+            def broken_presence() -> int:
+                raise RuntimeError("injected")
+
+            # The heartbeat reads presence on every beat: it dies on the next one.
+            node.bus.presence = broken_presence
+            state = await async_wait_until(unlinked, 5.0, "the dead heartbeat to take the node off the bus")
+        assert state["failures"] == ["bus-heartbeat died: RuntimeError: injected"]
+        assert any("background task bus-heartbeat died" in record.getMessage() for record in caplog.records)
+    finally:
+        await node.stop()

@@ -35,7 +35,7 @@ from sioplay.node.metrics import Metrics
 from sioplay.node.redis_wire import RedisPublisher, Subscription
 from sioplay.node.roster_protocol import REPLY_KIND
 from sioplay.settings import Settings
-from sioplay.tasks import cancel_and_wait
+from sioplay.tasks import cancel_and_wait, report_death
 
 __all__ = ["ClusterBus", "PeerReply", "QueryOutcome", "RequestHandler", "new_instance_id"]
 
@@ -141,6 +141,8 @@ class ClusterBus:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._beating: asyncio.Task[None] | None = None
         self._leaving = False
+        # Why this node cannot be on the bus any more (a background task died); it is then never linked.
+        self.failure: str | None = None
         subscription.add(self.channel, self._receive)
         subscription.add(self.direct_channel, self._receive)
         subscription.on_subscribed(self._announce)
@@ -154,6 +156,10 @@ class ClusterBus:
     def start(self) -> None:
         """Send heartbeats and expire silent peers until `stop()`; listening is the subscription's."""
         self._beating = asyncio.create_task(self._beat(), name="bus-heartbeat")
+        report_death(self._beating, self._failed)
+
+    def _failed(self, reason: str) -> None:
+        self.failure = self.failure or reason
 
     async def stop(self, timeout_s: float) -> bool:
         """Stop beating and listening, and say goodbye; False if the heartbeat outlived `timeout_s`.
@@ -186,6 +192,8 @@ class ClusterBus:
         Counted from when a heartbeat was sent, not from when one was last heard, so
         that a node whose event loop is merely busy (a join storm) stays linked.
         """
+        if self.failure is not None or self.subscription.failure is not None:
+            return False
         if not self.subscribed or self._heard_self_at is None:
             return False
         return self._unheard_since is None or self.clock() - self._unheard_since <= self.silence_s

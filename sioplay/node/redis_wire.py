@@ -34,7 +34,7 @@ import hiredis
 from sioplay.common.redis_endpoint import RedisEndpoint, encode_command
 from sioplay.log import Throttle
 from sioplay.node.signing import MessageSigner
-from sioplay.tasks import cancel_and_wait
+from sioplay.tasks import cancel_and_wait, report_death
 
 __all__ = ["MessageHandler", "RedisPublisher", "Subscription", "open_connection"]
 
@@ -298,6 +298,8 @@ class Subscription:
         self._on_subscribed: list[Callable[[], None]] = []
         self._connection: _SubscribeConnection | None = None
         self._task: asyncio.Task[None] | None = None
+        # Why the subscription stopped for good (its task died); None while it lives or was stopped.
+        self.failure: str | None = None
         self._log_errors = Throttle(_LOG_EVERY_S)
 
     def add(self, channel: str, handler: MessageHandler) -> None:
@@ -314,6 +316,10 @@ class Subscription:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="redis-subscription")
+        report_death(self._task, self._failed)
+
+    def _failed(self, reason: str) -> None:
+        self.failure = self.failure or reason
 
     async def remove(self, channels: Sequence[str], timeout_s: float) -> None:
         """Stop receiving `channels`, also after a reconnect; returns once Redis confirmed it or `timeout_s` passed."""

@@ -37,7 +37,11 @@ def ops_routes(node: Node) -> list[web.RouteDef]:
                 "uptime_s": round(time.monotonic() - node.started_at, 3),
                 "sockets": len(node.sockets),
                 "redis": redis_state,
-                "bus": {"linked": node.bus.linked, "peers": len(node.bus.membership)},
+                "bus": {
+                    "linked": node.bus.linked,
+                    "peers": len(node.bus.membership),
+                    "failures": [f for f in (node.bus.failure, node.subscription.failure) if f is not None],
+                },
                 "patches": node.patches.as_json(),
                 "metrics": node.metrics.as_json(),
             }
