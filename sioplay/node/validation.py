@@ -44,19 +44,23 @@ def validate_id_user(raw: object) -> str:
     return normalized(raw, "id_user contains").strip()
 
 
-def _connect_value(query_string: str, auth: object, name: str) -> object:
+def _query(query_string: str) -> dict[str, str]:
+    return {key: values[0] for key, values in parse_qs(query_string or "", keep_blank_values=True).items()}
+
+
+def _connect_value(query: Mapping[str, str], auth: object, name: str) -> object:
     """`name` from the `auth` payload, falling back to the query string."""
     if isinstance(auth, Mapping) and name in auth:
         return auth[name]
-    values = parse_qs(query_string or "", keep_blank_values=True).get(name)
-    return values[0] if values else None
+    return query.get(name)
 
 
 def connect_params(query_string: str, auth: object) -> tuple[str, str]:
-    """(id_user, room) of a client joining a room."""
-    return validate_id_user(_connect_value(query_string, auth, "id_user")), watch_params(query_string, auth)
+    """(id_user, room) of a client joining a room; the query string is parsed once."""
+    query = _query(query_string)
+    return validate_id_user(_connect_value(query, auth, "id_user")), validate_room(_connect_value(query, auth, "room"))
 
 
 def watch_params(query_string: str, auth: object) -> str:
     """The room an observer (`sioplay who --watch`) watches."""
-    return validate_room(_connect_value(query_string, auth, "room"))
+    return validate_room(_connect_value(_query(query_string), auth, "room"))
