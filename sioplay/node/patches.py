@@ -184,7 +184,7 @@ def _cork(response: web.WebSocketResponse) -> bool:
 
 
 def _websocket_driver(
-    compress: bool, send_buffer_bytes: int | None, cork: bool, refuse: Callable[[str, str], None] | None
+    compress: bool, send_buffer_bytes: int | None, cork: bool, refuse: Callable[[dict[str, Any], str], None] | None
 ) -> type[engineio_aiohttp.WebSocket]:
     """engine.io's aiohttp `WebSocket.__call__`, with compression, the send buffer and corked writes.
 
@@ -199,20 +199,16 @@ def _websocket_driver(
             message = await self._sock.receive()
             if message.type is WSMsgType.TEXT:
                 if refuse is not None and message.data[:1] not in _ENGINEIO_TYPES:
-                    refuse(self._peer(), "malformed packet")
+                    refuse(self.environ, "malformed packet")
                     raise OSError("malformed engine.io packet")
                 return str(message.data)
             if message.type is WSMsgType.BINARY and refuse is not None:
-                refuse(self._peer(), "binary frame")
+                refuse(self.environ, "binary frame")
                 raise OSError("binary frame")
             if isinstance(message.data, bytes):
                 return message.data
             # Closed or failed: engine.io ends the connection on OSError, as its own driver makes it.
             raise OSError()
-
-        def _peer(self) -> str:
-            request = self.environ.get("aiohttp.request") if self.environ else None
-            return str(request.remote) if request is not None else "?"
 
         async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
             request = environ["aiohttp.request"]
@@ -507,19 +503,23 @@ class ClientGuard:
         self.on_refused = on_refused
         self._throttle = Throttle(_REFUSAL_LOG_EVERY_S)
 
-    def refuse(self, who: str, reason: str, eio_sid: str | None = None) -> None:
-        if eio_sid is not None:
-            environ = self.sio.environ.get(eio_sid)
-            if environ is None or environ.get(_REFUSED):
-                # Frames it sent before the abort are still being read: it was refused once.
-                return
-            environ[_REFUSED] = True
+    def refuse(self, environ: dict[str, Any], reason: str) -> None:
+        """Count and log the refusal of the connection `environ` describes; closing it is the caller's."""
         self.on_refused(reason)
         more = self._throttle.allow(reason)
         if more is not None:
+            request = environ.get("aiohttp.request")
+            who = str(request.remote) if request is not None else "a client"
             log.warning("closed the connection of %s: %s%s", who, reason, more)
-        if eio_sid is not None:
-            abort_connection(self.sio, eio_sid)
+
+    def _refuse_session(self, eio_sid: str, reason: str) -> None:
+        environ = self.sio.environ.get(eio_sid)
+        if environ is None or environ.get(_REFUSED):
+            # Frames it sent before the abort are still being read: it was refused once.
+            return
+        environ[_REFUSED] = True
+        self.refuse(environ, reason)
+        abort_connection(self.sio, eio_sid)
 
     def wrap_message(self, handle: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
         async def guarded(eio_sid: str, data: Any) -> None:
@@ -527,12 +527,12 @@ class ClientGuard:
             if self.sio.environ.get(eio_sid, {}).get(_REFUSED):
                 return
             if not isinstance(data, str) or data[:1] in ("5", "6"):
-                self.refuse(self._who(eio_sid), "binary packet", eio_sid)
+                self._refuse_session(eio_sid, "binary packet")
                 return
             try:
                 await handle(eio_sid, data)
             except Exception:  # noqa: BLE001 - whatever the decoder raised, the packet was malformed
-                self.refuse(self._who(eio_sid), "malformed packet", eio_sid)
+                self._refuse_session(eio_sid, "malformed packet")
 
         return guarded
 
@@ -549,11 +549,7 @@ class ClientGuard:
             return
         if any(self.sio.manager.sid_from_eio_sid(eio_sid, namespace) for namespace in self.sio.handlers):
             return
-        self.refuse(self._who(eio_sid), f"no Socket.IO CONNECT within {self.connect_timeout_s:g} s", eio_sid)
-
-    def _who(self, eio_sid: str) -> str:
-        request = self.sio.environ.get(eio_sid, {}).get("aiohttp.request")
-        return str(request.remote) if request is not None else f"engine.io session {eio_sid}"
+        self._refuse_session(eio_sid, f"no Socket.IO CONNECT within {self.connect_timeout_s:g} s")
 
 
 def _guard_target(sio: socketio.AsyncServer) -> str | None:
