@@ -140,14 +140,7 @@ class RedisEndpoint:
         """One command on a connection of its own, blocking; RedisError if it fails or Redis refuses it."""
         deadline = time.monotonic() + timeout_s
         try:
-            if self.path is not None:
-                raw: socket.socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                raw.settimeout(timeout_s)
-                raw.connect(self.path)
-            else:
-                raw = socket.create_connection((self.host, self.port), timeout=timeout_s)
-            context = self.ssl_context()
-            with context.wrap_socket(raw, server_hostname=self.host) if context else raw as conn:
+            with self._open_blocking(timeout_s) as conn:
                 conn.sendall(self.handshake() + encode_command(*parts))
                 reader = hiredis.Reader()
                 replies: list[Any] = []
@@ -165,6 +158,27 @@ class RedisEndpoint:
             if isinstance(reply, hiredis.ReplyError):
                 raise RedisError(f"Redis at {self.where} refused: {reply}")
         return replies[-1]
+
+    def _open_blocking(self, timeout_s: float) -> socket.socket:
+        """A connected socket (TLS for rediss://); nothing is left open when connecting fails."""
+        if self.path is not None:
+            raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            raw.settimeout(timeout_s)
+            try:
+                raw.connect(self.path)
+            except OSError:
+                raw.close()
+                raise
+        else:
+            raw = socket.create_connection((self.host, self.port), timeout=timeout_s)
+        context = self.ssl_context()
+        if context is None:
+            return raw
+        try:
+            return context.wrap_socket(raw, server_hostname=self.host)
+        except (OSError, ssl.SSLError):
+            raw.close()
+            raise
 
 
 def _db_number(raw: str) -> int:
