@@ -52,13 +52,13 @@ class Node:
         self.store = UserStore(settings.effective_db_url)
         self.metrics = Metrics()
         endpoint = RedisEndpoint.from_url(settings.redis_url or DEFAULT_REDIS_URL)
-        # One connection carries every PUBLISH of this node, the bus's and Socket.IO's, a tick's worth per write;
-        # one more carries every channel it listens on.
         signer = MessageSigner(
             parse_secret(settings.cluster_secret, "SIOPLAY_CLUSTER_SECRET")
             if settings.cluster_secret
             else load_or_create_secret(settings.home)
         )
+        # One connection carries every PUBLISH of this node, the bus's and Socket.IO's, a tick's worth per write;
+        # one more carries every channel it listens on.
         self.publisher = RedisPublisher(endpoint, signer)
         self.subscription = Subscription(
             endpoint,
