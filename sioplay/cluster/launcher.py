@@ -20,6 +20,7 @@ import psutil
 
 from sioplay.cluster.preflight import check_can_start, clean_up_after
 from sioplay.cluster.supervisor import Supervisor
+from sioplay.common.hints import command_hint
 from sioplay.common.pids import ProcessRef, find
 from sioplay.common.state import LIVE_PHASES, ClusterState, cluster_dir, is_running, private_home, read_state
 from sioplay.errors import ClusterError
@@ -92,9 +93,8 @@ def _wait_running(settings: Settings, supervisor: subprocess.Popen[bytes]) -> Cl
             raise ClusterError(f"the supervisor exited with code {code}: {_last_words(settings.home)}")
         if time.monotonic() > deadline:
             supervisor.send_signal(signal.SIGTERM)
-            raise ClusterError(
-                f"the cluster was not running after {patience:g} s; stopping it (see 'sioplay cluster logs')"
-            )
+            logs = command_hint(settings.home, "sioplay cluster logs")
+            raise ClusterError(f"the cluster was not running after {patience:g} s; stopping it (see '{logs}')")
         time.sleep(_POLL_S)
 
 
@@ -110,7 +110,8 @@ def running_state(home: Path) -> ClusterState:
     """The state of the running cluster of `home`; ClusterError if none runs."""
     state = read_state(home)
     if state is None or not is_running(state):
-        raise ClusterError(f"no cluster is running from {home}; start one with 'sioplay cluster start'")
+        start = command_hint(home, "sioplay cluster start")
+        raise ClusterError(f"no cluster is running from {home}; start one with '{start}'")
     return state
 
 
