@@ -9,9 +9,11 @@ from sioplay.common.state import ClusterState, is_running, read_state, state_pat
 from sioplay.common.urls import local_url
 from sioplay.errors import ClientError, ClusterError
 
-__all__ = ["DEFAULT_URL", "normalize_url", "resolve_url"]
+__all__ = ["DEFAULT_TIMEOUT_S", "DEFAULT_URL", "normalize_url", "resolve_url"]
 
 DEFAULT_URL = "http://localhost:5009"
+# Of an HTTP request or a handshake, for the client commands.
+DEFAULT_TIMEOUT_S = 10.0
 
 
 def normalize_url(url: str) -> str:

@@ -15,16 +15,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
 from sioplay.cluster.preflight import check_can_start, clean_up_after
-from sioplay.cluster.supervisor import Supervisor
 from sioplay.common.hints import command_hint
 from sioplay.common.pids import ProcessRef, find
 from sioplay.common.state import LIVE_PHASES, ClusterState, cluster_dir, is_running, private_home, read_state
 from sioplay.errors import ClusterError
 from sioplay.settings import Settings
+
+if TYPE_CHECKING:
+    # Only its type: the CLI starts a supervisor detached without importing it (aiohttp, SQLAlchemy).
+    from sioplay.cluster.supervisor import Supervisor
 
 __all__ = ["Started", "Stopped", "run_attached", "running_state", "start_detached", "stop_cluster", "supervisor_output"]
 

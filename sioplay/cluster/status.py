@@ -20,7 +20,6 @@ from sioplay.common.pids import ProcessRef, find
 from sioplay.common.state import ClusterState
 from sioplay.common.units import format_bytes, format_duration
 from sioplay.common.urls import local_url, ui_url
-from sioplay.db.url import hide_password
 
 __all__ = ["StatusCollector", "not_running", "render_status"]
 
@@ -93,7 +92,8 @@ class StatusCollector:
                 "authenticated": state.redis_user is not None,
                 "user": state.redis_user,
             },
-            "db_url": hide_password(state.db_url),
+            # Written without its password by the supervisor (sqlalchemy is not imported for a status).
+            "db_url": state.db_url,
             "supervisor": state.supervisor.as_json(),
             "uptime_s": round(now - state.started_at, 1),
             "max_memory_bytes": state.max_memory_bytes,

@@ -30,7 +30,6 @@ from sioplay.cluster.logs import (
 )
 from sioplay.cluster.node_count import MAX_NODES, scale_target
 from sioplay.cluster.status import StatusCollector, not_running, render_status
-from sioplay.cluster.supervisor import Supervisor
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
 from sioplay.common.exposure import exposure_warning
 from sioplay.common.hints import command_hint
@@ -120,6 +119,8 @@ def supervise(
     nodes: Annotated[int, typer.Option("--nodes", "-n", min=1, max=MAX_NODES, help="How many node processes.")] = 4,
 ) -> None:
     """Run the supervisor in this process (what `start` runs detached)."""
+    from sioplay.cluster.supervisor import Supervisor
+
     settings = state_of(ctx).settings
     _private_files(settings)
     configure_supervisor_logging(settings.home, settings.log_max_bytes, settings.log_backups)
@@ -127,6 +128,8 @@ def supervise(
 
 
 def _run_foreground(settings: Settings, nodes: int) -> None:
+    from sioplay.cluster.supervisor import Supervisor
+
     def print_line(node_id: str, line: str) -> None:
         console.print(format_line(LogLine(node_id, stamp(), line)), soft_wrap=True, highlight=False)
 

@@ -9,7 +9,9 @@ alike, and `sioplay --verbose true` says that a flag takes no value.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -78,18 +80,22 @@ def _template(
 
 
 def global_options() -> list[core.TyperOption]:
-    """Fresh copies of the global options, which act on the root's state when given after a command."""
+    """Copies of the global options, which act on the root's state when given after a command."""
+    return [copy.copy(param) for param in _global_templates()]
+
+
+@functools.cache
+def _global_templates() -> tuple[core.TyperOption, ...]:
     template = typer.Typer(add_completion=False)
     template.command()(_template)
-    command = typer.main.get_command(template)
     made = []
-    for param in command.params:
+    for param in typer.main.get_command(template).params:
         assert isinstance(param, core.TyperOption)
         param.expose_value = False
         param.callback = _apply
         param.rich_help_panel = GLOBAL_PANEL
         made.append(param)
-    return made
+    return tuple(made)
 
 
 def _apply(ctx: Any, param: Any, value: Any) -> Any:
