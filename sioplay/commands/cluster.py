@@ -47,13 +47,24 @@ _CPU_SAMPLE_S = 0.2
 _WATCH_INTERVAL_S = 1.0
 # Per node of a rolling restart or scale, beyond its start and stop timeouts.
 _REQUEST_MARGIN_S = 10.0
+_DEFAULT_NODES = 4
 
 
 @app.command("start")
 @handles_errors
 def start(
     ctx: typer.Context,
-    nodes: Annotated[int, typer.Option("--nodes", "-n", min=1, max=MAX_NODES, help="How many node processes.")] = 4,
+    nodes: Annotated[
+        int | None,
+        typer.Option(
+            "--nodes",
+            "-n",
+            min=1,
+            max=MAX_NODES,
+            help="How many node processes; default: `nodes` of the config file, else 4.",
+            show_default=False,
+        ),
+    ] = None,
     port: Annotated[
         int | None,
         typer.Option(
@@ -90,6 +101,7 @@ def start(
     ] = False,
 ) -> None:
     """Start Redis, the database and N nodes on one public port; return once every node is healthy."""
+    nodes = nodes or state_of(ctx).nodes or _DEFAULT_NODES
     settings = state_of(ctx).settings.replace(
         public_port=port,
         host=host,
