@@ -5,8 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +156,9 @@ class StatusCollector:
         return sockets
 
     def _health(self, base_url: str) -> Any:
+        # Here, not at the top: `sioplay --help` imports this module and needs no HTTP client.
+        import urllib.request
+
         try:
             with urllib.request.urlopen(base_url + "/healthz", timeout=self.health_timeout_s) as response:
                 return json.loads(response.read())
