@@ -61,7 +61,8 @@ def start_detached(settings: Settings, nodes: int) -> Started:
     with os.fdopen(os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
         os.fchmod(out.fileno(), 0o600)
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "sioplay", "cluster", "supervise", "--nodes", str(nodes)],
+            # Every setting is in the environment: an empty config, not a sioplay.toml of the working directory.
+            [sys.executable, "-m", "sioplay", "--config", os.devnull, "cluster", "supervise", "--nodes", str(nodes)],
             env=settings.child_env(),
             stdin=subprocess.DEVNULL,
             stdout=out,
