@@ -27,9 +27,11 @@ from rich.text import Text
 
 from sioplay.common.state import cluster_dir
 
-__all__ = ["ProgressLog", "Step", "StepEvent", "progress_path", "read_steps", "shown"]
+__all__ = ["LAUNCH_STEPS", "ProgressLog", "Step", "StepEvent", "progress_path", "read_steps", "shown"]
 
 Step = Literal["spawned", "subscribed", "healthy", "draining", "stopped", "failed"]
+# A node process on its way up, in order; on its way down it is draining, then stopped.
+LAUNCH_STEPS: tuple[Step, ...] = ("spawned", "subscribed", "healthy")
 _STYLES: dict[str, str] = {
     "spawned": "yellow",
     "subscribed": "cyan",
