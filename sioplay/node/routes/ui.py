@@ -50,6 +50,7 @@ def ui_routes() -> list[web.RouteDef]:
         if raw_id_user is None or not raw_id_user.strip():
             values = {"ROOM": html.escape(room), "ROOM_URL": html.escape(quote(room, safe=""))}
             body = PLACEHOLDER.sub(lambda match: values[match[1]], choose)
+            # A 200: a page for a person (every error of the node leaves as JSON, see responses.json_errors).
             return web.Response(text=body, content_type="text/html", headers=PAGE_HEADERS)
         id_user = validate_id_user(raw_id_user)
         # One pass, so that a room named "{{ID_USER}}" stays that text.
