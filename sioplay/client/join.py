@@ -78,9 +78,8 @@ class TextEventPrinter:
         )
 
     def roster(self, at: float, room: str, roster_body: dict[str, Any]) -> None:
-        users = roster_body["users"]
-        self._line(at, f"in {room} now: {len(users)} socket(s) · " + completeness_line(roster_body).plain, "dim")
-        for entry in users:
+        self._line(at, f"in {room} now: " + completeness_line(roster_body).plain, "dim")
+        for entry in roster_body["users"]:
             who = _who(entry.get("id_user"), entry.get("name"))
             self._columns(at, "member", entry.get("node"), who, entry.get("id_socket"), "dim")
 

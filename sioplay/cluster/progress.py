@@ -128,29 +128,32 @@ def _clock(at: float) -> str:
 
 
 class _Board:
-    """The latest step of each node process, in the order they first appeared."""
+    """Each node process's steps so far, in the order the processes first appeared."""
 
     def __init__(self, title: str) -> None:
         self.title = title
-        self.rows: dict[tuple[str, int | None], StepEvent] = {}
+        self.started = time.monotonic()
+        self.rows: dict[tuple[str, int | None], list[StepEvent]] = {}
 
     def add(self, event: StepEvent) -> None:
-        self.rows[(event.node, event.pid)] = event
+        self.rows.setdefault((event.node, event.pid), []).append(event)
 
     def render(self) -> Table:
-        table = Table(title=Text(self.title), title_justify="left")
-        for column in ("node", "pid", "step", "detail", "at"):
+        elapsed = time.monotonic() - self.started
+        table = Table(title=Text(f"{self.title} · {elapsed:.1f} s"), title_justify="left")
+        for column in ("node", "pid", "steps", "at"):
             table.add_column(column, justify="right" if column == "pid" else "left")
-        for event in self.rows.values():
-            table.add_row(
-                event.node,
-                "-" if event.pid is None else str(event.pid),
-                Text(event.step, style=_STYLES.get(event.step, "")),
-                Text(event.detail),
-                _clock(event.at),
-            )
+        for (node, pid), events in self.rows.items():
+            trail = Text()
+            for index, event in enumerate(events):
+                if index:
+                    trail.append(" › ", style="dim")
+                last = index == len(events) - 1
+                style = _STYLES.get(event.step, "") + (" bold" if last else " dim")
+                trail.append(event.step + (f" ({event.detail})" if event.detail else ""), style=style)
+            table.add_row(node, "-" if pid is None else str(pid), trail, _clock(events[-1].at))
         if not self.rows:
-            table.add_row("…", "", Text("waiting for the supervisor", style="dim"), "", "")
+            table.add_row("…", "", Text("waiting for the supervisor", style="dim"), "")
         return table
 
 
@@ -181,7 +184,7 @@ def shown(home: Path, console: Console, title: str) -> Iterator[None]:
                 console.print(_plain(event), highlight=False, soft_wrap=True)
             else:
                 board.add(event)
-        if events and live is not None:
+        if live is not None:
             live.update(board.render(), refresh=True)
 
     def pump() -> None:
