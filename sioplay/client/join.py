@@ -40,6 +40,7 @@ class EventPrinter(Protocol):
         self, at: float, room: str, id_user: str, name: str | None, handshake: dict[str, Any], again: bool
     ) -> None: ...
     def roster(self, at: float, room: str, roster_body: dict[str, Any]) -> None: ...
+    def no_roster(self, at: float, room: str, error: str) -> None: ...
     def renamed(self, at: float, id_user: str, name: str) -> None: ...
     def event(self, event: RoomEvent, name: str | None) -> None: ...
     def lost(self, at: float, node: str | None, reason: str, retry_s: float) -> None: ...
@@ -83,6 +84,9 @@ class TextEventPrinter:
             who = _who(entry.get("id_user"), entry.get("name"))
             self._columns(at, "member", entry.get("node"), who, entry.get("id_socket"), "dim")
 
+    def no_roster(self, at: float, room: str, error: str) -> None:
+        self._line(at, f"who is in {room} is unknown: {error}", "red")
+
     def renamed(self, at: float, id_user: str, name: str) -> None:
         self._line(at, f"renamed {id_user} to {name!r} and told the room", "cyan")
 
@@ -117,6 +121,9 @@ class JsonEventPrinter:
 
     def roster(self, at: float, room: str, roster_body: dict[str, Any]) -> None:
         self._write(at, "roster", room=room, data=roster_body)
+
+    def no_roster(self, at: float, room: str, error: str) -> None:
+        self._write(at, "roster-failed", room=room, error=error)
 
     def renamed(self, at: float, id_user: str, name: str) -> None:
         self._write(at, "renamed", id_user=id_user, name=name)
@@ -169,7 +176,8 @@ class _Session:
         try:
             self.printer.roster(time.time(), self.room, await fetch_roster(self.api, self.names, self.room))
         except ClientError as exc:
-            self.printer.retrying(time.time(), 0, f"no roster: {exc}", 0.0)
+            # The connection stands: a roster that could not be fetched is said, not fatal.
+            self.printer.no_roster(time.time(), self.room, str(exc))
 
     async def reconnect(self, until: float | None) -> bool:
         """Connect again with back-off; False if `until` (loop time) passes first. A refusal raises."""

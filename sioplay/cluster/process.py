@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import aiohttp
 import psutil
@@ -26,6 +27,8 @@ __all__ = ["LineSink", "NodeProcess", "describe_exit"]
 log = logging.getLogger(__name__)
 
 LineSink = Callable[[str, str], None]  # (node id, line)
+# The steps of a starting node that its health probe sees (see cluster/progress.py).
+ProbeStep = Literal["subscribed", "healthy"]
 
 _READ_CHUNK = 64 * 1024
 # A line longer than this is cut: a runaway node must not grow the supervisor's memory.
@@ -68,7 +71,7 @@ class NodeProcess:
         self.expected = False
         self.kill_reason: str | None = None
         # Told "subscribed" once the node hears itself on the cluster bus, and "healthy" once it is online.
-        self.on_step: Callable[[NodeProcess, str], None] | None = None
+        self.on_step: Callable[[NodeProcess, ProbeStep], None] | None = None
         self.subscribed = False
         self.tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         self._process: subprocess.Popen[bytes] | None = None
@@ -158,7 +161,7 @@ class NodeProcess:
                     self._step("healthy")
             await asyncio.sleep(self.settings.health_interval_s if self.online else _PROBE_WHILE_LAUNCHING_S)
 
-    def _step(self, step: str) -> None:
+    def _step(self, step: ProbeStep) -> None:
         if self.on_step is not None:
             self.on_step(self, step)
 

@@ -516,7 +516,7 @@ class Supervisor:
         else:
             port = base + slot.index if base is not None else free_port(host)
         process = NodeProcess(self.settings, slot.node_id, port, self._write_line)
-        process.on_step = lambda process, step: self.progress.note(process.node_id, step, process.pid)  # type: ignore[arg-type]
+        process.on_step = lambda process, step: self.progress.note(process.node_id, step, process.pid)
         assert self._session is not None
         await process.start(self._session)
         self.progress.note(slot.node_id, "spawned", process.pid, f"port {port}")
