@@ -38,7 +38,7 @@ def _table_line(text: str) -> int:
     return next(index for index, line in enumerate(text.splitlines()) if re.search(r"cluster \S+ · running", line))
 
 
-def test_start_restart_and_stop_report_each_nodes_steps_then_the_table(clusters: Clusters) -> None:
+def test_start_restart_scale_and_stop_report_each_nodes_steps_then_the_table(clusters: Clusters) -> None:
     settings = clusters.settings()
     cluster = clusters.track(settings)
     started = sioplay(settings, "cluster", "start", "--nodes", "2", "--port", str(settings.public_port))
@@ -58,12 +58,18 @@ def test_start_restart_and_stop_report_each_nodes_steps_then_the_table(clusters:
     steps = [_line_of(restarted.stdout, "node-1", step, pid) for step, pid in _replacement(old, new)]
     assert steps == sorted(steps) and steps[-1] < _table_line(restarted.stdout), restarted.stdout
 
+    scaled = sioplay(settings, "cluster", "scale", "3")
+    assert scaled.returncode == 0, scaled.stderr
+    pid = str(cluster.node("node-3").pid)
+    steps = [_line_of(scaled.stdout, "node-3", step, pid) for step in progress.LAUNCH_STEPS]
+    assert steps == sorted(steps) and steps[-1] < _table_line(scaled.stdout), scaled.stdout
+
     pids = {node.id: str(node.pid) for node in cluster.state().nodes}
     stopped = sioplay(settings, "cluster", "stop")
     assert stopped.returncode == 0, stopped.stderr
     for node, pid in pids.items():
         assert _line_of(stopped.stdout, node, "draining", pid) < _line_of(stopped.stdout, node, "stopped", pid)
-    assert stopped.stdout.rstrip().endswith("(2 nodes)"), stopped.stdout
+    assert stopped.stdout.rstrip().endswith("(3 nodes)"), stopped.stdout
 
 
 def _replacement(old: str, new: str) -> list[tuple[str, str]]:
@@ -220,7 +226,7 @@ async def test_join_reconnects_through_a_rolling_restart_and_says_where_it_lands
     try:
         first = john.wait_printed(r"joined Maths as 1 \(John\) on (node-\d), socket (\S+)", 15)
         mary_node = mary.handshake["node"] if mary.handshake else None
-        assert re.search(rf"member +{mary_node} +2 \(Mary\) +socket {mary.sid}", john.text), john.text
+        john.wait_printed(rf"member +{mary_node} +2 \(Mary\) +socket {mary.sid}", 10)
         before = {node.id: node.pid for node in cluster.state().nodes}
 
         restarted = sioplay(cluster.settings, "cluster", "restart")
