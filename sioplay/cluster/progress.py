@@ -202,4 +202,6 @@ def shown(home: Path, console: Console, title: str) -> Iterator[None]:
         reader.join()
         drain()
         if live is not None:
+            # A command that failed before any node moved (a refused start) leaves no empty table behind.
+            live.transient = not board.rows
             live.stop()
