@@ -122,7 +122,7 @@ async def test_join_json_reports_another_clients_connect_rename_and_leave(
 
     handshake, roster, *others = events()
     assert handshake["event"] == "handshake" and handshake["name"] == "John" and handshake["reconnected"] is False
-    assert roster["event"] == "roster" and [user["id_user"] for user in roster["data"]["users"]] == ["1"]
+    assert roster["event"] == "roster" and [user["id_user"] for user in roster["data"]["users"]] == [1]
     assert [{key: line[key] for key in ("event", "data", "name")} for line in others] == [
         {"event": "socket-connected", "data": {"id_socket": sid, "id_user": 2, "node": "node-b"}, "name": "Mary"},
         {"event": "identity-change", "data": {"id_user": 2, "id_socket": sid, "node": "node-b"}, "name": "Marie"},
