@@ -163,6 +163,7 @@ class _Session:
         self.queue: asyncio.Queue[RoomEvent] = asyncio.Queue()
         self.client: SimClient | None = None
         self.node: str | None = None
+        self.has_joined = False
 
     async def connect(self, again: bool) -> None:
         """Connect, print the handshake and the room's roster; ClientError if it fails."""
@@ -173,6 +174,7 @@ class _Session:
         self.client = client
         handshake = await client.connect(timeout_s=self.api.timeout_s)
         self.node = handshake.get("node")
+        self.has_joined = True
         self.printer.joined(
             time.time(), self.room, self.id_user, await _name(self.names, self.id_user), handshake, again
         )
@@ -222,8 +224,8 @@ async def join(
     until = None if duration is None else loop.time() + duration
     names = NameCache(api)
     session = _Session(api, room, id_user, names, printer)
-    await session.connect(again=False)
     try:
+        await session.connect(again=False)
         if rename_to is not None:
             assert session.client is not None
             await announce_rename(api, session.client, rename_to)
@@ -234,9 +236,11 @@ async def join(
             if not await session.reconnect(until):
                 return
     finally:
-        # Also on Ctrl-C or SIGTERM (a cancellation): the last line says the client is out of the room.
+        # Also on Ctrl-C or SIGTERM (a cancellation), even while the first roster is fetched: the last line
+        # says the client is out of the room, once it was in.
         await session.close()
-        printer.left(time.time(), room)
+        if session.has_joined:
+            printer.left(time.time(), room)
 
 
 async def _name(names: NameCache, id_user: Any) -> str | None:
