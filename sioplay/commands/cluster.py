@@ -28,6 +28,7 @@ from sioplay.cluster.logs import (
     merged_tail,
     stamp,
 )
+from sioplay.cluster.recovery import ORPHANS_EXIT_CODE, Orphan, current_state, orphans, orphans_message
 from sioplay.cluster.status import StatusCollector, not_running, render_status
 from sioplay.cluster.supervisor import MAX_NODES, Supervisor
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
@@ -44,6 +45,8 @@ app = typer.Typer(help="Start, watch and stop an N-node cluster on one port.", n
 # CPU % needs two readings; this is the pause between them for a one-off table.
 _CPU_SAMPLE_S = 0.2
 _WATCH_INTERVAL_S = 1.0
+# A live supervisor rewrites a corrupt or removed state.json on its next tick.
+_STATE_REWRITE_WAIT_S = 3.0
 # Per node of a rolling restart or scale, beyond its start and stop timeouts.
 _REQUEST_MARGIN_S = 10.0
 
@@ -185,19 +188,25 @@ def status(
     if watch:
         _watch(home, collector)
         return
-    state = read_state(home)
+    state = current_state(home, wait_s=_STATE_REWRITE_WAIT_S)
     if state is None or not is_running(state):
-        _report_not_running(home, state, as_json)
-        raise typer.Exit(1)
+        left = orphans(state) if state is not None else []
+        _report_not_running(home, state, as_json, left)
+        raise typer.Exit(ORPHANS_EXIT_CODE if left else 1)
     if as_json:
         print_json(collector.collect(state, cpu_sample_s=_CPU_SAMPLE_S))
     else:
         console.print(render_status(collector.collect(state, cpu_sample_s=_CPU_SAMPLE_S)))
 
 
-def _report_not_running(home: Path, state: ClusterState | None, as_json: bool) -> None:
+def _report_not_running(home: Path, state: ClusterState | None, as_json: bool, left: list[Orphan]) -> None:
     if as_json:
-        print_json(not_running(home, state))
+        print_json(
+            {**not_running(home, state), "orphans": [{"role": item.role, **item.ref.as_json()} for item in left]}
+        )
+        return
+    if state is not None and left:
+        err_console.print(orphans_message(home, state, left), highlight=False)
         return
     err_console.print(f"no cluster is running from {home}", highlight=False)
     if state is not None and state.error:
