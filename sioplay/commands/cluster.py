@@ -22,16 +22,14 @@ from sioplay.cluster.logs import (
     SUPERVISOR,
     LogLine,
     configure_supervisor_logging,
-    follow,
     format_line,
-    log_sources,
-    merged_tail,
     stamp,
 )
 from sioplay.cluster.recovery import ORPHANS_EXIT_CODE, Orphan, current_state, orphans, orphans_message
 from sioplay.cluster.status import StatusCollector, not_running, render_status
 from sioplay.cluster.supervisor import MAX_NODES, Supervisor
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
+from sioplay.commands.logs_view import LogsRequest, show_logs
 from sioplay.common.exposure import exposure_warning
 from sioplay.common.state import ClusterState, is_running, private_home, read_state
 from sioplay.common.units import count_of, parse_bytes
@@ -233,24 +231,17 @@ def _watch(home: Path, collector: StatusCollector) -> None:
 @handles_errors
 def logs(
     ctx: typer.Context,
+    action: Annotated[str | None, typer.Argument(help="'flush' empties the log files (like `pm2 flush`).")] = None,
     follow_: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
-    node: Annotated[str | None, typer.Option("--node", help="Only this node, e.g. node-2.")] = None,
+    node: Annotated[str | None, typer.Option("--node", help="Only this node, e.g. node-2; 'redis': Redis's.")] = None,
     lines: Annotated[int, typer.Option("--lines", "-n", help="Lines of each log to show first.")] = 15,
+    level: Annotated[str | None, typer.Option("--level", help="Only lines at this level or above.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    all_nodes: Annotated[bool, typer.Option("--all", help="Also the logs of nodes scaled away.")] = False,
 ) -> None:
     """The nodes' logs merged in time order with node prefixes, like `pm2 logs --merge-logs`."""
     home = state_of(ctx).settings.home
-    sources = log_sources(home, node)
-    if not any(path.exists() for _, path in sources):
-        raise ClusterError(f"no log of {node} in {home / 'logs'}" if node else f"no logs in {home / 'logs'}")
-    for line in merged_tail(sources, lines):
-        console.print(format_line(line), soft_wrap=True, highlight=False)
-    if not follow_:
-        return
-    try:
-        for line in follow(lambda: log_sources(home, node), should_stop=lambda: False):
-            console.print(format_line(line), soft_wrap=True, highlight=False)
-    except KeyboardInterrupt:
-        return
+    show_logs(LogsRequest(home, action, node, lines, follow_, level, as_json, all_nodes))
 
 
 @app.command("restart")
