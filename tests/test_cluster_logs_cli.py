@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import psutil
 from typer.testing import CliRunner
 
 from sioplay.cli import app
 from sioplay.cluster.logs import LogFile, node_log_path, redis_log_path
 from sioplay.common.pids import ProcessRef
 from sioplay.common.state import ClusterState, NodeRecord, write_state
+from tests.cluster_fixtures import Clusters
+from tests.helpers import wait_until
 
 
 def _logs(home: Path, *args: str) -> tuple[int, str]:
@@ -81,3 +84,25 @@ def test_redis_log_and_flush(tmp_path: Path) -> None:
     assert code == 0 and output.strip() == "", output
     code, output = _logs(home, "purge")
     assert code == 1 and "only one is 'flush'" in output, output
+
+
+def test_a_restarted_node_is_told_apart_by_pid(clusters: Clusters) -> None:
+    cluster = clusters.start(nodes=1)
+    old = cluster.node("node-1")
+    assert old.pid is not None
+    process = psutil.Process(old.pid)
+    process.kill()
+    new_pid = wait_until(
+        lambda: (
+            (pid := cluster.node("node-1").pid) not in (None, old.pid)
+            and cluster.node("node-1").status == "online"
+            and pid
+        ),
+        20,
+        "node-1 restarted",
+    )
+    text = node_log_path(cluster.home, "node-1").read_text()
+    assert f"pid={old.pid} " in text and f"pid={new_pid} " in text, text
+    assert f"[supervisor] pid {new_pid} started" in text, text
+    code, output = _logs(cluster.home, "--node", "node-1", "--lines", "200")
+    assert code == 0 and f"pid={new_pid} " in output, output
