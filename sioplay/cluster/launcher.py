@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from sioplay.cluster.preflight import check_can_start, clean_up_after
+from sioplay.cluster.recovery import lock_holder, read_state_or_none
 from sioplay.common.hints import command_hint
 from sioplay.common.pids import ProcessRef, find
 from sioplay.common.state import LIVE_PHASES, ClusterState, cluster_dir, is_running, private_home, read_state
@@ -130,10 +131,14 @@ class Stopped:
 def stop_cluster(settings: Settings) -> Stopped:
     """Ask the supervisor to stop (SIGTERM) and wait; if it is dead or stuck, stop what it recorded here."""
     home = settings.home
-    state = read_state(home)
-    if state is None:
+    state, unreadable = read_state_or_none(home)
+    holder = lock_holder(home)
+    if state is None and holder is None:
+        if unreadable:
+            raise ClusterError(unreadable)
         return Stopped(None, False, [])
-    supervisor = find(state.supervisor) if is_running(state) else None
+    # With state.json corrupt or removed, the lock still names the supervisor; it stops what it holds in memory.
+    supervisor = find(holder) if holder is not None else find(state.supervisor) if state and is_running(state) else None
     if supervisor is not None:
         supervisor.send_signal(signal.SIGTERM)
         try:
@@ -142,8 +147,9 @@ def stop_cluster(settings: Settings) -> Stopped:
             log.warning("supervisor pid %d did not stop in time: killing it", supervisor.pid)
             supervisor.kill()
             supervisor.wait(5.0)
-    final = read_state(home)
-    assert final is not None
+    final, _ = read_state_or_none(home)
+    if final is None:
+        return Stopped(None, supervisor is not None, [])
     cleaned: list[ProcessRef] = []
     if final.phase in LIVE_PHASES or any(find(ref) for ref in final.processes()):
         cleaned = clean_up_after(home, final, settings.stop_timeout_s)

@@ -9,11 +9,12 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from sioplay.cluster.recovery import lock_path, record_lock_holder
 from sioplay.common.hints import command_hint
 from sioplay.common.pids import ProcessRef, terminate
 from sioplay.common.ports import port_is_free, port_owner
 from sioplay.common.redis_endpoint import RedisEndpoint
-from sioplay.common.state import LIVE_PHASES, ClusterState, cluster_dir, is_running, read_state, write_state
+from sioplay.common.state import LIVE_PHASES, ClusterState, is_running, read_state, write_state
 from sioplay.errors import ClusterError, PortInUseError, RedisError
 from sioplay.settings import Settings
 
@@ -110,11 +111,12 @@ def clean_up_after(home: Path, state: ClusterState, timeout: float) -> list[Proc
 @contextlib.contextmanager
 def supervisor_lock(home: Path) -> Iterator[None]:
     """Held for a supervisor's whole life, so that two can never run from one home; the kernel drops it on death."""
-    path = cluster_dir(home) / "supervisor.lock"
+    path = lock_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as file:
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ClusterError(f"another supervisor is running from {home}") from None
+        record_lock_holder(file.fileno())
         yield

@@ -144,7 +144,8 @@ class NodeProcess:
     def _emit(self, raw: bytes) -> None:
         line = raw.decode(errors="replace").rstrip("\r")
         self.tail.append(line)
-        self.on_line(self.node_id, line)
+        # The pid tells the old and the new process of one node apart in its one log file (rolling restarts).
+        self.on_line(self.node_id, f"pid={self.pid} {line}")
 
     async def _probe(self, session: aiohttp.ClientSession) -> None:
         url = local_url(self.settings.host, self.port)

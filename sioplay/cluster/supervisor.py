@@ -28,6 +28,7 @@ from sioplay.cluster.policy import Crash, RestartPolicy
 from sioplay.cluster.preflight import supervisor_lock
 from sioplay.cluster.process import LineSink, NodeProcess, describe_exit
 from sioplay.cluster.progress import ProgressLog
+from sioplay.cluster.recovery import StateFileStamp
 from sioplay.cluster.redis_server import NODE_USER, EmbeddedRedis
 from sioplay.common.hints import command_hint
 from sioplay.common.pids import ProcessRef
@@ -53,6 +54,8 @@ __all__ = ["MAX_NODES", "Supervisor"]
 log = logging.getLogger(__name__)
 
 TICK_S = 0.1
+# state.json is rewritten at least this often, even when nothing changed.
+STATE_REWRITE_S = 5.0
 _HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -109,6 +112,8 @@ class Supervisor:
         # Notified after every tick, for operations that wait on what the tick changes (slot statuses).
         self._ticked = asyncio.Condition()
         self._written: dict[str, object] | None = None
+        self._written_at = 0.0
+        self._written_stamp: StateFileStamp | None = None
 
     # Lifecycle ---------------------------------------------------------------------------
 
@@ -611,7 +616,10 @@ class Supervisor:
     def _save(self) -> ClusterState:
         state = self.state()
         value = state.as_json()
-        if value != self._written:
+        # Also when someone else changed or removed the file, and on a timer: the state on disk heals by itself.
+        stale = time.monotonic() - self._written_at > STATE_REWRITE_S
+        if value != self._written or stale or StateFileStamp.of(self.home) != self._written_stamp:
             write_state(self.home, state)
-            self._written = value
+            self._written, self._written_at = value, time.monotonic()
+            self._written_stamp = StateFileStamp.of(self.home)
         return state

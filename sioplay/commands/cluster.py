@@ -23,16 +23,15 @@ from sioplay.cluster.logs import (
     SUPERVISOR,
     LogLine,
     configure_supervisor_logging,
-    follow,
     format_line,
-    log_sources,
-    merged_tail,
     stamp,
 )
 from sioplay.cluster.node_count import MAX_NODES, scale_target
+from sioplay.cluster.recovery import ORPHANS_EXIT_CODE, Orphan, current_state, orphans, orphans_message
 from sioplay.cluster.status import StatusCollector, not_running, render_status
 from sioplay.commands import monit
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
+from sioplay.commands.logs_view import LogsRequest, show_logs
 from sioplay.common.exposure import exposure_warning
 from sioplay.common.hints import command_hint
 from sioplay.common.state import ClusterState, is_running, private_home, read_state
@@ -48,6 +47,8 @@ monit.register(app)
 # CPU % needs two readings; this is the pause between them for a one-off table.
 _CPU_SAMPLE_S = 0.2
 _WATCH_INTERVAL_S = 1.0
+# A live supervisor rewrites a corrupt or removed state.json on its next tick.
+_STATE_REWRITE_WAIT_S = 3.0
 # Per node of a rolling restart or scale, beyond its start and stop timeouts.
 _REQUEST_MARGIN_S = 10.0
 _DEFAULT_NODES = 4
@@ -223,19 +224,25 @@ def status(
     if watch:
         _watch(home, collector)
         return
-    state = read_state(home)
+    state = current_state(home, wait_s=_STATE_REWRITE_WAIT_S)
     if state is None or not is_running(state):
-        _report_not_running(home, state, as_json)
-        raise typer.Exit(1)
+        left = orphans(state) if state is not None else []
+        _report_not_running(home, state, as_json, left)
+        raise typer.Exit(ORPHANS_EXIT_CODE if left else 1)
     if as_json:
         print_json(collector.collect(state, cpu_sample_s=_CPU_SAMPLE_S))
     else:
         console.print(render_status(collector.collect(state, cpu_sample_s=_CPU_SAMPLE_S)))
 
 
-def _report_not_running(home: Path, state: ClusterState | None, as_json: bool) -> None:
+def _report_not_running(home: Path, state: ClusterState | None, as_json: bool, left: list[Orphan]) -> None:
     if as_json:
-        print_json(not_running(home, state))
+        print_json(
+            {**not_running(home, state), "orphans": [{"role": item.role, **item.ref.as_json()} for item in left]}
+        )
+        return
+    if state is not None and left:
+        err_console.print(orphans_message(home, state, left), highlight=False)
         return
     err_console.print(f"no cluster is running from {home}", highlight=False)
     if state is not None and state.error:
@@ -262,24 +269,17 @@ def _watch(home: Path, collector: StatusCollector) -> None:
 @handles_errors
 def logs(
     ctx: typer.Context,
+    action: Annotated[str | None, typer.Argument(help="'flush' empties the log files (like `pm2 flush`).")] = None,
     follow_: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
-    node: Annotated[str | None, typer.Option("--node", help="Only this node, e.g. node-2.")] = None,
+    node: Annotated[str | None, typer.Option("--node", help="Only this node, e.g. node-2; 'redis': Redis's.")] = None,
     lines: Annotated[int, typer.Option("--lines", "-n", help="Lines of each log to show first.")] = 15,
+    level: Annotated[str | None, typer.Option("--level", help="Only lines at this level or above.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    all_nodes: Annotated[bool, typer.Option("--all", help="Also the logs of nodes scaled away.")] = False,
 ) -> None:
     """The nodes' logs merged in time order with node prefixes, like `pm2 logs --merge-logs`."""
     home = state_of(ctx).settings.home
-    sources = log_sources(home, node)
-    if not any(path.exists() for _, path in sources):
-        raise ClusterError(f"no log of {node} in {home / 'logs'}" if node else f"no logs in {home / 'logs'}")
-    for line in merged_tail(sources, lines):
-        console.print(format_line(line), soft_wrap=True, highlight=False)
-    if not follow_:
-        return
-    try:
-        for line in follow(lambda: log_sources(home, node), should_stop=lambda: False):
-            console.print(format_line(line), soft_wrap=True, highlight=False)
-    except KeyboardInterrupt:
-        return
+    show_logs(LogsRequest(home, action, node, lines, follow_, level, as_json, all_nodes))
 
 
 @app.command("restart")
