@@ -177,16 +177,17 @@ class Supervisor:
         return True
 
     def _settled(self, slots: list[Slot], deadline: float) -> bool:
-        """True when every slot is online; raises if one is errored or time is up."""
+        """True when every slot is online and ready (start and scale return a usable cluster); raises if one is
+        errored or time is up."""
         for slot in slots:
             if slot.status == "errored":
                 raise ClusterError(f"{slot.node_id} errored: {slot.reason}")
-        if all(slot.status == "online" for slot in slots):
+        late = [slot.node_id for slot in slots if not (slot.status == "online" and slot.process and slot.process.ready)]
+        if not late:
             return True
         if time.monotonic() > deadline:
-            late = ", ".join(slot.node_id for slot in slots if slot.status != "online")
             raise ClusterError(
-                f"{late} not healthy within {self.settings.start_timeout_s:g} s; see 'sioplay cluster logs'"
+                f"{', '.join(late)} not healthy within {self.settings.start_timeout_s:g} s; see 'sioplay cluster logs'"
             )
         return False
 
@@ -324,11 +325,12 @@ class Supervisor:
             process = slot.process
             if slot.status != "launching" or process is None or not process.running:
                 continue
-            if process.online:
+            # Answering is enough: a node restarted while Redis is down waits for it, alive, instead of crash-looping.
+            if process.answered:
                 slot.status = "online"
                 log.info("%s online: pid %s, port %d", slot.node_id, process.pid, process.port)
             elif now - process.started_at > self.settings.start_timeout_s:
-                process.kill(f"not healthy within {self.settings.start_timeout_s:g} s")
+                process.kill(f"no /healthz answer within {self.settings.start_timeout_s:g} s")
 
     def _check_health(self) -> None:
         now = time.monotonic()
@@ -340,9 +342,14 @@ class Supervisor:
             process = slot.process
             if slot.status != "online" or process is None or not process.running:
                 continue
+            # Only a node that does not answer, or says a task of its own died, is replaced; not one whose
+            # Redis or database is down (it is alive, not ready, and recovers by itself).
             silent = now - process.last_ok
+            if process.failing:
+                process.kill(f"failing: {'; '.join(process.failing)}")
+                continue
             if silent > self.settings.health_timeout_s:
-                process.kill(f"no healthy /healthz answer for {silent:.0f} s")
+                process.kill(f"no /healthz answer for {silent:.0f} s")
                 continue
             rss = process.rss_bytes()
             if ceiling is not None and rss is not None and rss > ceiling and not self._restart_pending(slot):

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sioplay.db.engine import create_engine, database_errors
+from sioplay.db.liveness import DatabaseCheck, FileChangedError
 from sioplay.db.models import User, UserRecord, id_user_order, validate_name
 from sioplay.errors import UnknownUserError
 
@@ -20,11 +21,13 @@ class UserStore:
     """Reads and renames users; database failures surface as DatabaseError.
 
     Built from a URL it owns its engine and disposes it in :meth:`close`; an engine passed in stays open.
+    A rename is acknowledged only if the SQLite file it went to is still the one opened, before and after.
     """
 
     def __init__(self, target: str | AsyncEngine) -> None:
         self._owns_engine = isinstance(target, str)
         self._engine = create_engine(target) if isinstance(target, str) else target
+        self.check = DatabaseCheck(self._engine, target if isinstance(target, str) else str(self._engine.url))
 
     async def get(self, id_user: str) -> UserRecord:
         with self._errors("read users from"):
@@ -37,9 +40,12 @@ class UserStore:
     async def rename(self, id_user: str, name: object) -> None:
         """Give ``id_user`` a new name, validated first: nothing changes if it is refused."""
         valid = validate_name(name)
+        self._refuse_if_file_changed()
         with self._errors("rename a user in"):
             async with self._engine.begin() as conn:
                 result = await conn.execute(update(User).where(User.id_user == id_user).values(name=valid))
+        # Deleted while the write ran: it may have gone to the old inode, which nobody will read again.
+        self._refuse_if_file_changed()
         if result.rowcount == 0:
             raise UnknownUserError(id_user)
 
@@ -62,6 +68,11 @@ class UserStore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+    def _refuse_if_file_changed(self) -> None:
+        problem = self.check.file_problem()
+        if problem is not None:
+            raise FileChangedError(f"{problem}; the write is refused")
 
     def _errors(self, doing: str) -> AbstractContextManager[None]:
         return database_errors(self._engine.url, doing)
