@@ -11,9 +11,11 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from sioplay.client.sim import SimClient
 from sioplay.cluster.redis_server import EmbeddedRedis
 from sioplay.common.ports import free_port
 from sioplay.common.redis_endpoint import RedisEndpoint
+from sioplay.errors import ClientError
 from sioplay.node.app import Node
 from sioplay.node.bus_message import BusMessage
 from sioplay.node.redis_wire import Subscription
@@ -135,31 +137,39 @@ async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
 async def test_a_background_task_that_dies_takes_the_node_off_the_bus(
     seeded_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Fails on main before readiness: /healthz answered 200 and the node looked alive with its heartbeat dead."""
     node = Node(seeded_settings, "node-x", free_port())
     await node.start()
+    url = f"http://127.0.0.1:{node.port}"
     try:
         async with aiohttp_session() as session:
 
-            async def bus_state() -> dict[str, Any]:
-                body = await get_json(session, f"http://127.0.0.1:{node.port}/healthz")
-                return dict(body["bus"])
+            async def health() -> tuple[int, dict[str, Any]]:
+                async with session.get(url + "/healthz") as response:
+                    return response.status, await response.json()
 
             async def linked() -> bool:
-                return bool((await bus_state())["linked"])
+                status, body = await health()
+                return status == 200 and bool(body["bus"]["linked"]) and body["ready"]
 
-            async def unlinked() -> dict[str, Any] | None:
-                state = await bus_state()
-                return None if state["linked"] else state
+            async def failing() -> dict[str, Any] | None:
+                status, body = await health()
+                return body if status == 503 else None
 
-            await async_wait_until(linked, 5.0, "the node to be linked")
+            await async_wait_until(linked, 5.0, "the node to be linked and ready")
 
             def broken_presence() -> int:
                 raise RuntimeError("injected")
 
             # The heartbeat reads presence on every beat: it dies on the next one.
             node.bus.presence = broken_presence
-            state = await async_wait_until(unlinked, 5.0, "the dead heartbeat to take the node off the bus")
-        assert state["failures"] == ["bus-heartbeat died: RuntimeError: injected"]
+            body = await async_wait_until(failing, 5.0, "the dead heartbeat to make /healthz answer 503")
+        assert body["alive"] is False and body["ready"] is False and body["bus"]["linked"] is False
+        assert body["bus"]["failures"] == ["bus-heartbeat died: RuntimeError: injected"]
+        assert body["refusing_connections"] == "not ready: node failing, being replaced"
         assert any("background task bus-heartbeat died" in record.getMessage() for record in caplog.records)
+        client = SimClient(url, "1", "Maths")
+        with pytest.raises(ClientError, match="node failing"):
+            await client.connect()
     finally:
         await node.stop()

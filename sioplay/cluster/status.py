@@ -15,6 +15,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from sioplay.cluster.health_view import node_condition, redis_condition
 from sioplay.common.health import answered_by
 from sioplay.common.pids import ProcessRef, find
 from sioplay.common.state import ClusterState
@@ -46,7 +47,7 @@ class StatusCollector:
         refs = [node.process for node in state.nodes] + [process.process for process in state.transient]
         cpu = self._cpu_percent([ref for ref in refs if ref is not None], cpu_sample_s)
         ports = {ref.pid: port for ref, port in self._ports(state) if ref is not None}
-        sockets = self._sockets(state.host, ports)
+        health = self._healthz(state.host, ports)
         now = time.time()
         nodes = [
             {
@@ -58,7 +59,9 @@ class StatusCollector:
                 "uptime_s": round(now - node.started_at, 1) if node.started_at and node.pid else None,
                 "cpu_percent": cpu.get(node.pid) if node.pid else None,
                 "rss_bytes": self._rss(node.process),
-                "sockets": sockets.get(node.pid) if node.pid else None,
+                "sockets": _sockets(health.get(node.pid)),
+                "condition": node_condition(node.status, health.get(node.pid)),
+                "dependencies": (health.get(node.pid) or {}).get("dependencies"),
                 "last_exit": node.last_exit,
                 "reason": node.reason,
                 "log_tail": node.log_tail,
@@ -73,7 +76,7 @@ class StatusCollector:
                 "role": process.role,
                 "cpu_percent": cpu.get(process.pid),
                 "rss_bytes": self._rss(process.process),
-                "sockets": sockets.get(process.pid),
+                "sockets": _sockets(health.get(process.pid)),
             }
             for process in state.transient
         ]
@@ -86,12 +89,14 @@ class StatusCollector:
             "ui_url": ui_url(state.public_port),
             "redis_url": state.redis_url,
             "redis": {
-                "embedded": state.redis is not None,
+                "embedded": state.redis is not None or state.redis_process is not None,
                 "pid": state.redis.pid if state.redis else None,
                 "binary": state.redis_binary,
                 "version": state.redis_version,
                 "authenticated": state.redis_user is not None,
                 "user": state.redis_user,
+                **(state.redis_process or {}),
+                "condition": redis_condition(state.redis_process),
             },
             "db_url": hide_password(state.db_url),
             "supervisor": state.supervisor.as_json(),
@@ -143,24 +148,31 @@ class StatusCollector:
         except psutil.Error:
             return None
 
-    def _sockets(self, host: str, ports: dict[int, int | None]) -> dict[int, int | None]:
+    def _healthz(self, host: str, ports: dict[int, int | None]) -> dict[int, dict[str, Any]]:
+        """Each process's own /healthz answer, by pid; absent when it gave none."""
         targets = {pid: port for pid, port in ports.items() if port is not None}
         if not targets:
             return {}
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(targets), 16)) as pool:
             futures = {pid: pool.submit(self._health, local_url(host, port)) for pid, port in targets.items()}
-        sockets: dict[int, int | None] = {}
-        for pid, future in futures.items():
-            body = future.result()
-            sockets[pid] = body.get("sockets") if answered_by(body, pid) else None
-        return sockets
+        return {pid: body for pid, future in futures.items() if answered_by(body := future.result(), pid)}
 
     def _health(self, base_url: str) -> Any:
         try:
             with urllib.request.urlopen(base_url + "/healthz", timeout=self.health_timeout_s) as response:
                 return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            # 503: a node that is failing still says why.
+            try:
+                return json.loads(exc.read()) if exc.code == 503 else None
+            except ValueError:
+                return None
         except (OSError, ValueError):
             return None
+
+
+def _sockets(body: dict[str, Any] | None) -> int | None:
+    return body.get("sockets") if body is not None else None
 
 
 def not_running(home: Path, state: ClusterState | None) -> dict[str, Any]:
@@ -199,7 +211,7 @@ def render_status(status: dict[str, Any]) -> RenderableType:
             Text(node["id"]),
             _cell(node["pid"]),
             _cell(node["port"]),
-            Text(node["status"], style=_STATUS_STYLES.get(node["status"], "")),
+            Text(node["condition"], style=_condition_style(node["condition"])),
             str(node["restarts"]),
             format_duration(node["uptime_s"]),
             _percent(node["cpu_percent"]),
@@ -230,10 +242,18 @@ def render_status(status: dict[str, Any]) -> RenderableType:
     return Group(table, *details)
 
 
+def _condition_style(condition: str) -> str:
+    if condition.startswith(("degraded", "failing")):
+        return "bold yellow"
+    return _STATUS_STYLES.get(condition, "")
+
+
 def _redis_detail(redis: dict[str, Any]) -> str:
     """``embedded 7.0.15 (/usr/bin/redis-server), pid 42 · authenticated (ACL user sioplay-node)``; no secret."""
     if redis["embedded"]:
-        where = f"embedded {redis['version'] or '?'} ({redis['binary'] or '?'}), pid {redis['pid']}"
+        where = f"embedded {redis['version'] or '?'} ({redis['binary'] or '?'}), pid {_cell(redis['pid'])}"
+        if redis.get("condition"):
+            where += f", {redis['condition']}"
     else:
         where = "external"
     trust = f"authenticated (ACL user {redis['user']})" if redis["authenticated"] else "not authenticated"

@@ -27,6 +27,7 @@ from sioplay.cluster.policy import Crash, RestartPolicy
 from sioplay.cluster.preflight import supervisor_lock
 from sioplay.cluster.process import LineSink, NodeProcess, describe_exit
 from sioplay.cluster.redis_server import NODE_USER, EmbeddedRedis
+from sioplay.cluster.redis_supervision import RedisWatch
 from sioplay.common.pids import ProcessRef
 from sioplay.common.ports import free_port, port_is_free
 from sioplay.common.redis_endpoint import RedisEndpoint
@@ -89,6 +90,7 @@ class Supervisor:
         self.phase: Phase = "starting"
         self.error: str | None = None
         self.redis: EmbeddedRedis | None = None
+        self.redis_watch: RedisWatch | None = None
         self.on_line = on_line
         self.on_running = on_running
         self._redis_ref: ProcessRef | None = None
@@ -143,8 +145,8 @@ class Supervisor:
         if self.settings.redis_url is None:
             self.redis = EmbeddedRedis(self.home / "redis", channels=f"{self.settings.cluster}:*")
             await asyncio.to_thread(self.redis.start)
-            assert self.redis.pid is not None
-            self._redis_ref = ProcessRef.of(self.redis.pid)
+            self.redis_watch = RedisWatch(self.redis, self.policy)
+            self._redis_ref = self.redis_watch.ref
             # The nodes' credential, which reaches them through their environment only.
             self.settings = self.settings.replace(redis_url=self.redis.url)
             log.info("embedded redis-server pid %d on %s", self.redis.pid, self.redis.public_url)
@@ -230,6 +232,8 @@ class Supervisor:
             if slot.status != "errored":
                 slot.status = "stopped"
         self._draining.clear()
+        if self.redis_watch is not None:
+            await self.redis_watch.close()
         if self.redis is not None:
             await asyncio.to_thread(self.redis.stop, self.settings.stop_timeout_s)
             self._redis_ref = None
@@ -251,6 +255,9 @@ class Supervisor:
         await asyncio.sleep(TICK_S)
         self._handle_signals()
         await self._reap()
+        if self.redis_watch is not None and not self._stopping:
+            await self.redis_watch.tick()
+            self._redis_ref = self.redis_watch.ref
         await self._restart_due()
         self._check_launching()
         self._check_health()
@@ -522,6 +529,7 @@ class Supervisor:
             redis_binary=self.redis.binary.path if self.redis and self.redis.binary else None,
             redis_version=self.redis.binary.version_text if self.redis and self.redis.binary else None,
             redis_user=self._redis_user(),
+            redis_process=self.redis_watch.as_json() if self.redis_watch is not None else None,
         )
 
     def _redis_url(self) -> str | None:

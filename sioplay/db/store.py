@@ -21,7 +21,8 @@ class UserStore:
     """Reads and renames users; database failures surface as DatabaseError.
 
     Built from a URL it owns its engine and disposes it in :meth:`close`; an engine passed in stays open.
-    A rename is acknowledged only if the SQLite file it went to is still the one opened, before and after.
+    Reads and renames go only to the SQLite file the store opened (checked before, and for a rename after):
+    a file deleted or replaced under it is refused (FileChangedError) until `check` adopts its replacement.
     """
 
     def __init__(self, target: str | AsyncEngine) -> None:
@@ -30,6 +31,7 @@ class UserStore:
         self.check = DatabaseCheck(self._engine, target if isinstance(target, str) else str(self._engine.url))
 
     async def get(self, id_user: str) -> UserRecord:
+        self._refuse_if_file_changed()
         with self._errors("read users from"):
             async with self._engine.connect() as conn:
                 name = (await conn.execute(select(User.name).where(User.id_user == id_user))).scalar_one_or_none()
@@ -51,6 +53,7 @@ class UserStore:
 
     async def list(self) -> builtins.list[UserRecord]:
         """Every user, numeric ids in numeric order first, then the others by string."""
+        self._refuse_if_file_changed()
         with self._errors("read users from"):
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(select(User.id_user, User.name))).all()
@@ -72,7 +75,7 @@ class UserStore:
     def _refuse_if_file_changed(self) -> None:
         problem = self.check.file_problem()
         if problem is not None:
-            raise FileChangedError(f"{problem}; the write is refused")
+            raise FileChangedError(problem)
 
     def _errors(self, doing: str) -> AbstractContextManager[None]:
         return database_errors(self._engine.url, doing)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sioplay.db.liveness import FileChangedError
 from sioplay.db.store import UserStore
 from sioplay.errors import ValidationError
 from sioplay.node.routes.guards import WRITE_ROUTE
-from sioplay.node.routes.responses import error_response, json_response, read_json_object
+from sioplay.node.routes.responses import json_response, read_json_object
 
 __all__ = ["user_routes"]
 
@@ -28,10 +27,7 @@ def user_routes(store: UserStore) -> list[web.RouteDef]:
         if "name" not in body:
             raise ValidationError("missing field 'name'")
         # The store validates the name: one check, where every write passes.
-        try:
-            await store.rename(request.match_info["id_user"], body["name"])
-        except FileChangedError as exc:
-            return error_response(503, f"user database unavailable: {exc}")
+        await store.rename(request.match_info["id_user"], body["name"])
         return web.Response(status=204)
 
     return [
