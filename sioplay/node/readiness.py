@@ -82,18 +82,17 @@ class Readiness:
         return self.alive and all(dependency.ok for dependency in self.dependencies.values())
 
     def refusal(self) -> str | None:
-        """Why a new client is refused now (the state of the last check, plus what is known without I/O)."""
+        """Why a new client is refused now (the last check, and what is known without I/O); None: it is taken.
+
+        Short, for the client to show; the details (which file, which error) are in /healthz and the log.
+        Only Redis and the database refuse: a bus not linked yet (the first heartbeat on its way) does not.
+        """
         if not self.alive:
             return "not ready: node failing, being replaced"
-        if not self.node.subscription.subscribed.is_set():
+        if not self.node.subscription.subscribed.is_set() or not self.dependencies["redis"].ok:
             return "not ready: redis down"
-        problem = self.node.store.check.file_problem()
-        if problem is not None:
-            return f"not ready: database down ({problem})"
-        for name in ("redis", "database"):
-            dependency = self.dependencies[name]
-            if not dependency.ok:
-                return f"not ready: {name} down ({dependency.error})"
+        if self.node.store.check.file_problem() is not None or not self.dependencies["database"].ok:
+            return "not ready: database down"
         return None
 
     # Checks ---------------------------------------------------------------------------------
