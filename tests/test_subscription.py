@@ -12,13 +12,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from sioplay.client.sim import SimClient
-from sioplay.cluster.redis_server import EmbeddedRedis
+from sioplay.cluster.redis_server import NODE_USER, EmbeddedRedis
 from sioplay.common.ports import free_port
 from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.errors import ClientError
 from sioplay.node.app import Node
 from sioplay.node.bus_message import BusMessage
-from sioplay.node.redis_wire import Subscription
+from sioplay.node.redis_wire import RedisPublisher, Subscription
 from sioplay.node.signing import MessageSigner
 from sioplay.settings import Settings
 from tests.helpers import NodeHandle, async_wait_until
@@ -173,3 +173,43 @@ async def test_a_background_task_that_dies_takes_the_node_off_the_bus(
             await client.connect()
     finally:
         await node.stop()
+
+
+async def node_connections(admin_url: str) -> int:
+    """How many connections the nodes' ACL user holds (CLIENT LIST is the admin's)."""
+    client = aioredis.Redis.from_url(admin_url)
+    try:
+        listing = await client.execute_command("CLIENT", "LIST", "TYPE", "normal")
+    finally:
+        await client.aclose()
+    text = listing.decode() if isinstance(listing, bytes) else listing
+    return sum(1 for line in text.splitlines() if f"user={NODE_USER}" in line.split())
+
+
+async def test_concurrent_first_uses_of_the_publisher_share_one_attempt(
+    settings: Settings, redis_server: EmbeddedRedis
+) -> None:
+    """The heartbeat's first PUBLISH and a /healthz PING raced in `_connect`: the second caller found the attempt
+    already forgotten (AttributeError), and the first caller's cancel ended the attempt for everyone."""
+    assert settings.redis_url is not None
+    endpoint = RedisEndpoint.from_url(settings.redis_url)
+    publisher = RedisPublisher(endpoint, MessageSigner(b"k" * 32))
+    try:
+        callers = [asyncio.ensure_future(publisher.ping()) for _ in range(10)]
+        callers.append(asyncio.ensure_future(publisher.publish(f"{settings.cluster}:x", b"first")))
+        await asyncio.sleep(0)  # every caller is now waiting on the one attempt
+        callers[0].cancel()
+        results = await asyncio.gather(*callers, return_exceptions=True)
+        assert isinstance(results[0], asyncio.CancelledError)
+        assert results[1:] == [None] * 9 + [0], results
+        assert await node_connections(redis_server.admin_url) == 1
+    finally:
+        await publisher.close()
+
+    # Nothing listens: every concurrent caller gets the one ConnectionError, and the next use tries again.
+    refused = RedisPublisher(RedisEndpoint(host="127.0.0.1", port=free_port()), MessageSigner(b"k" * 32))
+    results = await asyncio.gather(*(refused.ping() for _ in range(5)), return_exceptions=True)
+    assert all(isinstance(result, ConnectionError) for result in results), results
+    with pytest.raises(ConnectionError):
+        await refused.ping()
+    await refused.close()
