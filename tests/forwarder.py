@@ -26,6 +26,10 @@ class TcpForwarder:
     def up(self) -> None:
         asyncio.run_coroutine_threadsafe(self._up(), self._loop).result(5)
 
+    def stall(self) -> None:
+        """Cut every forwarded connection, then accept new ones and never answer (a host that drops packets)."""
+        asyncio.run_coroutine_threadsafe(self._stall(), self._loop).result(5)
+
     def down(self) -> None:
         """Stop listening and cut every forwarded connection."""
         asyncio.run_coroutine_threadsafe(self._down(), self._loop).result(5)
@@ -37,7 +41,16 @@ class TcpForwarder:
         self._loop.close()
 
     async def _up(self) -> None:
+        await self._down()
         self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port, reuse_address=True)
+
+    async def _stall(self) -> None:
+        await self._down()
+        self._server = await asyncio.start_server(self._hold, "127.0.0.1", self.port, reuse_address=True)
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        await reader.read()
 
     async def _down(self) -> None:
         if self._server is not None:

@@ -215,6 +215,19 @@ async def test_postgresql_down_refuses_writes_and_connects_then_recovers_without
         await async_wait_until(ready, 10.0, "the node to be ready again")
         assert (await async_http_json(node.url + "/users/2", "PUT", {"name": "Back"}))[0] == 204
         assert await refusal(node.url) == ""
+
+        # A PostgreSQL that does not answer at all: /healthz still answers at once (the node is not taken for hung).
+        forwarder.stall()
+
+        async def answered_quickly_and_down() -> bool:
+            started = time.monotonic()
+            _, body, _ = await async_http_json(node.url + "/healthz", timeout_s=1.0)
+            assert time.monotonic() - started < 1.0
+            return not body["dependencies"]["database"]["ok"]
+
+        await async_wait_until(answered_quickly_and_down, 10.0, "the node to report a silent PostgreSQL")
+        forwarder.up()
+        await async_wait_until(ready, 10.0, "the node to be ready again after the silence")
         assert node.process is not None and node.process.poll() is None, "the same process throughout"
     finally:
         forwarder.close()

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sioplay.db.engine import database_errors
-from sioplay.db.url import async_url
+from sioplay.db.url import async_url, hide_password
 from sioplay.errors import DatabaseError
 
 __all__ = ["DatabaseCheck", "FileIdentity", "FileChangedError", "sqlite_path"]
@@ -95,10 +95,14 @@ class DatabaseCheck:
     async def check(self) -> None:
         if self.path is not None:
             await self._check_file()
-        async with asyncio.timeout(CHECK_TIMEOUT_S):
-            with database_errors(self._url, "reach", also=(TimeoutError,)):
-                async with self._engine.connect() as connection:
+        with database_errors(self._url, "reach"):
+            try:
+                async with asyncio.timeout(CHECK_TIMEOUT_S), self._engine.connect() as connection:
                     await connection.execute(text("SELECT 1"))
+            except TimeoutError:
+                raise DatabaseError(
+                    f"cannot reach {hide_password(self._url)}: no answer within {CHECK_TIMEOUT_S:g} s"
+                ) from None
 
     async def _check_file(self) -> None:
         assert self.path is not None

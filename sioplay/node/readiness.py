@@ -33,6 +33,7 @@ __all__ = ["Dependency", "Readiness"]
 log = logging.getLogger(__name__)
 
 REDIS_PING_TIMEOUT_S = 0.5
+ANSWER_WITHIN_S = 0.5
 DEPENDENCIES = ("redis", "database", "bus")
 
 
@@ -63,6 +64,7 @@ class Readiness:
         started = time.time()
         self.dependencies = {name: Dependency(False, started, "not checked yet") for name in DEPENDENCIES}
         self._task: asyncio.Task[None] | None = None
+        self._database_check: asyncio.Future[None] | None = None
         self.failure: str | None = None
 
     # What the node's parts say ------------------------------------------------------------
@@ -98,8 +100,15 @@ class Readiness:
     # Checks ---------------------------------------------------------------------------------
 
     async def check(self) -> None:
-        """Ask Redis and the database now, and read the bus's state."""
-        await asyncio.gather(self._check_redis(), self._check_database())
+        """Ask Redis and the database now, and read the bus's state; within about half a second.
+
+        A database that is slow to answer (a host that drops packets) is still asked, up to its own
+        deadline, by one check shared by every caller; meanwhile the last known state stands, so that
+        /healthz answers in time and the node is never taken for hung because of its database.
+        """
+        if self._database_check is None or self._database_check.done():
+            self._database_check = asyncio.ensure_future(self._check_database())
+        await asyncio.gather(self._check_redis(), asyncio.wait({self._database_check}, timeout=ANSWER_WITHIN_S))
         bus = self.node.bus
         self._set("bus", None if bus.linked else "not hearing its own heartbeats on the cluster bus")
 
@@ -152,10 +161,11 @@ class Readiness:
             await self.check()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
+        tasks = [task for task in (self._task, self._database_check) if task is not None]
+        self._task = self._database_check = None
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def as_json(self) -> dict[str, Any]:
         now = time.time()
