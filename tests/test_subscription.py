@@ -213,3 +213,20 @@ async def test_concurrent_first_uses_of_the_publisher_share_one_attempt(
     with pytest.raises(ConnectionError):
         await refused.ping()
     await refused.close()
+
+
+async def test_a_dead_socketio_listener_makes_the_node_failing(seeded_settings: Settings) -> None:
+    node = Node(seeded_settings, "node-x", free_port())
+    await node.start()
+    try:
+        node.manager.thread.cancel()
+        async with aiohttp_session() as session:
+
+            async def failing() -> dict[str, Any] | None:
+                async with session.get(f"http://127.0.0.1:{node.port}/healthz") as response:
+                    return await response.json() if response.status == 503 else None
+
+            body = await async_wait_until(failing, 5.0, "/healthz to answer 503")
+        assert body["alive"] is False and body["bus"]["failures"] == ["socketio-listener ended"]
+    finally:
+        await node.stop()

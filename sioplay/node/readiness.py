@@ -151,6 +151,18 @@ class Readiness:
     def start(self) -> None:
         self._task = asyncio.create_task(self._monitor(), name="readiness-monitor")
         report_death(self._task, self._failed)
+        # python-socketio's pub/sub listener, started when the manager was initialised: it never ends by itself.
+        listener = getattr(self.node.manager, "thread", None)
+        if isinstance(listener, asyncio.Future):
+            listener.add_done_callback(self._listener_ended)
+
+    def _listener_ended(self, listener: asyncio.Future[Any]) -> None:
+        if self._task is None:
+            return  # the node is stopping
+        error = None if listener.cancelled() else listener.exception()
+        reason = f"socketio-listener died: {error!r}" if error else "socketio-listener ended"
+        log.error("background task %s", reason, exc_info=error)
+        self._failed(reason)
 
     def _failed(self, reason: str) -> None:
         self.failure = self.failure or reason
