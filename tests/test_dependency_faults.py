@@ -92,10 +92,10 @@ async def test_redis_sigkilled_comes_back_on_its_port_and_rosters_heal_without_r
 
         def redis_down() -> dict[str, Any] | None:
             status = status_of(cluster)
-            return status if status["redis"]["status"] == "waiting-restart" else None
+            return status if status["redis"]["supervision"]["status"] == "waiting-restart" else None
 
         down = await async_wait_until(lambda: asyncio.to_thread(redis_down), 5.0, "status to show Redis down")
-        assert down["redis"]["pid"] is None and "SIGKILL" in down["redis"]["last_exit"]
+        assert down["redis"]["pid"] is None and "SIGKILL" in down["redis"]["supervision"]["last_exit"], down["redis"]
         assert down["nodes"][0]["condition"].startswith("degraded (redis down"), down["nodes"][0]
 
         await async_wait_until(lambda: redis_answers(cluster, port), 10.0, "Redis to answer again on its port")
@@ -107,7 +107,7 @@ async def test_redis_sigkilled_comes_back_on_its_port_and_rosters_heal_without_r
         after = await asyncio.to_thread(status_of, cluster)
         assert {node["id"]: node["pid"] for node in after["nodes"]} == before, "no node was restarted"
         assert all(node["restarts"] == 0 and node["condition"] == "online" for node in after["nodes"]), after
-        assert after["redis"]["status"] == "online" and after["redis"]["restarts"] == 1
+        assert after["redis"]["supervision"]["status"] == "online" and after["redis"]["supervision"]["restarts"] == 1
         assert after["redis"]["pid"] != state.redis.pid and make_url(after["redis_url"]).port == port
         assert await refusal(cluster.node_url(nodes[2])) == "", "new clients are taken again"
 
@@ -126,10 +126,11 @@ async def test_a_redis_that_keeps_dying_is_errored_not_restarted_in_a_loop(clust
 
     def errored() -> dict[str, Any] | None:
         status = status_of(cluster)
-        return status if status["redis"]["status"] == "errored" else None
+        return status if status["redis"]["supervision"]["status"] == "errored" else None
 
     status = await async_wait_until(lambda: asyncio.to_thread(errored), 10.0, "Redis to be errored")
-    assert status["redis"]["restarts"] == 2 and "3 crashes within 30 s" in status["redis"]["reason"]
+    supervision = status["redis"]["supervision"]
+    assert supervision["restarts"] == 2 and "3 crashes within 30 s" in supervision["reason"]
     assert status["redis"]["pid"] is None
     assert "errored, 2 restarts: exited with signal SIGKILL" in _text(status)
     assert status["nodes"][0]["pid"] == node_pid and status["nodes"][0]["condition"].startswith("degraded (redis")

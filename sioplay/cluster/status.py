@@ -95,8 +95,8 @@ class StatusCollector:
                 "version": state.redis_version,
                 "authenticated": state.redis_user is not None,
                 "user": state.redis_user,
-                **(state.redis_process or {}),
-                "condition": redis_condition(state.redis_process),
+                # The embedded Redis's supervision ({"status", "restarts", "last_exit", "reason", "started_at"}).
+                "supervision": state.redis_process,
             },
             "db_url": hide_password(state.db_url),
             "supervisor": state.supervisor.as_json(),
@@ -252,8 +252,9 @@ def _redis_detail(redis: dict[str, Any]) -> str:
     """``embedded 7.0.15 (/usr/bin/redis-server), pid 42 · authenticated (ACL user sioplay-node)``; no secret."""
     if redis["embedded"]:
         where = f"embedded {redis['version'] or '?'} ({redis['binary'] or '?'}), pid {_cell(redis['pid'])}"
-        if redis.get("condition"):
-            where += f", {redis['condition']}"
+        condition = redis_condition(redis.get("supervision"))
+        if condition:
+            where += f", {condition}"
     else:
         where = "external"
     trust = f"authenticated (ACL user {redis['user']})" if redis["authenticated"] else "not authenticated"
