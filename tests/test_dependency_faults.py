@@ -113,7 +113,8 @@ async def test_redis_sigkilled_comes_back_on_its_port_and_rosters_heal_without_r
 
 
 async def test_a_redis_that_keeps_dying_is_errored_not_restarted_in_a_loop(clusters: Clusters) -> None:
-    cluster = clusters.start(nodes=1, restart_max_crashes=3, restart_crash_window_s=30.0)
+    # A short health timeout: main killed a node whose Redis was down once it went that long without "healthy".
+    cluster = clusters.start(nodes=1, restart_max_crashes=3, restart_crash_window_s=30.0, health_timeout_s=1.0)
     node_pid = cluster.node("node-1").pid
     killed: set[int] = set()
     for _ in range(3):
@@ -134,6 +135,13 @@ async def test_a_redis_that_keeps_dying_is_errored_not_restarted_in_a_loop(clust
     assert status["redis"]["pid"] is None
     assert "errored, 2 restarts: exited with signal SIGKILL" in _text(status)
     assert status["nodes"][0]["pid"] == node_pid and status["nodes"][0]["condition"].startswith("degraded (redis")
+
+    def redis_down_for(seconds: float) -> dict[str, Any] | None:
+        body = status_of(cluster)["nodes"][0]
+        return body if body["dependencies"]["redis"]["for_s"] >= seconds else None
+
+    node = await async_wait_until(lambda: asyncio.to_thread(redis_down_for, 3.0), 10.0, "three health timeouts")
+    assert node["pid"] == node_pid and node["restarts"] == 0 and node["status"] == "online", "not restarted for Redis"
 
 
 def _text(status: dict[str, Any]) -> str:
