@@ -7,9 +7,11 @@ answer from before readiness existed is ready when Redis answers and the bus is 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
+if TYPE_CHECKING:
+    # `cluster status` judges answers without aiohttp; only the supervisor's reads need it.
+    import aiohttp
 
 __all__ = ["answered_by", "is_alive", "is_healthy", "read_healthz"]
 
@@ -36,6 +38,8 @@ def is_healthy(healthz_body: Any, pid: int | None) -> bool:
 
 async def read_healthz(session: aiohttp.ClientSession, base_url: str) -> Any:
     """The decoded body of `base_url`/healthz (200: alive, 503: failing); None for any other answer or none."""
+    import aiohttp
+
     try:
         async with session.get(base_url + "/healthz") as response:
             if response.status not in (200, 503):
