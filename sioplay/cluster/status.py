@@ -195,6 +195,8 @@ def not_running(home: Path, state: ClusterState | None) -> dict[str, Any]:
             "cpu_percent": None,
             "rss_bytes": None,
             "sockets": None,
+            "condition": node.status,
+            "dependencies": None,
             "last_exit": node.last_exit,
             "reason": node.reason,
             "log_tail": node.log_tail,
@@ -208,6 +210,7 @@ def not_running(home: Path, state: ClusterState | None) -> dict[str, Any]:
         "version": state.redis_version if state else None,
         "authenticated": state.redis_user is not None if state else None,
         "user": state.redis_user if state else None,
+        "supervision": state.redis_process if state else None,
     }
     return {
         "running": False,
