@@ -17,7 +17,7 @@ import aiohttp
 
 from sioplay.cluster.spawn import spawn_node
 from sioplay.common.cluster_secret import load_or_create_secret
-from sioplay.common.health import is_healthy
+from sioplay.common.health import is_alive, is_healthy
 from sioplay.common.ports import free_port
 from sioplay.node.signing import MessageSigner
 from sioplay.settings import Settings
@@ -133,19 +133,24 @@ class NodeHandle:
         assert self.process is not None
         return self.process.pid
 
-    def start(self, timeout_s: float = 20.0) -> NodeHandle:
+    def start(self, timeout_s: float = 20.0, ready: bool = True) -> NodeHandle:
+        """Returns once the node is ready, or only alive (answering /healthz) when `ready` is False."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = spawn_node(self.settings, self.node_id, self.port, log, public_port=self.public_port)
-        wait_until(self._healthy, timeout_s, f"{self.node_id} to be healthy on /healthz (log: {self.log_path})")
+        judge = is_healthy if ready else is_alive
+        what = "ready" if ready else "alive"
+        wait_until(
+            lambda: self._answers(judge), timeout_s, f"{self.node_id} to be {what} on /healthz (log: {self.log_path})"
+        )
         return self
 
-    def _healthy(self) -> bool:
+    def _answers(self, judge: Callable[[Any, int | None], bool]) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError(f"{self.node_id} exited with {self.process.returncode}: {self.log_text()[-2000:]}")
         status, body, _ = http_json(self.url + "/healthz", timeout_s=1.0)
-        return status == 200 and is_healthy(body, self.pid)
+        return status == 200 and judge(body, self.pid)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

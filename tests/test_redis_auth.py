@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import ANY
 from urllib.parse import quote
 
 import psutil
@@ -179,6 +180,7 @@ def test_status_says_which_redis_runs_and_that_it_is_authenticated(clusters: Clu
         "version": newest.version_text,
         "authenticated": True,
         "user": NODE_USER,
+        "supervision": {"status": "online", "restarts": 0, "last_exit": None, "reason": None, "started_at": ANY},
     }
     flat = " ".join(table.stdout.split())
     assert f"embedded {newest.version_text} ({newest.path})" in flat, table.stdout
@@ -225,6 +227,7 @@ async def test_the_readme_acl_line_is_all_a_cluster_on_its_own_redis_needs(
         "version": None,
         "authenticated": True,
         "user": NODE_USER,
+        "supervision": None,
     }
     async with john_and_mary(cluster) as nodes:
         for node in nodes:

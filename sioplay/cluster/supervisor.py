@@ -30,6 +30,7 @@ from sioplay.cluster.process import LineSink, NodeProcess, describe_exit
 from sioplay.cluster.progress import ProgressLog
 from sioplay.cluster.recovery import StateFileStamp
 from sioplay.cluster.redis_server import NODE_USER, EmbeddedRedis
+from sioplay.cluster.redis_supervision import RedisWatch
 from sioplay.common.hints import command_hint
 from sioplay.common.pids import ProcessRef
 from sioplay.common.ports import free_port, port_is_free
@@ -94,6 +95,7 @@ class Supervisor:
         self.phase: Phase = "starting"
         self.error: str | None = None
         self.redis: EmbeddedRedis | None = None
+        self.redis_watch: RedisWatch | None = None
         self.on_line = on_line
         self.on_running = on_running
         self._redis_ref: ProcessRef | None = None
@@ -152,8 +154,8 @@ class Supervisor:
         if self.settings.redis_url is None:
             self.redis = EmbeddedRedis(self.home / "redis", channels=f"{self.settings.cluster}:*")
             await asyncio.to_thread(self.redis.start)
-            assert self.redis.pid is not None
-            self._redis_ref = ProcessRef.of(self.redis.pid)
+            self.redis_watch = RedisWatch(self.redis, self.policy)
+            self._redis_ref = self.redis_watch.ref
             # The nodes' credential, which reaches them through their environment only.
             self.settings = self.settings.replace(redis_url=self.redis.url)
             log.info("embedded redis-server pid %d on %s", self.redis.pid, self.redis.public_url)
@@ -186,16 +188,18 @@ class Supervisor:
         return True
 
     def _settled(self, slots: list[Slot], deadline: float) -> bool:
-        """True when every slot is online; raises if one is errored or time is up."""
+        """True when every slot is online and ready (start and scale return a usable cluster); raises if one is
+        errored or time is up."""
         for slot in slots:
             if slot.status == "errored":
                 raise ClusterError(f"{slot.node_id} errored: {slot.reason}")
-        if all(slot.status == "online" for slot in slots):
+        late = [slot.node_id for slot in slots if not (slot.status == "online" and slot.process and slot.process.ready)]
+        if not late:
             return True
         if time.monotonic() > deadline:
-            late = ", ".join(slot.node_id for slot in slots if slot.status != "online")
             logs = command_hint(self.home, "sioplay cluster logs")
-            raise ClusterError(f"{late} not healthy within {self.settings.start_timeout_s:g} s; see '{logs}'")
+            within = f"{self.settings.start_timeout_s:g} s"
+            raise ClusterError(f"{', '.join(late)} not healthy within {within}; see '{logs}'")
         return False
 
     async def _serve(self) -> None:
@@ -239,6 +243,8 @@ class Supervisor:
             if slot.status != "errored":
                 slot.status = "stopped"
         self._draining.clear()
+        if self.redis_watch is not None:
+            await self.redis_watch.close()
         if self.redis is not None:
             await asyncio.to_thread(self.redis.stop, self.settings.stop_timeout_s)
             self._redis_ref = None
@@ -260,6 +266,9 @@ class Supervisor:
         await asyncio.sleep(TICK_S)
         self._handle_signals()
         await self._reap()
+        if self.redis_watch is not None and not self._stopping:
+            await self.redis_watch.tick()
+            self._redis_ref = self.redis_watch.ref
         await self._restart_due()
         self._check_launching()
         self._check_health()
@@ -335,11 +344,12 @@ class Supervisor:
             process = slot.process
             if slot.status != "launching" or process is None or not process.running:
                 continue
-            if process.online:
+            # Answering is enough: a node restarted while Redis is down waits for it, alive, instead of crash-looping.
+            if process.answered:
                 slot.status = "online"
                 log.info("%s online: pid %s, port %d", slot.node_id, process.pid, process.port)
             elif now - process.started_at > self.settings.start_timeout_s:
-                process.kill(f"not healthy within {self.settings.start_timeout_s:g} s")
+                process.kill(f"no /healthz answer within {self.settings.start_timeout_s:g} s")
 
     def _check_health(self) -> None:
         now = time.monotonic()
@@ -351,9 +361,14 @@ class Supervisor:
             process = slot.process
             if slot.status != "online" or process is None or not process.running:
                 continue
+            # Only a node that does not answer, or says a task of its own died, is replaced; not one whose
+            # Redis or database is down (it is alive, not ready, and recovers by itself).
             silent = now - process.last_ok
+            if process.failing:
+                process.kill(f"failing: {'; '.join(process.failing)}")
+                continue
             if silent > self.settings.health_timeout_s:
-                process.kill(f"no healthy /healthz answer for {silent:.0f} s")
+                process.kill(f"no /healthz answer for {silent:.0f} s")
                 continue
             rss = process.rss_bytes()
             if ceiling is not None and rss is not None and rss > ceiling and not self._restart_pending(slot):
@@ -569,6 +584,7 @@ class Supervisor:
             redis_binary=self.redis.binary.path if self.redis and self.redis.binary else None,
             redis_version=self.redis.binary.version_text if self.redis and self.redis.binary else None,
             redis_user=self._redis_user(),
+            redis_process=self.redis_watch.as_json() if self.redis_watch is not None else None,
         )
 
     def _redis_url(self) -> str | None:

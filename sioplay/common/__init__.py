@@ -2,7 +2,7 @@
 
 - ``state``: the state file a supervisor writes and every command reads (its format, ``read_state``,
   ``is_running``, the phases and ``LIVE_PHASES``)
-- ``health``: ``is_healthy``, the one judgement of a node's /healthz answer
+- ``health``: ``is_alive`` and ``is_healthy`` (ready), the one judgement of a node's /healthz answer
 - ``pids``: processes known by pid and create time
 - ``ports``: free ports, and who holds a taken one
 - ``urls``: where a node or the cluster is reached from this machine

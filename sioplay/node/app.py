@@ -22,6 +22,7 @@ from sioplay.node.cluster_roster import LocalAnswers, RosterService
 from sioplay.node.connections import ConnectionGuard, GuardedRunner
 from sioplay.node.manager import ClusterRedisManager
 from sioplay.node.metrics import Metrics
+from sioplay.node.readiness import Readiness
 from sioplay.node.redis_wire import RedisPublisher, Subscription
 from sioplay.node.room_events import RoomEvents
 from sioplay.node.roster_parts import RoomCaches
@@ -97,7 +98,10 @@ class Node:
             engineio_logger=False,
         )
         self.patches = patches.install(self.sio, self.manager, settings, self.metrics.refused)
-        self.events = RoomEvents(self.sio, self.store, self.sockets, node_id, settings, self.metrics.refused)
+        self.readiness = Readiness(self)
+        self.events = RoomEvents(
+            self.sio, self.store, self.sockets, node_id, settings, self.metrics.refused, self.readiness.refusal
+        )
         self.manager.on_connected = self.events.handle_connected
         self.events.register()
         self.connections = ConnectionGuard(
@@ -120,6 +124,8 @@ class Node:
         self.bus.start()
         if not await self._wait_subscribed(self.settings.roster_timeout_s):
             log.warning("node %s: Redis subscriptions not ready; listening anyway, they keep retrying", self.node_id)
+        await self.readiness.check()
+        self.readiness.start()
         self._runner = GuardedRunner(self.app, self.connections, handle_signals=False, access_log=None)
         await self._runner.setup()
         host = self.settings.host
@@ -156,6 +162,7 @@ class Node:
         with this node's listeners closed they land on another node.
         """
         log.info("node %s stopping: %d sockets to drop", self.node_id, len(self.sockets))
+        await self.readiness.stop()
         for site in self._sites:
             await site.stop()
         if not await self.bus.stop(LISTENER_STOP_TIMEOUT_S):

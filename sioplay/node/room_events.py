@@ -40,8 +40,11 @@ class RoomEvents:
         node_id: str,
         settings: Settings,
         on_refused: Callable[[str], None],
+        not_ready: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.sio = sio
+        # Why the node takes no new client now (a dependency is down: see node/readiness.py); None when it does.
+        self.not_ready = not_ready
         self.store = store
         self.sockets = sockets
         self.node_id = node_id
@@ -79,6 +82,10 @@ class RoomEvents:
         Nothing is registered here but the session: the socket joins its room
         and is announced in `handle_connected`, once its CONNECT went out.
         """
+        refusal = self.not_ready()
+        if refusal is not None:
+            self.on_refused("not ready")
+            raise socketio.exceptions.ConnectionRefusedError(refusal)
         try:
             id_user, room = connect_params(environ.get("QUERY_STRING", ""), auth)
             await self._check_user(id_user)
