@@ -12,6 +12,7 @@ import typer
 from sioplay import __version__
 from sioplay.commands import bench, cluster, db, node
 from sioplay.commands import client as client_commands
+from sioplay.commands import token as token_command
 from sioplay.commands._common import CliState, handles_errors
 from sioplay.log import configure_cli_logging
 from sioplay.settings import Settings
@@ -31,6 +32,7 @@ app.add_typer(node.app, name="node")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(bench.app, name="bench")
 client_commands.register(app)
+token_command.register(app)
 
 
 def _version(value: bool) -> None:

@@ -10,6 +10,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from sioplay.client.credentials import Credentials
 from sioplay.errors import ClientError
 
 __all__ = ["DEFAULT_TIMEOUT_S", "Api", "open_api"]
@@ -22,10 +23,21 @@ NOT_RUNNING_HINT = "is a cluster running? start one with 'sioplay cluster start'
 class Api:
     """GET/PUT JSON against one base URL, on the caller's aiohttp session."""
 
-    def __init__(self, url: str, session: aiohttp.ClientSession, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        session: aiohttp.ClientSession,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        credentials: Credentials | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.session = session
         self.timeout_s = timeout_s
+        self.credentials = credentials
+
+    async def token_for(self, id_user: str) -> str | None:
+        """The token to act as `id_user` (`--auth token` clusters), or None."""
+        return None if self.credentials is None else await self.credentials.for_user(self, id_user)
 
     async def health(self) -> dict[str, Any]:
         return await self._request("GET", "/healthz")
@@ -41,16 +53,20 @@ class Api:
             return None
 
     async def rename(self, id_user: str, name: str) -> None:
-        await self._request("PUT", f"/users/{quote(id_user, safe='')}", {"name": name})
+        token = await self.token_for(id_user)
+        authorization = {"Authorization": f"Bearer {token}"} if token else {}
+        await self._request("PUT", f"/users/{quote(id_user, safe='')}", {"name": name}, authorization)
 
-    async def _request(self, method: str, path: str, body: Any = None) -> Any:
+    async def _request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         url = self.url + path
+        sent = {"Content-Type": "application/json"} if body is not None else {}
+        sent.update(headers or {})
         with _mapped(method, url, self.timeout_s):
             async with self.session.request(
                 method,
                 url,
                 data=None if body is None else orjson.dumps(body),
-                headers={"Content-Type": "application/json"} if body is not None else None,
+                headers=sent or None,
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
             ) as response:
                 raw = await response.read()
@@ -89,7 +105,9 @@ def _mapped(method: str, url: str, timeout_s: float) -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def open_api(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> AsyncIterator[Api]:
+async def open_api(
+    url: str, timeout_s: float = DEFAULT_TIMEOUT_S, credentials: Credentials | None = None
+) -> AsyncIterator[Api]:
     """An Api with a session of its own, closed on exit.
 
     The session carries one command's HTTP calls and the websockets of its
@@ -98,4 +116,4 @@ async def open_api(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> AsyncItera
     on a raw connection of its own.
     """
     async with aiohttp.ClientSession() as session:
-        yield Api(url, session, timeout_s)
+        yield Api(url, session, timeout_s, credentials)

@@ -105,7 +105,9 @@ async def join(
     await api.health()
     names = NameCache(api)
     queue: asyncio.Queue[RoomEvent] = asyncio.Queue()
-    client = SimClient(api.url, id_user, room, http_session=api.session, on_event=queue.put_nowait)
+    client = SimClient(
+        api.url, id_user, room, http_session=api.session, on_event=queue.put_nowait, token=await api.token_for(id_user)
+    )
     handshake = await client.connect(timeout_s=api.timeout_s)
     try:
         printer.joined(time.time(), room, id_user, await _name(names, id_user), handshake)

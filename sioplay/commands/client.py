@@ -11,6 +11,7 @@ from rich.text import Text
 
 from sioplay.client import join as join_room
 from sioplay.client import swarm as swarming
+from sioplay.client.credentials import Credentials
 from sioplay.client.http import DEFAULT_TIMEOUT_S, open_api
 from sioplay.client.names import NameCache
 from sioplay.client.roster_view import fetch_roster, roster_view
@@ -44,6 +45,16 @@ TimeoutOption = Annotated[
     typer.Option("--timeout", min=0.1, help="Give up on an HTTP request or a handshake after this many seconds."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON for scripts instead of tables and text.")]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        help="JWT to connect and write with; default: minted from the state directory's cluster secret when the "
+        "cluster runs with --auth token. \\[env: SIOPLAY_TOKEN]",
+        envvar="SIOPLAY_TOKEN",
+        show_default=False,
+    ),
+]
 ForOption = Annotated[
     float | None,
     typer.Option("--for", min=0, help="Stop after this many seconds (default: until Ctrl-C).", show_default=False),
@@ -69,13 +80,15 @@ def join(
     url: UrlOption = None,
     node: NodeOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
+    token: TokenOption = None,
 ) -> None:
     """Join ROOM as one simulated client and print the room's events as they arrive."""
-    base = resolve_url(state_of(ctx).settings.home, url, node)
+    home = state_of(ctx).settings.home
+    base = resolve_url(home, url, node)
     printer = join_room.JsonEventPrinter() if as_json else join_room.TextEventPrinter(console)
 
     async def run() -> None:
-        async with open_api(base, timeout) as api:
+        async with open_api(base, timeout, Credentials(home, token)) as api:
             await join_room.join(api, room, user, printer, rename_to=name, duration=duration)
 
     _run(run())
@@ -136,24 +149,28 @@ def rename(
     url: UrlOption = None,
     node: NodeOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
+    token: TokenOption = None,
 ) -> None:
     """Change a user's name and, with --room, tell that room as the browser page does."""
-    base = resolve_url(state_of(ctx).settings.home, url, node)
-    told = _run(_rename(base, user, name, room, timeout))
+    home = state_of(ctx).settings.home
+    base = resolve_url(home, url, node)
+    told = _run(_rename(base, user, name, room, timeout, Credentials(home, token)))
     line = f"renamed {user} to {name!r}"
     line += f" and told room {room!r} (via {told})" if told else " (no room told: give --room to announce it)"
     console.print(Text(line), highlight=False, soft_wrap=True)
 
 
-async def _rename(base: str, user: str, name: str, room: str | None, timeout_s: float) -> str | None:
+async def _rename(
+    base: str, user: str, name: str, room: str | None, timeout_s: float, credentials: Credentials
+) -> str | None:
     """The node that relayed the identity-change, if a room was told."""
-    async with open_api(base, timeout_s) as api:
+    async with open_api(base, timeout_s, credentials) as api:
         if room is None:
             await api.rename(user, name)
             return None
         await api.health()
         # Connect first: a refused user or room then changes nothing.
-        client = SimClient(api.url, user, room, http_session=api.session)
+        client = SimClient(api.url, user, room, http_session=api.session, token=await api.token_for(user))
         handshake = await client.connect(timeout_s=api.timeout_s)
         try:
             await join_room.announce_rename(api, client, name)
@@ -185,16 +202,18 @@ def swarm(
     ] = 600.0,
     url: UrlOption = None,
     node: NodeOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Hold --clients simulated clients in ROOM from one process: progress, a live summary, then a table per node."""
-    base = resolve_url(state_of(ctx).settings.home, url, node)
+    home = state_of(ctx).settings.home
+    base = resolve_url(home, url, node)
     ids = swarming.parse_users(users)
     swarming.raise_open_files_limit(clients)
     shown_on = err_console if as_json else console
     title = f"swarm in {room}"
 
     async def run() -> dict[str, Any]:
-        async with open_api(base) as api:
+        async with open_api(base, credentials=Credentials(home, token)) as api:
             await swarming.preflight(api, room, ids)
             crowd = swarming.Swarm(api, room, ids, clients, ramp=ramp, concurrency=concurrency)
             stop = asyncio.Event()
