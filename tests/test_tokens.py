@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from sioplay.common.tokens import mint_token
 from sioplay.errors import ClientError
 from sioplay.settings import Settings
 from tests.helpers import NodeHandle, async_http_json, async_wait_until, http_json
+from tests.test_js_client import js_client_dir  # noqa: F401 - the fixture
 
 
 @pytest.fixture
@@ -168,3 +170,21 @@ async def test_with_a_public_key_only_its_algorithm_is_accepted(
     confused = hs256_signed_with({"sub": "1", "exp": int(time.time()) + 60}, public_pem)
     assert "token algorithm 'HS256' not accepted" in await refusal(node, confused)
     assert "not accepted" in await refusal(node, mint_token(secret, "1"))
+
+
+def test_the_official_js_client_connects_with_its_token_in_auth(
+    js_client_dir: Path,  # noqa: F811 - the fixture imported above
+    token_node: NodeHandle,
+    secret: bytes,
+) -> None:
+    run = subprocess.run(
+        ["node", "token.mjs", token_node.url, mint_token(secret, "5"), mint_token(secret, "5", now=time.time() - 7200)],
+        cwd=js_client_dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout)
+    assert seen["handshake"] == {"node": "node-a", "procid": token_node.pid, "id_socket": seen["id"]}
+    assert seen["refusal"] == "token expired"
