@@ -135,7 +135,7 @@
       return "This cluster requires a token, and this page has none" + mintHint + ".";
     }
     if (message === "token expired") return "Connection refused: the token expired" + mintHint + ".";
-    if (token && /token|signature/.test(message)) return "Connection refused: the token was refused: " + message + ".";
+    if (token && /token|signature/.test(message)) return "Connection refused: the token was refused: " + message + mintHint + ".";
     return "Connection refused: " + message;
   }
 
