@@ -53,9 +53,16 @@ class Api:
             return None
 
     async def rename(self, id_user: str, name: str) -> None:
-        token = await self.token_for(id_user)
-        authorization = {"Authorization": f"Bearer {token}"} if token else {}
-        await self._request("PUT", f"/users/{quote(id_user, safe='')}", {"name": name}, authorization)
+        """PUT the name; a cluster that wants a token says so with a 401, and gets one on the second try."""
+        path, body = f"/users/{quote(id_user, safe='')}", {"name": name}
+        explicit = self.credentials.token if self.credentials is not None else None
+        try:
+            await self._request("PUT", path, body, _bearer(explicit))
+            return
+        except _Unauthorized:
+            if explicit is not None or self.credentials is None:
+                raise
+        await self._request("PUT", path, body, _bearer(await self.token_for(id_user)))
 
     async def _request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         url = self.url + path
@@ -79,6 +86,14 @@ class _NotFound(ClientError):
     """The resource does not exist (HTTP 404)."""
 
 
+class _Unauthorized(ClientError):
+    """The route wants a token (HTTP 401)."""
+
+
+def _bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def _http_error(method: str, path: str, status: int, raw: bytes) -> ClientError:
     try:
         message = orjson.loads(raw).get("error")
@@ -86,7 +101,7 @@ def _http_error(method: str, path: str, status: int, raw: bytes) -> ClientError:
         message = None
     if not isinstance(message, str):
         message = raw[:200].decode(errors="replace").strip() or "no message"
-    error = _NotFound if status == 404 else ClientError
+    error = {404: _NotFound, 401: _Unauthorized}.get(status, ClientError)
     return error(f"{message} ({method} {path}: HTTP {status})")
 
 
