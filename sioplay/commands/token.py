@@ -11,13 +11,9 @@ from urllib.parse import quote
 
 import typer
 
-from sioplay.client.http import open_api
-from sioplay.client.target import resolve_url
 from sioplay.commands._common import console, handles_errors, print_json, state_of
 from sioplay.common.cluster_secret import SECRET_FILE, parse_secret
-from sioplay.common.tokens import SECRET_ALGORITHM, load_private_key, mint_token
 from sioplay.errors import ClientError, ConfigError
-from sioplay.node.validation import validate_id_user, validate_room
 from sioplay.settings import Settings
 
 __all__ = ["parse_ttl", "register"]
@@ -60,6 +56,10 @@ def token(
     as_json: Annotated[bool, typer.Option("--json", help="JSON: token, sub, exp, rooms, page.")] = False,
 ) -> None:
     """Mint a token for --user, signed with the cluster's secret (or --private-key)."""
+    from sioplay.client.target import resolve_url
+    from sioplay.common.tokens import mint_token
+    from sioplay.node.validation import validate_id_user, validate_room
+
     settings = state_of(ctx).settings
     id_user = validate_id_user(user)
     allowed = [validate_room(room) for room in rooms or []]
@@ -96,6 +96,8 @@ def token(
 
 
 def _signing_key(settings: Settings, base: str, private_key: Path | None) -> Any:
+    from sioplay.common.tokens import SECRET_ALGORITHM, load_private_key
+
     if private_key is not None:
         return load_private_key(private_key)
     if settings.auth_public_key is not None or _running_algorithm(base) not in (None, SECRET_ALGORITHM):
@@ -112,6 +114,7 @@ def _signing_key(settings: Settings, base: str, private_key: Path | None) -> Any
 
 def _running_algorithm(base: str) -> str | None:
     """The algorithm the cluster at `base` checks tokens with; None when it checks none or does not answer."""
+    from sioplay.client.http import open_api
 
     async def ask() -> Any:
         async with open_api(base, timeout_s=2.0) as api:
