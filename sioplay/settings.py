@@ -73,6 +73,16 @@ class Settings:
     # HTTP: names a request's Host may carry besides the loopback names and the bound address (DNS rebinding);
     # "*.example.com" matches its subdomains, "*" any name. A comma-separated list in SIOPLAY_ALLOWED_HOSTS.
     allowed_hosts: tuple[str, ...] = ()
+    # Who a client is: "none" trusts the id_user it sends (the original's model), "token" wants a JWT whose `sub`
+    # is it (node/auth.py). HS256 with the cluster's secret, or RS256/ES256 with `auth_public_key`; the algorithm
+    # comes from here, never from the token. A token may live at most `auth_max_ttl_s`; `auth_leeway_s` absorbs
+    # clock skew, and a live socket is dropped that long after its `exp`.
+    auth: str = "none"
+    auth_public_key: Path | None = None
+    auth_max_ttl_s: float = 24 * 3600.0
+    auth_leeway_s: float = 0.5
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
 
     # Supervisor.
     stop_timeout_s: float = 10.0
@@ -182,6 +192,10 @@ class Settings:
         for name in ("max_connections_per_address", "identity_change_burst"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"SIOPLAY_{name.upper()} must be at least 1, not {getattr(self, name)}")
+        if self.auth not in ("none", "token"):
+            raise ConfigError(f"SIOPLAY_AUTH must be 'none' or 'token', not {self.auth!r}")
+        if self.auth_max_ttl_s <= 0 or not 0 <= self.auth_leeway_s <= 60:
+            raise ConfigError("SIOPLAY_AUTH_MAX_TTL_S must be positive and SIOPLAY_AUTH_LEEWAY_S 0-60 s")
         if self.heartbeat_misses < 1:
             raise ConfigError(f"SIOPLAY_HEARTBEAT_MISSES must be at least 1, not {self.heartbeat_misses}")
         for name in self.allowed_hosts:

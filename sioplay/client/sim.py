@@ -16,7 +16,7 @@ from sioplay.errors import ClientError
 
 __all__ = ["ROOM_EVENTS", "RoomEvent", "SimClient"]
 
-ROOM_EVENTS = ("handshake", "socket-connected", "socket-disconnected", "identity-change")
+ROOM_EVENTS = ("handshake", "socket-connected", "socket-disconnected", "identity-change", "token-expired")
 # Not a room event, but recorded with them so that a watcher sees the connection end.
 DISCONNECT = "disconnect"
 
@@ -43,11 +43,14 @@ class SimClient:
         http_session: aiohttp.ClientSession | None = None,
         on_event: Callable[[RoomEvent], None] | None = None,
         reconnection: bool = False,
+        token: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.id_user = id_user
         self.room = room
         self.on_event = on_event
+        # Sent in the `auth` payload, never in the URL, which proxies log.
+        self.token = token
         self.events: list[RoomEvent] = []
         self.handshake: dict[str, Any] | None = None
         self.refusal: str | None = None
@@ -88,7 +91,11 @@ class SimClient:
         query = urlencode({"id_user": self.id_user, "room": self.room})
         try:
             await self.sio.connect(
-                f"{self.url}?{query}", transports=["websocket"], wait_timeout=timeout_s, retry=False
+                f"{self.url}?{query}",
+                transports=["websocket"],
+                wait_timeout=timeout_s,
+                retry=False,
+                auth={"token": self.token} if self.token else None,
             )
         except socketio.exceptions.ConnectionError as exc:
             raise ClientError(self.refusal or f"cannot connect to {self.url}: {exc}") from None

@@ -124,7 +124,7 @@ class WireClient:
     Refusals and lost connections are ClientErrors whose message says why.
     """
 
-    def __init__(self, url: str, id_user: str, room: str, heard: Callable[[], None]) -> None:
+    def __init__(self, url: str, id_user: str, room: str, heard: Callable[[], None], token: str | None = None) -> None:
         parts = urlsplit(url.rstrip("/"))
         self.tls = parts.scheme == "https"
         self.host = parts.hostname or "127.0.0.1"
@@ -132,6 +132,8 @@ class WireClient:
         query = urlencode({"EIO": "4", "transport": "websocket", "id_user": id_user, "room": room})
         self.target = f"{parts.path}/socket.io/?{query}"
         self.heard = heard
+        # In the CONNECT packet's auth payload, never in the request line.
+        self._connect = _CONNECT + orjson.dumps({"token": token}) if token else _CONNECT
         self.handshake: dict[str, Any] | None = None
         self.last_heard = time.monotonic()
         self._silence_s = _DEFAULT_SILENCE_S
@@ -228,7 +230,7 @@ class WireClient:
         elif packet.startswith(b"0"):
             settings = orjson.loads(packet[1:])
             self._silence_s = (settings.get("pingInterval", 25000) + settings.get("pingTimeout", 20000)) / 1000
-            self._send(_CONNECT)
+            self._send(self._connect)
         elif packet.startswith(_CONNECT_ERROR):
             data = orjson.loads(packet[2:]) if len(packet) > 2 else {}
             self.end(data.get("message", "connection refused") if isinstance(data, dict) else str(data))

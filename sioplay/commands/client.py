@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.text import Text
@@ -13,6 +13,9 @@ from sioplay.client.target import DEFAULT_TIMEOUT_S, resolve_url
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
 from sioplay.errors import ClientError
 from sioplay.node.validation import validate_room
+
+if TYPE_CHECKING:
+    from sioplay.client.credentials import Credentials
 
 # The Socket.IO client and aiohttp are imported by the commands that use them: `sioplay --help` and the
 # cluster commands do without.
@@ -41,6 +44,16 @@ TimeoutOption = Annotated[
     typer.Option("--timeout", min=0.1, help="Give up on an HTTP request or a handshake after this many seconds."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON for scripts instead of tables and text.")]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        help="JWT to connect and write with; default: minted from the state directory's cluster secret when the "
+        "cluster runs with --auth token. \\[env: SIOPLAY_TOKEN]",
+        envvar="SIOPLAY_TOKEN",
+        show_default=False,
+    ),
+]
 ForOption = Annotated[
     float | None,
     typer.Option("--for", min=0, help="Stop after this many seconds (default: until Ctrl-C).", show_default=False),
@@ -66,16 +79,19 @@ def join(
     url: UrlOption = None,
     node: NodeOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
+    token: TokenOption = None,
 ) -> None:
     """Join ROOM as one simulated client and print the room's events as they arrive."""
     from sioplay.client import join as join_room
+    from sioplay.client.credentials import Credentials
     from sioplay.client.http import open_api
 
-    base = resolve_url(state_of(ctx).settings.home, url, node)
+    home = state_of(ctx).settings.home
+    base = resolve_url(home, url, node)
     printer = join_room.JsonEventPrinter() if as_json else join_room.TextEventPrinter(console)
 
     async def run() -> None:
-        async with open_api(base, timeout) as api:
+        async with open_api(base, timeout, Credentials(home, token)) as api:
             await join_room.join(api, room, user, printer, rename_to=name, duration=duration)
 
     _run(run())
@@ -154,28 +170,34 @@ def rename(
     url: UrlOption = None,
     node: NodeOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
+    token: TokenOption = None,
 ) -> None:
     """Change a user's name and, with --room, tell that room as the browser page does."""
-    base = resolve_url(state_of(ctx).settings.home, url, node)
-    told = _run(_rename(base, user, name, room, timeout))
+    from sioplay.client.credentials import Credentials
+
+    home = state_of(ctx).settings.home
+    base = resolve_url(home, url, node)
+    told = _run(_rename(base, user, name, room, timeout, Credentials(home, token)))
     line = f"renamed {user} to {name!r}"
     line += f" and told room {room!r} (via {told})" if told else " (no room told: give --room to announce it)"
     console.print(Text(line), highlight=False, soft_wrap=True)
 
 
-async def _rename(base: str, user: str, name: str, room: str | None, timeout_s: float) -> str | None:
+async def _rename(
+    base: str, user: str, name: str, room: str | None, timeout_s: float, credentials: Credentials
+) -> str | None:
     """The node that relayed the identity-change, if a room was told."""
     from sioplay.client.http import open_api
     from sioplay.client.join import announce_rename
     from sioplay.client.sim import SimClient
 
-    async with open_api(base, timeout_s) as api:
+    async with open_api(base, timeout_s, credentials) as api:
         if room is None:
             await api.rename(user, name)
             return None
         await api.health()
         # Connect first: a refused user or room then changes nothing.
-        client = SimClient(api.url, user, room, http_session=api.session)
+        client = SimClient(api.url, user, room, http_session=api.session, token=await api.token_for(user))
         handshake = await client.connect(timeout_s=api.timeout_s)
         try:
             await announce_rename(api, client, name)
@@ -207,20 +229,23 @@ def swarm(
     ] = 600.0,
     url: UrlOption = None,
     node: NodeOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Hold --clients simulated clients in ROOM from one process: progress, a live summary, then a table per node."""
     from sioplay.client import swarm as swarming
+    from sioplay.client.credentials import Credentials
     from sioplay.client.http import open_api
     from sioplay.client.swarm_view import SwarmDisplay, summary_table
 
-    base = resolve_url(state_of(ctx).settings.home, url, node)
+    home = state_of(ctx).settings.home
+    base = resolve_url(home, url, node)
     ids = swarming.parse_users(users)
     swarming.raise_open_files_limit(clients)
     shown_on = err_console if as_json else console
     title = f"swarm in {room}"
 
     async def run() -> dict[str, Any]:
-        async with open_api(base) as api:
+        async with open_api(base, credentials=Credentials(home, token)) as api:
             await swarming.preflight(api, room, ids)
             crowd = swarming.Swarm(api, room, ids, clients, ramp=ramp, concurrency=concurrency)
             stop = asyncio.Event()

@@ -100,6 +100,17 @@ def start(
         int | None,
         typer.Option("--node-port-base", help="node-N listens on BASE+N-1 of its own; default: free ports."),
     ] = None,
+    auth: Annotated[
+        str | None,
+        typer.Option("--auth", help="none: trust the id_user a client sends (default); token: a signed JWT proves it."),
+    ] = None,
+    auth_public_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--auth-public-key",
+            help="PEM public key (RSA or EC P-256) tokens are checked with; default: HS256 with the cluster's secret.",
+        ),
+    ] = None,
     foreground: Annotated[
         bool, typer.Option("--foreground", "-f", help="Stay attached with merged logs; Ctrl-C stops the cluster.")
     ] = False,
@@ -120,9 +131,11 @@ def start(
         cluster=cluster,
         max_memory_bytes=parse_bytes(max_memory) if max_memory else None,
         node_port_base=node_port_base,
+        auth=auth,
+        auth_public_key=auth_public_key.resolve() if auth_public_key else None,
     )
     settings.validate()
-    warning = exposure_warning(settings.host)
+    warning = exposure_warning(settings.host, settings.auth)
     if warning is not None:
         err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if foreground:

@@ -16,6 +16,7 @@ from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.db.store import UserStore
 from sioplay.errors import ClusterError
 from sioplay.node import patches
+from sioplay.node.auth import TokenVerifier
 from sioplay.node.bus import ClusterBus, new_instance_id
 from sioplay.node.bus_message import validate_node_id
 from sioplay.node.cluster_roster import LocalAnswers, RosterService
@@ -29,6 +30,7 @@ from sioplay.node.roster_parts import RoomCaches
 from sioplay.node.routes import add_routes, middlewares
 from sioplay.node.signing import MessageSigner
 from sioplay.node.sockets import LocalSockets
+from sioplay.node.token_sessions import TokenSessions
 from sioplay.settings import Settings
 from sioplay.tasks import cancel_and_wait
 
@@ -53,11 +55,14 @@ class Node:
         self.store = UserStore(settings.effective_db_url)
         self.metrics = Metrics()
         endpoint = RedisEndpoint.from_url(settings.redis_url or DEFAULT_REDIS_URL)
-        signer = MessageSigner(
+        secret = (
             parse_secret(settings.cluster_secret, "SIOPLAY_CLUSTER_SECRET")
             if settings.cluster_secret
             else load_or_create_secret(settings.home)
         )
+        signer = MessageSigner(secret)
+        # Checked at start: a key file that cannot be read stops the node, not its first client.
+        self.verifier = TokenVerifier(settings, secret) if settings.auth == "token" else None
         # One connection carries every PUBLISH of this node, the bus's and Socket.IO's, a tick's worth per write;
         # one more carries every channel it listens on.
         self.publisher = RedisPublisher(endpoint, signer)
@@ -99,8 +104,16 @@ class Node:
         )
         self.patches = patches.install(self.sio, self.manager, settings, self.metrics.refused)
         self.readiness = Readiness(self)
+        self.tokens = None if self.verifier is None else TokenSessions(self.sio, self.verifier, namespace="/")
         self.events = RoomEvents(
-            self.sio, self.store, self.sockets, node_id, settings, self.metrics.refused, self.readiness.refusal
+            self.sio,
+            self.store,
+            self.sockets,
+            node_id,
+            settings,
+            self.metrics.refused,
+            self.readiness.refusal,
+            tokens=self.tokens,
         )
         self.manager.on_connected = self.events.handle_connected
         self.events.register()
@@ -122,6 +135,8 @@ class Node:
         patches.initialize_manager_early(self.sio, self.patches)
         self.subscription.start()
         self.bus.start()
+        if self.tokens is not None:
+            self.tokens.expiry.start()
         if not await self._wait_subscribed(self.settings.roster_timeout_s):
             log.warning("node %s: Redis subscriptions not ready; listening anyway, they keep retrying", self.node_id)
         await self.readiness.check()
@@ -176,6 +191,8 @@ class Node:
             log.warning(
                 "node %s: sockets still open after %.1f s, closing anyway", self.node_id, self.settings.shutdown_grace_s
             )
+        if self.tokens is not None:
+            await self.tokens.expiry.stop()
         await self.sio.shutdown()
         # python-socketio sets `thread` when it initialises the manager, which may not have happened yet.
         listener = getattr(self.manager, "thread", None)

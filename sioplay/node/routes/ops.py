@@ -28,6 +28,11 @@ def ops_routes(node: Node) -> list[web.RouteDef]:
                 "node": node.node_id,
                 "pid": os.getpid(),
                 "cluster": node.settings.cluster,
+                # What a client must bring (common/cluster_auth.py reads it): never the key itself.
+                "auth": {
+                    "mode": node.settings.auth,
+                    "algorithm": node.verifier.algorithm if node.verifier is not None else None,
+                },
                 "uptime_s": round(time.monotonic() - node.started_at, 3),
                 "alive": readiness.alive,
                 "ready": readiness.ready,
