@@ -279,6 +279,6 @@ async def test_an_oversized_event_drops_its_sender_only(
     await mary.emit("identity-change", {"id_user": "2", "padding": "x" * (seeded_settings.max_http_body_bytes + 1)})
     await mary.wait_for(lambda: not mary.connected, 5.0, "the node to drop the sender of an oversized frame")
     left = await john.wait_event("socket-disconnected", id_socket=mary_sid)
-    assert left.data == {"id_socket": mary_sid, "id_user": "2"}
+    assert left.data == {"id_socket": mary_sid, "id_user": "2", "node": "node-b"}
     assert [event.name for event in john.events if event.name == "identity-change"] == [], "nothing was relayed"
     assert john.connected and (await async_http_json(node_b.url + "/healthz"))[1]["sockets"] == 0
