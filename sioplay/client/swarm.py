@@ -125,7 +125,7 @@ class _ReconnectingClient:
         failures = 0
         connected_before = False
         while True:
-            client = WireClient(swarm.api.url, self.id_user, swarm.room, swarm.heard)
+            client = WireClient(swarm.api.url, self.id_user, swarm.room, swarm.heard, swarm.api.ssl_context)
             try:
                 async with swarm.gate, asyncio.timeout(ATTEMPT_TIMEOUT_S):
                     handshake = await client.connect()

@@ -141,7 +141,7 @@ class NodeProcess:
         self.on_line(self.node_id, line)
 
     async def _probe(self, session: aiohttp.ClientSession) -> None:
-        url = local_url(self.settings.host, self.port)
+        url = local_url(self.settings.host, self.port, tls=self.settings.tls_enabled)
         while self.running:
             if is_healthy(await read_healthz(session, url), self.pid):
                 self.last_ok = time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +19,7 @@ from rich.text import Text
 from sioplay.common.health import answered_by
 from sioplay.common.pids import ProcessRef, find
 from sioplay.common.state import ClusterState
+from sioplay.common.tls import pinned_context
 from sioplay.common.units import format_bytes, format_duration
 from sioplay.common.urls import local_url, ui_url
 from sioplay.db.url import hide_password
@@ -46,7 +48,7 @@ class StatusCollector:
         refs = [node.process for node in state.nodes] + [process.process for process in state.transient]
         cpu = self._cpu_percent([ref for ref in refs if ref is not None], cpu_sample_s)
         ports = {ref.pid: port for ref, port in self._ports(state) if ref is not None}
-        sockets = self._sockets(state.host, ports)
+        sockets = self._sockets(state, ports)
         now = time.time()
         nodes = [
             {
@@ -83,7 +85,8 @@ class StatusCollector:
             "phase": state.phase,
             "home": state.home,
             "public_port": state.public_port,
-            "ui_url": ui_url(state.public_port),
+            "ui_url": ui_url(state.public_port, tls=state.tls_cert is not None),
+            "tls": state.tls_cert is not None,
             "redis_url": state.redis_url,
             "redis": {
                 "embedded": state.redis is not None,
@@ -143,21 +146,25 @@ class StatusCollector:
         except psutil.Error:
             return None
 
-    def _sockets(self, host: str, ports: dict[int, int | None]) -> dict[int, int | None]:
+    def _sockets(self, state: ClusterState, ports: dict[int, int | None]) -> dict[int, int | None]:
         targets = {pid: port for pid, port in ports.items() if port is not None}
         if not targets:
             return {}
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(targets), 16)) as pool:
-            futures = {pid: pool.submit(self._health, local_url(host, port)) for pid, port in targets.items()}
+            tls = pinned_context(Path(state.tls_cert)) if state.tls_cert and Path(state.tls_cert).is_file() else None
+            futures = {
+                pid: pool.submit(self._health, local_url(state.host, port, tls=state.tls_cert is not None), tls)
+                for pid, port in targets.items()
+            }
         sockets: dict[int, int | None] = {}
         for pid, future in futures.items():
             body = future.result()
             sockets[pid] = body.get("sockets") if answered_by(body, pid) else None
         return sockets
 
-    def _health(self, base_url: str) -> Any:
+    def _health(self, base_url: str, tls: ssl.SSLContext | None) -> Any:
         try:
-            with urllib.request.urlopen(base_url + "/healthz", timeout=self.health_timeout_s) as response:
+            with urllib.request.urlopen(base_url + "/healthz", timeout=self.health_timeout_s, context=tls) as response:
                 return json.loads(response.read())
         except (OSError, ValueError):
             return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -16,9 +17,10 @@ from sioplay.client.names import NameCache
 from sioplay.client.roster_view import fetch_roster, roster_view
 from sioplay.client.sim import SimClient
 from sioplay.client.swarm_view import SwarmDisplay, summary_table
-from sioplay.client.target import resolve_url
+from sioplay.client.target import Target, resolve_target
 from sioplay.client.watch import JsonLinesDisplay, LiveDisplay, RosterWatch, SnapshotDisplay
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
+from sioplay.commands._tls import CaOption
 from sioplay.errors import ClientError
 from sioplay.node.validation import validate_room
 
@@ -69,13 +71,14 @@ def join(
     url: UrlOption = None,
     node: NodeOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
+    ca: CaOption = None,
 ) -> None:
     """Join ROOM as one simulated client and print the room's events as they arrive."""
-    base = resolve_url(state_of(ctx).settings.home, url, node)
+    target = _target(ctx, url, node, ca)
     printer = join_room.JsonEventPrinter() if as_json else join_room.TextEventPrinter(console)
 
     async def run() -> None:
-        async with open_api(base, timeout) as api:
+        async with open_api(target.url, timeout, target.ssl) as api:
             await join_room.join(api, room, user, printer, rename_to=name, duration=duration)
 
     _run(run())
@@ -94,13 +97,14 @@ def who(
     url: UrlOption = None,
     node: NodeOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
+    ca: CaOption = None,
 ) -> None:
     """Who is in ROOM, across all nodes, with names; partial answers are marked."""
     # The server's rules, checked here: an empty name would ask another route (/rooms/) and get a bare 404.
     validate_room(room)
-    base = resolve_url(state_of(ctx).settings.home, url, node)
+    target = _target(ctx, url, node, ca)
     if not watch:
-        roster_body = _run(_fetch_once(base, room, timeout))
+        roster_body = _run(_fetch_once(target, room, timeout))
         if as_json:
             print_json(roster_body)
         else:
@@ -108,7 +112,7 @@ def who(
         return
 
     async def run_watch() -> None:
-        async with open_api(base, timeout) as api:
+        async with open_api(target.url, timeout, target.ssl) as api:
             if as_json:
                 await RosterWatch(api, room, JsonLinesDisplay(err_console), refresh).run(duration)
             elif console.is_terminal:
@@ -120,8 +124,8 @@ def who(
     _run(run_watch())
 
 
-async def _fetch_once(base: str, room: str, timeout_s: float) -> dict[str, Any]:
-    async with open_api(base, timeout_s) as api:
+async def _fetch_once(target: Target, room: str, timeout_s: float) -> dict[str, Any]:
+    async with open_api(target.url, timeout_s, target.ssl) as api:
         return await fetch_roster(api, NameCache(api), room)
 
 
@@ -136,18 +140,19 @@ def rename(
     url: UrlOption = None,
     node: NodeOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
+    ca: CaOption = None,
 ) -> None:
     """Change a user's name and, with --room, tell that room as the browser page does."""
-    base = resolve_url(state_of(ctx).settings.home, url, node)
-    told = _run(_rename(base, user, name, room, timeout))
+    target = _target(ctx, url, node, ca)
+    told = _run(_rename(target, user, name, room, timeout))
     line = f"renamed {user} to {name!r}"
     line += f" and told room {room!r} (via {told})" if told else " (no room told: give --room to announce it)"
     console.print(Text(line), highlight=False, soft_wrap=True)
 
 
-async def _rename(base: str, user: str, name: str, room: str | None, timeout_s: float) -> str | None:
+async def _rename(target: Target, user: str, name: str, room: str | None, timeout_s: float) -> str | None:
     """The node that relayed the identity-change, if a room was told."""
-    async with open_api(base, timeout_s) as api:
+    async with open_api(target.url, timeout_s, target.ssl) as api:
         if room is None:
             await api.rename(user, name)
             return None
@@ -185,20 +190,21 @@ def swarm(
     ] = 600.0,
     url: UrlOption = None,
     node: NodeOption = None,
+    ca: CaOption = None,
 ) -> None:
     """Hold --clients simulated clients in ROOM from one process: progress, a live summary, then a table per node."""
-    base = resolve_url(state_of(ctx).settings.home, url, node)
+    target = _target(ctx, url, node, ca)
     ids = swarming.parse_users(users)
     swarming.raise_open_files_limit(clients)
     shown_on = err_console if as_json else console
     title = f"swarm in {room}"
 
     async def run() -> dict[str, Any]:
-        async with open_api(base) as api:
+        async with open_api(target.url, ssl_context=target.ssl) as api:
             await swarming.preflight(api, room, ids)
             crowd = swarming.Swarm(api, room, ids, clients, ramp=ramp, concurrency=concurrency)
             stop = asyncio.Event()
-            with swarming.stop_on_signals(stop), SwarmDisplay(shown_on, title, base) as display:
+            with swarming.stop_on_signals(stop), SwarmDisplay(shown_on, title, target.url) as display:
                 return await swarming.run(
                     crowd, stop=stop, connect_timeout_s=connect_timeout, duration=duration, tick=display
                 )
@@ -207,12 +213,16 @@ def swarm(
     if as_json:
         print_json(summary)
     else:
-        console.print(summary_table(summary, title, base))
+        console.print(summary_table(summary, title, target.url))
     if summary["connected"] < clients:
         raise ClientError(
             f"only {summary['connected']} of {clients} clients were connected at the end "
             f"(errors: {summary['errors']}, last: {summary['last_error'] or 'none'})"
         )
+
+
+def _target(ctx: typer.Context, url: str | None, node: str | None, ca: Path | None) -> Target:
+    return resolve_target(state_of(ctx).settings.replace(tls_ca=ca), url, node)
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:

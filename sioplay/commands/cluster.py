@@ -31,6 +31,7 @@ from sioplay.cluster.logs import (
 from sioplay.cluster.status import StatusCollector, not_running, render_status
 from sioplay.cluster.supervisor import MAX_NODES, Supervisor
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
+from sioplay.commands._tls import TlsCertOption, TlsKeyOption, TlsOption, prepare_server_tls
 from sioplay.common.exposure import exposure_warning
 from sioplay.common.state import ClusterState, is_running, private_home, read_state
 from sioplay.common.units import count_of, parse_bytes
@@ -87,6 +88,9 @@ def start(
     foreground: Annotated[
         bool, typer.Option("--foreground", "-f", help="Stay attached with merged logs; Ctrl-C stops the cluster.")
     ] = False,
+    tls: TlsOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
 ) -> None:
     """Start Redis, the database and N nodes on one public port; return once every node is healthy."""
     settings = state_of(ctx).settings.replace(
@@ -97,8 +101,12 @@ def start(
         cluster=cluster,
         max_memory_bytes=parse_bytes(max_memory) if max_memory else None,
         node_port_base=node_port_base,
+        tls=tls,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     settings.validate()
+    prepare_server_tls(settings, console)
     warning = exposure_warning(settings.host)
     if warning is not None:
         err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)

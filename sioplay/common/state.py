@@ -7,7 +7,7 @@ supervisor still lives (same pid and create time).
 ``<home>/cluster/state.json``::
 
     {"cluster", "phase", "public_port", "host", "redis_url" (never with its password), "db_url", "started_at",
-     "redis_binary", "redis_version", "redis_user",
+     "redis_binary", "redis_version", "redis_user", "tls_cert",
      "supervisor": {"pid", "create_time"}, "redis": {"pid", "create_time"} | null,
      "nodes": [{"id", "pid", "create_time", "port", "status", "restarts", "started_at",
                 "last_exit", "reason", "log_tail"}],
@@ -114,6 +114,8 @@ class ClusterState:
     redis_binary: str | None = None
     redis_version: str | None = None
     redis_user: str | None = None
+    # The certificate the nodes serve (HTTPS and WSS); None: plain HTTP.
+    tls_cert: str | None = None
 
     def node(self, node_id: str) -> NodeRecord | None:
         return next((node for node in self.nodes if node.id == node_id), None)

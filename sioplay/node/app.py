@@ -13,6 +13,7 @@ from aiohttp import web
 
 from sioplay.common.cluster_secret import load_or_create_secret, parse_secret
 from sioplay.common.redis_endpoint import RedisEndpoint
+from sioplay.common.tls import server_context
 from sioplay.db.store import UserStore
 from sioplay.errors import ClusterError
 from sioplay.node import patches
@@ -20,8 +21,10 @@ from sioplay.node.bus import ClusterBus, new_instance_id
 from sioplay.node.bus_message import validate_node_id
 from sioplay.node.cluster_roster import LocalAnswers, RosterService
 from sioplay.node.connections import ConnectionGuard, GuardedRunner
+from sioplay.node.listeners import listen
 from sioplay.node.manager import ClusterRedisManager
 from sioplay.node.metrics import Metrics
+from sioplay.node.origins import same_origin
 from sioplay.node.redis_wire import RedisPublisher, Subscription
 from sioplay.node.room_events import RoomEvents
 from sioplay.node.roster_parts import RoomCaches
@@ -95,6 +98,7 @@ class Node:
             max_http_buffer_size=settings.max_http_body_bytes,
             logger=False,
             engineio_logger=False,
+            cors_allowed_origins=same_origin,
         )
         self.patches = patches.install(self.sio, self.manager, settings, self.metrics.refused)
         self.events = RoomEvents(self.sio, self.store, self.sockets, node_id, settings, self.metrics.refused)
@@ -111,7 +115,8 @@ class Node:
         self.sio.attach(self.app)
         add_routes(self.app, self)
         self._runner: GuardedRunner | None = None
-        self._sites: list[web.TCPSite] = []
+        self._listeners: list[asyncio.Server] = []
+        self.tls = server_context(settings)
 
     async def start(self) -> None:
         # Subscribed before listening: a client landing here must hear, and be heard by, the other nodes at once.
@@ -122,21 +127,25 @@ class Node:
             log.warning("node %s: Redis subscriptions not ready; listening anyway, they keep retrying", self.node_id)
         self._runner = GuardedRunner(self.app, self.connections, handle_signals=False, access_log=None)
         await self._runner.setup()
-        host = self.settings.host
-        sites = [web.TCPSite(self._runner, host, self.port)]
-        if self.public_port is not None:
-            # The kernel spreads connections over every node bound here.
-            sites.append(web.TCPSite(self._runner, host, self.public_port, reuse_port=True))
-        for site in sites:
-            await site.start()
-            # Only sites that listen are stopped again, also when the next one cannot.
-            self._sites.append(site)
+        # The kernel spreads connections to the public port over every node bound there.
+        for port, shared in ((self.port, False), *(((self.public_port, True),) if self.public_port else ())):
+            listener = await listen(
+                self._runner,
+                self.settings.host,
+                port,
+                ssl_context=self.tls,
+                handshake_timeout_s=self.settings.header_timeout_s,
+                reuse_port=shared,
+            )
+            # Only listeners that listen are closed again, also when the next one cannot.
+            self._listeners.append(listener)
         log.info(
-            "node %s listening on port %d%s (cluster %r)",
+            "node %s listening on port %d%s (cluster %r, %s)",
             self.node_id,
             self.port,
             f" and public port {self.public_port}" if self.public_port else "",
             self.settings.cluster,
+            "HTTPS" if self.tls else "HTTP",
         )
 
     async def _wait_subscribed(self, timeout_s: float) -> bool:
@@ -156,8 +165,8 @@ class Node:
         with this node's listeners closed they land on another node.
         """
         log.info("node %s stopping: %d sockets to drop", self.node_id, len(self.sockets))
-        for site in self._sites:
-            await site.stop()
+        for listener in self._listeners:
+            listener.close()
         if not await self.bus.stop(LISTENER_STOP_TIMEOUT_S):
             log.warning("node %s: the bus heartbeat did not stop", self.node_id)
         patches.abort_all_connections(self.sio)
