@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -43,6 +44,7 @@ class SimClient:
         http_session: aiohttp.ClientSession | None = None,
         on_event: Callable[[RoomEvent], None] | None = None,
         reconnection: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.id_user = id_user
@@ -54,7 +56,13 @@ class SimClient:
         self._changed = asyncio.Event()
         # python-socketio's own SIGINT handler disconnects every client and cancels every task;
         # the CLI leaves rooms itself, in its `finally` blocks.
-        self.sio = socketio.AsyncClient(reconnection=reconnection, http_session=http_session, handle_sigint=False)
+        # `ssl_context` verifies a wss:// node without a session of the caller's (which carries its own).
+        self.sio = socketio.AsyncClient(
+            reconnection=reconnection,
+            http_session=http_session,
+            handle_sigint=False,
+            websocket_extra_options={"ssl": ssl_context} if ssl_context is not None else None,
+        )
         for name in ROOM_EVENTS:
             self.sio.on(name, self._recorder(name))
         self.sio.on("connect_error", self._record_refusal)
@@ -87,9 +95,7 @@ class SimClient:
         """Connect and wait for the handshake; returns it."""
         query = urlencode({"id_user": self.id_user, "room": self.room})
         try:
-            await self.sio.connect(
-                f"{self.url}?{query}", transports=["websocket"], wait_timeout=timeout_s, retry=False
-            )
+            await self.sio.connect(f"{self.url}?{query}", transports=["websocket"], wait_timeout=timeout_s, retry=False)
         except socketio.exceptions.ConnectionError as exc:
             raise ClientError(self.refusal or f"cannot connect to {self.url}: {exc}") from None
         await self.wait_for(lambda: self.handshake is not None, timeout_s, "the handshake")
