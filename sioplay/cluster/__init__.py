@@ -9,6 +9,7 @@
 - ``preflight``: refusals before a start, clean-up after a dead supervisor
 - ``logs``, ``status``: log files and the merged view; the status table
 - ``redis_server``: the embedded redis-server
+- ``dev_ca``: ``--tls dev``'s local CA and certificate for localhost, made once in the state directory
 
 The state file, pids, ports, URLs, units and the health judgement are in ``sioplay.common``,
 which the client commands import too.
