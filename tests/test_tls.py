@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -14,7 +16,7 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ from sioplay.common.ports import free_port
 from sioplay.common.state import ClusterState, read_state
 from sioplay.common.tls import client_context
 from sioplay.settings import Settings
-from tests.helpers import async_wait_until
+from tests.helpers import NodeHandle, async_wait_until, http_json
 from tests.test_js_client import js_client_dir  # noqa: F401 - a fixture
 
 CLUSTER_ENV = {"SIOPLAY_HEARTBEAT_INTERVAL_S": "0.2", "SIOPLAY_ROSTER_TIMEOUT_S": "1", "SIOPLAY_SHUTDOWN_GRACE_S": "1"}
@@ -328,3 +330,19 @@ def test_bad_tls_options_and_files_are_one_clear_line(tmp_path: Path) -> None:
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and message in result.output, (args, result.output)
     assert read_state(home) is None, "nothing was started"
+
+
+async def test_a_tls_handshake_that_never_comes_is_cut_off(
+    start_node: Callable[..., NodeHandle], seeded_settings: Settings
+) -> None:
+    """Cut off at the header timeout, not asyncio's 60 s: the connection guard only sees it after the handshake."""
+    ensure_dev_certificate(seeded_settings.home)
+    node = start_node("node-a", dataclasses.replace(seeded_settings, tls="dev", header_timeout_s=0.5))
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+    try:
+        async with asyncio.timeout(10):
+            assert await reader.read() == b"", "closed without a word"
+    finally:
+        writer.close()
+    healthy = await asyncio.to_thread(http_json, node.url + "/healthz", context=node.ssl_context)
+    assert healthy[0] == 200, "the node itself carries on"
