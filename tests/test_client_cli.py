@@ -52,7 +52,7 @@ def test_join_prints_the_handshake_and_room_events_with_names(cluster: Cluster, 
     events = [json.loads(line) for line in mary.stdout.splitlines()]
     assert [event["event"] for event in events] == ["handshake", "renamed", "left"]
     assert events[0]["data"]["node"] == "node-b" and events[0]["name"] == "Mary"
-    assert events[1] == {"at": events[1]["at"], "event": "renamed", "id_user": "2", "name": "Marie"}
+    assert events[1] == {"at": events[1]["at"], "event": "renamed", "id_user": 2, "name": "Marie"}
     mary_sid = events[0]["data"]["id_socket"]
 
     left = f"socket-disconnected  2 (Marie)  socket {mary_sid}"
@@ -110,9 +110,9 @@ async def test_join_json_reports_another_clients_connect_rename_and_leave(
     handshake, *others = events()
     assert handshake["event"] == "handshake" and handshake["name"] == "John"
     assert [{key: line[key] for key in ("event", "data", "name")} for line in others] == [
-        {"event": "socket-connected", "data": {"id_socket": sid, "id_user": "2"}, "name": "Mary"},
-        {"event": "identity-change", "data": {"id_user": "2", "id_socket": sid}, "name": "Marie"},
-        {"event": "socket-disconnected", "data": {"id_socket": sid, "id_user": "2"}, "name": "Marie"},
+        {"event": "socket-connected", "data": {"id_socket": sid, "id_user": 2}, "name": "Mary"},
+        {"event": "identity-change", "data": {"id_user": 2, "id_socket": sid}, "name": "Marie"},
+        {"event": "socket-disconnected", "data": {"id_socket": sid, "id_user": 2}, "name": "Marie"},
     ]
     for line in events():
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", line["at"]), line
@@ -130,7 +130,9 @@ async def test_who_json_is_the_server_roster_with_names(cluster: Cluster, client
     shown = json.loads(result.stdout)
     server = (await async_http_json(cluster.b.url + "/rooms/Maths"))[1]
     names = {"1": "John", "2": "Mary"}
-    expected = {**server, "users": [{**user, "name": names[user["id_user"]]} for user in server["users"]]}
+    # The CLI's JSON types id_user as the database does: an integer.
+    users = [{**user, "id_user": int(user["id_user"]), "name": names[user["id_user"]]} for user in server["users"]]
+    expected = {**server, "users": users}
     assert {**shown, "took_ms": 0} == {**expected, "took_ms": 0}
     assert shown["complete"] is True and shown["sockets"] == 3
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.text import Text
 
 from sioplay.client.http import Api
+from sioplay.client.ids import typed_ids
 from sioplay.client.names import NameCache
 from sioplay.client.sim import DISCONNECT, RoomEvent, SimClient
 from sioplay.errors import ClientError
@@ -69,7 +70,9 @@ class JsonEventPrinter:
 
     def _write(self, at: float, event: str, **fields: Any) -> None:
         stamp = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
-        sys.stdout.write(orjson.dumps({"at": stamp, "event": event, **fields}).decode() + "\n")
+        if isinstance(fields.get("data"), dict):
+            fields["data"] = typed_ids(fields["data"])
+        sys.stdout.write(orjson.dumps({"at": stamp, "event": event, **typed_ids(fields)}).decode() + "\n")
         sys.stdout.flush()
 
     def joined(self, at: float, room: str, id_user: str, name: str | None, handshake: dict[str, Any]) -> None:

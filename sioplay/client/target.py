@@ -6,15 +6,18 @@ import dataclasses
 import ssl
 from pathlib import Path
 
+from sioplay.common.hints import command_hint
 from sioplay.common.state import ClusterState, is_running, read_state, state_path
 from sioplay.common.tls import client_context
 from sioplay.common.urls import local_url, scheme
 from sioplay.errors import ClientError, ClusterError
 from sioplay.settings import Settings
 
-__all__ = ["DEFAULT_URL", "Target", "normalize_url", "resolve_target", "resolve_url"]
+__all__ = ["DEFAULT_TIMEOUT_S", "DEFAULT_URL", "Target", "normalize_url", "resolve_target", "resolve_url"]
 
 DEFAULT_URL = "http://localhost:5009"
+# Of an HTTP request or a handshake, for the client commands.
+DEFAULT_TIMEOUT_S = 10.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,7 +75,7 @@ def resolve_url(home: Path, url: str | None = None, node: str | None = None, tls
             return DEFAULT_URL.replace("http://", f"{scheme(tls)}://", 1)
         raise ClientError(
             f"--node {node}: no running cluster in {home} ({state_path(home)} is missing or stale); "
-            "start one with 'sioplay cluster start' or give --url"
+            f"start one with '{command_hint(home, 'sioplay cluster start')}' or give --url"
         )
     if node is None:
         return local_url(state.host, state.public_port, tls=state.tls_cert is not None)

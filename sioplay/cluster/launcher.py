@@ -15,15 +15,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
 from sioplay.cluster.preflight import check_can_start, clean_up_after
-from sioplay.cluster.supervisor import Supervisor
+from sioplay.common.hints import command_hint
 from sioplay.common.pids import ProcessRef, find
 from sioplay.common.state import LIVE_PHASES, ClusterState, cluster_dir, is_running, private_home, read_state
 from sioplay.errors import ClusterError
 from sioplay.settings import Settings
+
+if TYPE_CHECKING:
+    # Only its type: the CLI starts a supervisor detached without importing it (aiohttp, SQLAlchemy).
+    from sioplay.cluster.supervisor import Supervisor
 
 __all__ = ["Started", "Stopped", "run_attached", "running_state", "start_detached", "stop_cluster", "supervisor_output"]
 
@@ -56,7 +61,8 @@ def start_detached(settings: Settings, nodes: int) -> Started:
     with os.fdopen(os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
         os.fchmod(out.fileno(), 0o600)
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "sioplay", "cluster", "supervise", "--nodes", str(nodes)],
+            # Every setting is in the environment: an empty config, not a sioplay.toml of the working directory.
+            [sys.executable, "-m", "sioplay", "--config", os.devnull, "cluster", "supervise", "--nodes", str(nodes)],
             env=settings.child_env(),
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -92,9 +98,8 @@ def _wait_running(settings: Settings, supervisor: subprocess.Popen[bytes]) -> Cl
             raise ClusterError(f"the supervisor exited with code {code}: {_last_words(settings.home)}")
         if time.monotonic() > deadline:
             supervisor.send_signal(signal.SIGTERM)
-            raise ClusterError(
-                f"the cluster was not running after {patience:g} s; stopping it (see 'sioplay cluster logs')"
-            )
+            logs = command_hint(settings.home, "sioplay cluster logs")
+            raise ClusterError(f"the cluster was not running after {patience:g} s; stopping it (see '{logs}')")
         time.sleep(_POLL_S)
 
 
@@ -110,7 +115,8 @@ def running_state(home: Path) -> ClusterState:
     """The state of the running cluster of `home`; ClusterError if none runs."""
     state = read_state(home)
     if state is None or not is_running(state):
-        raise ClusterError(f"no cluster is running from {home}; start one with 'sioplay cluster start'")
+        start = command_hint(home, "sioplay cluster start")
+        raise ClusterError(f"no cluster is running from {home}; start one with '{start}'")
     return state
 
 

@@ -23,10 +23,12 @@ import aiohttp
 from sioplay.cluster import control
 from sioplay.cluster.control import Request
 from sioplay.cluster.logs import LogFile, node_log_path
+from sioplay.cluster.node_count import MAX_NODES
 from sioplay.cluster.policy import Crash, RestartPolicy
 from sioplay.cluster.preflight import supervisor_lock
 from sioplay.cluster.process import LineSink, NodeProcess, describe_exit
 from sioplay.cluster.redis_server import NODE_USER, EmbeddedRedis
+from sioplay.common.hints import command_hint
 from sioplay.common.pids import ProcessRef
 from sioplay.common.ports import free_port, port_is_free
 from sioplay.common.redis_endpoint import RedisEndpoint
@@ -51,7 +53,6 @@ __all__ = ["MAX_NODES", "Supervisor"]
 log = logging.getLogger(__name__)
 
 TICK_S = 0.1
-MAX_NODES = 64
 _HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -189,9 +190,8 @@ class Supervisor:
             return True
         if time.monotonic() > deadline:
             late = ", ".join(slot.node_id for slot in slots if slot.status != "online")
-            raise ClusterError(
-                f"{late} not healthy within {self.settings.start_timeout_s:g} s; see 'sioplay cluster logs'"
-            )
+            logs = command_hint(self.home, "sioplay cluster logs")
+            raise ClusterError(f"{late} not healthy within {self.settings.start_timeout_s:g} s; see '{logs}'")
         return False
 
     async def _serve(self) -> None:
@@ -402,6 +402,8 @@ class Supervisor:
         if nodes is None or not 1 <= nodes <= MAX_NODES:
             raise ClusterError(f"the number of nodes must be between 1 and {MAX_NODES}, not {nodes}")
         before = len(self.slots)
+        if nodes == before:
+            return f"already {count_of(before, 'node')}"
         if nodes > before:
             added = [Slot(f"node-{index + 1}", index) for index in range(before, nodes)]
             self.slots.extend(added)

@@ -28,11 +28,12 @@ from sioplay.cluster.logs import (
     merged_tail,
     stamp,
 )
+from sioplay.cluster.node_count import MAX_NODES, scale_target
 from sioplay.cluster.status import StatusCollector, not_running, render_status
-from sioplay.cluster.supervisor import MAX_NODES, Supervisor
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
 from sioplay.commands._tls import TlsCertOption, TlsKeyOption, TlsOption, prepare_server_tls
 from sioplay.common.exposure import exposure_warning
+from sioplay.common.hints import command_hint
 from sioplay.common.state import ClusterState, is_running, private_home, read_state
 from sioplay.common.units import count_of, parse_bytes
 from sioplay.errors import ClusterError
@@ -47,13 +48,24 @@ _CPU_SAMPLE_S = 0.2
 _WATCH_INTERVAL_S = 1.0
 # Per node of a rolling restart or scale, beyond its start and stop timeouts.
 _REQUEST_MARGIN_S = 10.0
+_DEFAULT_NODES = 4
 
 
 @app.command("start")
 @handles_errors
 def start(
     ctx: typer.Context,
-    nodes: Annotated[int, typer.Option("--nodes", "-n", min=1, max=MAX_NODES, help="How many node processes.")] = 4,
+    nodes: Annotated[
+        int | None,
+        typer.Option(
+            "--nodes",
+            "-n",
+            min=1,
+            max=MAX_NODES,
+            help="How many node processes; default: `nodes` of the config file, else 4.",
+            show_default=False,
+        ),
+    ] = None,
     port: Annotated[
         int | None,
         typer.Option(
@@ -93,6 +105,7 @@ def start(
     tls_key: TlsKeyOption = None,
 ) -> None:
     """Start Redis, the database and N nodes on one public port; return once every node is healthy."""
+    nodes = nodes or state_of(ctx).nodes or _DEFAULT_NODES
     settings = state_of(ctx).settings.replace(
         public_port=port,
         host=host,
@@ -115,7 +128,8 @@ def start(
         return
     started = start_detached(settings, nodes)
     _print_status(started.state)
-    console.print("logs: sioplay cluster logs -f · stop: sioplay cluster stop", highlight=False, soft_wrap=True)
+    logs, stop_ = (command_hint(settings.home, f"sioplay cluster {word}") for word in ("logs -f", "stop"))
+    console.print(Text(f"logs: {logs} · stop: {stop_}"), highlight=False, soft_wrap=True)
 
 
 @app.command("supervise", hidden=True)
@@ -125,6 +139,8 @@ def supervise(
     nodes: Annotated[int, typer.Option("--nodes", "-n", min=1, max=MAX_NODES, help="How many node processes.")] = 4,
 ) -> None:
     """Run the supervisor in this process (what `start` runs detached)."""
+    from sioplay.cluster.supervisor import Supervisor
+
     settings = state_of(ctx).settings
     _private_files(settings)
     configure_supervisor_logging(settings.home, settings.log_max_bytes, settings.log_backups)
@@ -132,6 +148,8 @@ def supervise(
 
 
 def _run_foreground(settings: Settings, nodes: int) -> None:
+    from sioplay.cluster.supervisor import Supervisor
+
     def print_line(node_id: str, line: str) -> None:
         console.print(format_line(LogLine(node_id, stamp(), line)), soft_wrap=True, highlight=False)
 
@@ -269,16 +287,25 @@ def restart(
     _ask(settings, state, Request("restart", node=node), count)
 
 
-@app.command("scale")
+@app.command("scale", context_settings={"ignore_unknown_options": True})
 @handles_errors
 def scale(
     ctx: typer.Context,
-    nodes: Annotated[int, typer.Argument(min=1, max=MAX_NODES, help="The new number of nodes.")],
+    nodes: Annotated[
+        str,
+        typer.Argument(
+            metavar="NODES", help="N nodes, +N more or -N fewer (as `pm2 scale`), e.g. 6, +2, -1.", show_default=False
+        ),
+    ],
 ) -> None:
-    """Add or remove nodes while the cluster runs (the highest-numbered go first)."""
+    """Set the number of NODES while the cluster runs; added nodes are healthy before it returns, highest go first."""
     settings = state_of(ctx).settings
     state = running_state(settings.home)
-    _ask(settings, state, Request("scale", nodes=nodes), max(nodes - len(state.nodes), 1))
+    target = scale_target(nodes, len(state.nodes))
+    if target == len(state.nodes):
+        console.print(f"already {count_of(target, 'node')}", highlight=False)
+        return
+    _ask(settings, state, Request("scale", nodes=target), max(target - len(state.nodes), 1))
 
 
 def _ask(settings: Settings, state: ClusterState, request: Request, nodes: int) -> None:
