@@ -189,7 +189,7 @@ def test_who_and_join_reach_the_cluster_over_https(tls_cluster: TlsCluster, tmp_
         assert "joined Physics as 3" in first, first + (joined.stderr.read() if joined.poll() is not None else "")
         who = tls_cluster.sioplay("who", "Physics", "--json")
         assert who.returncode == 0, who.stderr
-        assert [user["id_user"] for user in json.loads(who.stdout)["users"]] == ["3"]
+        assert [user["id_user"] for user in json.loads(who.stdout)["users"]] == [3]
     finally:
         joined.terminate()
         joined.wait(10)
