@@ -27,6 +27,7 @@ from sioplay.cluster.node_count import MAX_NODES
 from sioplay.cluster.policy import Crash, RestartPolicy
 from sioplay.cluster.preflight import supervisor_lock
 from sioplay.cluster.process import LineSink, NodeProcess, describe_exit
+from sioplay.cluster.progress import ProgressLog
 from sioplay.cluster.redis_server import NODE_USER, EmbeddedRedis
 from sioplay.common.hints import command_hint
 from sioplay.common.pids import ProcessRef
@@ -103,6 +104,7 @@ class Supervisor:
         self._operation: asyncio.Task[None] | None = None
         self._draining: list[NodeProcess] = []
         self._logs: dict[str, LogFile] = {}
+        self.progress = ProgressLog(self.home)
         self._session: aiohttp.ClientSession | None = None
         self._next_health_check = 0.0
         # Notified after every tick, for operations that wait on what the tick changes (slot statuses).
@@ -119,6 +121,7 @@ class Supervisor:
         """
         with supervisor_lock(self.home):
             control.clear_requests(self.home)
+            self.progress.clear()
             self._install_signal_handlers()
             self._save()
             try:
@@ -211,6 +214,7 @@ class Supervisor:
                 slot.status = "stopping"
         for process in processes:
             process.expected = True
+            self.progress.note(process.node_id, "draining", process.pid)
             if self._force:
                 process.kill()
             else:
@@ -227,6 +231,7 @@ class Supervisor:
         codes = await asyncio.gather(*(process.wait(5.0) for process in processes))
         for process, code in zip(processes, codes, strict=True):
             self._note(process, f"stopped ({describe_exit(code)})")
+            self.progress.note(process.node_id, "stopped", process.pid, describe_exit(code))
         await asyncio.gather(*(process.close() for process in processes))
         for slot in self.slots:
             slot.process = slot.successor = None
@@ -300,6 +305,7 @@ class Supervisor:
         slot.log_tail = list(process.tail)
         why = f"exited with {slot.last_exit}" + (f" ({process.kill_reason})" if process.kill_reason else "")
         verdict = self.policy.decide(slot.crashes, now)
+        self.progress.note(slot.node_id, "failed", process.pid, why)
         if verdict.restart:
             slot.status = "waiting-restart"
             slot.restart_at = now + verdict.delay_s
@@ -377,6 +383,10 @@ class Supervisor:
         try:
             if request.action == "restart":
                 message = await self.restart(request.node)
+            elif request.action == "stop":
+                message = await self.stop_node(request.node)
+            elif request.action == "start":
+                message = await self.start_node(request.node)
             else:
                 message = await self.scale(request.nodes)
             ok = True
@@ -393,10 +403,43 @@ class Supervisor:
 
     async def restart(self, node_id: str | None) -> str:
         """Rolling restart: each node's replacement is healthy before the old process is stopped."""
-        slots = self.slots if node_id is None else [self._slot(node_id)]
+        if node_id is None:
+            # A node stopped on purpose stays stopped: `cluster start --node` brings it back.
+            slots = [slot for slot in self.slots if slot.status != "stopped"]
+        else:
+            slots = [self._slot(node_id)]
+            if slots[0].status == "stopped":
+                raise ClusterError(f"{node_id} is stopped; start it with 'sioplay cluster start --node {node_id}'")
         for slot in slots:
             await self._replace(slot)
         return f"restarted {', '.join(slot.node_id for slot in slots)}"
+
+    async def stop_node(self, node_id: str | None) -> str:
+        """Stop one node and keep it down: no restart until `start_node`."""
+        slot = self._slot(node_id or "")
+        if slot.status == "stopped":
+            return f"{slot.node_id} is already stopped"
+        process, slot.process = slot.process, None
+        slot.status, slot.restart_at = "stopping", None
+        if process is not None:
+            await self._retire(process)
+        slot.status, slot.reason = "stopped", "stopped with 'cluster stop --node'"
+        log.info("%s stopped on request", slot.node_id)
+        return f"stopped {slot.node_id}"
+
+    async def start_node(self, node_id: str | None) -> str:
+        """Start a node that `stop_node` stopped; return once it is healthy."""
+        slot = self._slot(node_id or "")
+        if slot.status != "stopped":
+            return f"{slot.node_id} is already {slot.status}"
+        slot.crashes.clear()
+        slot.reason = None
+        await self._launch(slot)
+        deadline = time.monotonic() + self.settings.start_timeout_s
+        async with self._ticked:
+            await self._ticked.wait_for(lambda: self._settled([slot], deadline))
+        log.info("%s started on request", slot.node_id)
+        return f"started {slot.node_id}"
 
     async def scale(self, nodes: int | None) -> str:
         if nodes is None or not 1 <= nodes <= MAX_NODES:
@@ -453,9 +496,11 @@ class Supervisor:
         """Stop `process` on purpose and wait for it; it stays visible as draining meanwhile."""
         process.expected = True
         self._draining.append(process)
+        self.progress.note(process.node_id, "draining", process.pid)
         # Cancelled here (stop), it stays in _draining and the shutdown stops it.
         code = await process.stop(self.settings.stop_timeout_s)
         self._note(process, f"stopped ({describe_exit(code)})")
+        self.progress.note(process.node_id, "stopped", process.pid, describe_exit(code))
         self._draining.remove(process)
         await process.close()
 
@@ -477,8 +522,10 @@ class Supervisor:
         else:
             port = base + slot.index if base is not None else free_port(host)
         process = NodeProcess(self.settings, slot.node_id, port, self._write_line)
+        process.on_step = lambda process, step: self.progress.note(process.node_id, step, process.pid)
         assert self._session is not None
         await process.start(self._session)
+        self.progress.note(slot.node_id, "spawned", process.pid, f"port {port}")
         log.info("%s starting: pid %s, port %d", slot.node_id, process.pid, port)
         self._note(process, f"started on port {port} and public port {self.settings.public_port}")
         return process

@@ -15,8 +15,9 @@ from rich.live import Live
 from rich.markup import escape
 from rich.text import Text
 
-from sioplay.cluster import control
+from sioplay.cluster import control, progress
 from sioplay.cluster.control import Request
+from sioplay.cluster.describe import resolve_node
 from sioplay.cluster.launcher import run_attached, running_state, start_detached, stop_cluster
 from sioplay.cluster.logs import (
     SUPERVISOR,
@@ -30,6 +31,7 @@ from sioplay.cluster.logs import (
 )
 from sioplay.cluster.node_count import MAX_NODES, scale_target
 from sioplay.cluster.status import StatusCollector, not_running, render_status
+from sioplay.commands import monit
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
 from sioplay.commands._tls import TlsCertOption, TlsKeyOption, TlsOption, prepare_server_tls
 from sioplay.common.exposure import exposure_warning
@@ -42,6 +44,7 @@ from sioplay.settings import Settings
 __all__ = ["app"]
 
 app = typer.Typer(help="Start, watch and stop an N-node cluster on one port.", no_args_is_help=True)
+monit.register(app)
 
 # CPU % needs two readings; this is the pause between them for a one-off table.
 _CPU_SAMPLE_S = 0.2
@@ -100,11 +103,17 @@ def start(
     foreground: Annotated[
         bool, typer.Option("--foreground", "-f", help="Stay attached with merged logs; Ctrl-C stops the cluster.")
     ] = False,
+    node: Annotated[
+        str | None, typer.Option("--node", help="Start only this node of the running cluster, stopped with --node.")
+    ] = None,
     tls: TlsOption = None,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
 ) -> None:
     """Start Redis, the database and N nodes on one public port; return once every node is healthy."""
+    if node is not None:
+        _node_request(ctx, "start", node)
+        return
     nodes = nodes or state_of(ctx).nodes or _DEFAULT_NODES
     settings = state_of(ctx).settings.replace(
         public_port=port,
@@ -126,7 +135,8 @@ def start(
     if foreground:
         _run_foreground(settings, nodes)
         return
-    started = start_detached(settings, nodes)
+    with progress.shown(settings.home, console, f"starting {count_of(nodes, 'node')}"):
+        started = start_detached(settings, nodes)
     _print_status(started.state)
     logs, stop_ = (command_hint(settings.home, f"sioplay cluster {word}") for word in ("logs -f", "stop"))
     console.print(Text(f"logs: {logs} · stop: {stop_}"), highlight=False, soft_wrap=True)
@@ -181,10 +191,20 @@ class _ConsoleHandler(logging.Handler):
 
 @app.command("stop")
 @handles_errors
-def stop(ctx: typer.Context) -> None:
+def stop(
+    ctx: typer.Context,
+    node: Annotated[
+        str | None,
+        typer.Option("--node", help="Stop only this node and keep it down (until 'cluster start --node')."),
+    ] = None,
+) -> None:
     """SIGTERM to every node (they drain), SIGKILL after the stop timeout, Redis last."""
+    if node is not None:
+        _node_request(ctx, "stop", node)
+        return
     settings = state_of(ctx).settings
-    stopped = stop_cluster(settings)
+    with progress.shown(settings.home, console, "stopping"):
+        stopped = stop_cluster(settings)
     if stopped.cleaned_up:
         pids = ", ".join(str(ref.pid) for ref in stopped.cleaned_up)
         console.print(
@@ -281,8 +301,8 @@ def restart(
     """Rolling restart, one node at a time: the replacement is healthy before the old process stops."""
     settings = state_of(ctx).settings
     state = running_state(settings.home)
-    if node is not None and state.node(node) is None:
-        raise ClusterError(f"no node {node!r}; the nodes are {', '.join(record.id for record in state.nodes)}")
+    if node is not None:
+        node = resolve_node(state, node)
     count = 1 if node is not None else len(state.nodes)
     _ask(settings, state, Request("restart", node=node), count)
 
@@ -308,9 +328,16 @@ def scale(
     _ask(settings, state, Request("scale", nodes=target), max(target - len(state.nodes), 1))
 
 
+def _node_request(ctx: typer.Context, action: control.Action, node: str) -> None:
+    settings = state_of(ctx).settings
+    state = running_state(settings.home)
+    _ask(settings, state, Request(action, node=resolve_node(state, node)), 1)
+
+
 def _ask(settings: Settings, state: ClusterState, request: Request, nodes: int) -> None:
     per_node = settings.start_timeout_s + settings.stop_timeout_s + _REQUEST_MARGIN_S
-    reply = control.ask(settings.home, state, request, timeout=per_node * nodes)
+    with progress.shown(settings.home, console, f"{request.action} {request.node or 'every node'}"):
+        reply = control.ask(settings.home, state, request, timeout=per_node * nodes)
     if not reply.ok:
         raise ClusterError(reply.message)
     console.print(reply.message, highlight=False)
