@@ -83,6 +83,14 @@ class Settings:
     auth_leeway_s: float = 0.5
     auth_issuer: str | None = None
     auth_audience: str | None = None
+    # HTTPS and WSS on every port of the nodes (common/tls.py): "dev" serves the development certificate made once
+    # in `home`; a certificate and key file of one's own serve those; "off" with no files is plain HTTP.
+    tls: str = "off"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # The CA the CLI's clients trust for HTTPS; None: the system's, the state directory's dev CA, and the running
+    # cluster's own certificate when the address came from its state.
+    tls_ca: Path | None = None
 
     # Supervisor.
     stop_timeout_s: float = 10.0
@@ -106,6 +114,10 @@ class Settings:
         # A comma-separated string, as SIOPLAY_ALLOWED_HOSTS gives it, is the same list.
         if isinstance(self.allowed_hosts, str):
             object.__setattr__(self, "allowed_hosts", _split_list(self.allowed_hosts))
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls == "dev" or self.tls_cert is not None
 
     @property
     def default_db_path(self) -> Path:
@@ -154,7 +166,8 @@ class Settings:
                 value = "1" if value else "0"
             if isinstance(value, tuple):
                 value = ",".join(value)
-            if field.name == "home":
+            if isinstance(value, Path) or field.name == "home":
+                # Children may run elsewhere: the home and the TLS files are found from anywhere.
                 value = Path(value).resolve()
             env[ENV_PREFIX + field.name.upper()] = str(value)
         return env
@@ -198,6 +211,12 @@ class Settings:
             raise ConfigError("SIOPLAY_AUTH_MAX_TTL_S must be positive and SIOPLAY_AUTH_LEEWAY_S 0-60 s")
         if self.heartbeat_misses < 1:
             raise ConfigError(f"SIOPLAY_HEARTBEAT_MISSES must be at least 1, not {self.heartbeat_misses}")
+        if self.tls not in ("off", "dev"):
+            raise ConfigError(f"SIOPLAY_TLS (--tls) must be 'dev' or 'off', not {self.tls!r}")
+        if self.tls == "dev" and (self.tls_cert or self.tls_key):
+            raise ConfigError("give --tls dev or --tls-cert and --tls-key, not both")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key (SIOPLAY_TLS_CERT, SIOPLAY_TLS_KEY) go together")
         for name in self.allowed_hosts:
             if not name or any(char in name for char in " /,@") or not name.isascii():
                 raise ConfigError(f"SIOPLAY_ALLOWED_HOSTS must list host names (ASCII, no port), not {name!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -19,6 +20,7 @@ from sioplay.cluster.spawn import spawn_node
 from sioplay.common.cluster_secret import load_or_create_secret
 from sioplay.common.health import is_alive, is_healthy
 from sioplay.common.ports import free_port
+from sioplay.common.tls import client_context
 from sioplay.node.signing import MessageSigner
 from sioplay.settings import Settings
 
@@ -74,7 +76,12 @@ def _request_body(body: Any) -> bytes | None:
 
 
 def http_json(
-    url: str, method: str = "GET", body: Any = None, timeout_s: float = 5.0, headers: dict[str, str] | None = None
+    url: str,
+    method: str = "GET",
+    body: Any = None,
+    timeout_s: float = 5.0,
+    headers: dict[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> HttpAnswer:
     """(status, decoded JSON or None, headers) of one HTTP request; error statuses are returned, not raised.
 
@@ -83,7 +90,7 @@ def http_json(
     sent = {**_JSON, **(headers or {})}
     request = urllib.request.Request(url, data=_request_body(body), method=method, headers=sent)
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:
             raw = response.read()
             status, answered = response.status, dict(response.headers)
     except urllib.error.HTTPError as exc:
@@ -126,7 +133,12 @@ class NodeHandle:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.settings.tls_enabled else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """What trusts this node's certificate, when it serves TLS."""
+        return client_context(self.settings) if self.settings.tls_enabled else None
 
     @property
     def pid(self) -> int:
@@ -149,7 +161,7 @@ class NodeHandle:
         assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError(f"{self.node_id} exited with {self.process.returncode}: {self.log_text()[-2000:]}")
-        status, body, _ = http_json(self.url + "/healthz", timeout_s=1.0)
+        status, body, _ = http_json(self.url + "/healthz", timeout_s=1.0, context=self.ssl_context)
         return status == 200 and judge(body, self.pid)
 
     def log_text(self) -> str:

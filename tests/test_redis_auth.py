@@ -35,7 +35,7 @@ from sioplay.cluster.status import StatusCollector
 from sioplay.common.ports import free_port
 from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.common.state import state_path
-from sioplay.errors import ClusterError, RedisError
+from sioplay.errors import RedisError
 from tests.cli_fixtures import cli
 from tests.cluster_fixtures import Clusters, complete_maths_users, john_and_mary
 from tests.helpers import async_http_json, wait_until

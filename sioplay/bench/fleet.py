@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ssl
 import subprocess
 import tempfile
 import time
@@ -16,10 +17,13 @@ import psutil
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sioplay.client.swarm import raise_open_files_limit
+from sioplay.cluster.dev_ca import ensure_dev_certificate
 from sioplay.cluster.redis_server import EmbeddedRedis
 from sioplay.cluster.spawn import spawn_node
 from sioplay.common.health import is_healthy, read_healthz
 from sioplay.common.ports import free_port
+from sioplay.common.tls import pinned_context, served_files
+from sioplay.common.urls import local_url
 from sioplay.db import schema
 from sioplay.errors import ClusterError
 from sioplay.settings import Settings
@@ -40,7 +44,13 @@ class Fleet:
 
     @property
     def urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{port}" for port in self.ports]
+        return [local_url("127.0.0.1", port, tls=self.settings.tls_enabled) for port in self.ports]
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The nodes' certificate pinned, when they serve TLS (`--tls dev` makes one in the fleet's home)."""
+        files = served_files(self.settings)
+        return pinned_context(files[0]) if files is not None else None
 
     def node_pids(self) -> list[int]:
         return [process.pid for process in self.processes]
@@ -65,7 +75,10 @@ class Fleet:
     async def _wait_ready(self, count: int) -> None:
         """Until every node is healthy and sees all `count` nodes: a bench measures no cluster still forming."""
         deadline = time.monotonic() + self.settings.start_timeout_s
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=_PROBE_TIMEOUT_S)) as session:
+        connector = aiohttp.TCPConnector(ssl=self.ssl_context or True)
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=_PROBE_TIMEOUT_S), connector=connector
+        ) as session:
             for url, process in zip(self.urls, self.processes, strict=True):
                 while not (
                     is_healthy(await read_healthz(session, url), process.pid)
@@ -132,6 +145,8 @@ def fleet(nodes: int, base: Settings, clients: int) -> Iterator[Fleet]:
                 base, home=home, db_url=None, redis_url=base.redis_url or (redis.url if redis else None)
             )
             asyncio.run(schema.reset(settings.effective_db_url))
+            if settings.tls == "dev":
+                ensure_dev_certificate(home)
             running = Fleet(settings, redis)
             try:
                 running.start_nodes(nodes, home)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
@@ -29,11 +30,14 @@ class Api:
         session: aiohttp.ClientSession,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         credentials: Credentials | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.session = session
         self.timeout_s = timeout_s
         self.credentials = credentials
+        # What the session verifies https with; raw websockets (swarm members) take it too.
+        self.ssl_context = ssl_context
 
     async def token_for(self, id_user: str) -> str | None:
         """The token to act as `id_user` (`--auth token` clusters), or None."""
@@ -109,19 +113,32 @@ def _http_error(method: str, path: str, status: int, raw: bytes) -> ClientError:
 def _mapped(method: str, url: str, timeout_s: float) -> Iterator[None]:
     try:
         yield
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise ClientError(
+            f"cannot reach {url}: its certificate is not trusted ({exc.certificate_error.verify_message}); "
+            "give --ca FILE with the CA that signed it"
+        ) from exc
+    except aiohttp.ClientConnectorSSLError as exc:
+        raise ClientError(f"cannot reach {url}: TLS failed ({exc.os_error}); is it serving HTTPS?") from exc
     except aiohttp.ClientConnectorError as exc:
         raise ClientError(f"cannot reach {url}: {exc.os_error.strerror or exc}; {NOT_RUNNING_HINT}") from exc
     except TimeoutError as exc:
         raise ClientError(f"{method} {url}: no answer within {timeout_s:g} s") from exc
     except orjson.JSONDecodeError as exc:
         raise ClientError(f"{method} {url}: the answer is not JSON") from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        hint = "; if it serves HTTPS, use https://" if url.startswith("http://") else ""
+        raise ClientError(f"{method} {url}: {exc}{hint}") from exc
     except aiohttp.ClientError as exc:
         raise ClientError(f"{method} {url}: {exc}") from exc
 
 
 @contextlib.asynccontextmanager
 async def open_api(
-    url: str, timeout_s: float = DEFAULT_TIMEOUT_S, credentials: Credentials | None = None
+    url: str,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    credentials: Credentials | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Api]:
     """An Api with a session of its own, closed on exit.
 
@@ -130,5 +147,6 @@ async def open_api(
     handful of connections. Swarm members do not use it: each is a WireClient
     on a raw connection of its own.
     """
-    async with aiohttp.ClientSession() as session:
-        yield Api(url, session, timeout_s, credentials)
+    connector = aiohttp.TCPConnector(ssl=ssl_context if ssl_context is not None else True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        yield Api(url, session, timeout_s, credentials, ssl_context)

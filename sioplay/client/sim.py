@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +45,7 @@ class SimClient:
         on_event: Callable[[RoomEvent], None] | None = None,
         reconnection: bool = False,
         token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.id_user = id_user
@@ -57,7 +59,13 @@ class SimClient:
         self._changed = asyncio.Event()
         # python-socketio's own SIGINT handler disconnects every client and cancels every task;
         # the CLI leaves rooms itself, in its `finally` blocks.
-        self.sio = socketio.AsyncClient(reconnection=reconnection, http_session=http_session, handle_sigint=False)
+        # `ssl_context` verifies a wss:// node without a session of the caller's (which carries its own).
+        self.sio = socketio.AsyncClient(
+            reconnection=reconnection,
+            http_session=http_session,
+            handle_sigint=False,
+            websocket_extra_options={"ssl": ssl_context} if ssl_context is not None else None,
+        )
         for name in ROOM_EVENTS:
             self.sio.on(name, self._recorder(name))
         self.sio.on("connect_error", self._record_refusal)

@@ -128,7 +128,9 @@ class _ReconnectingClient:
         connected_before = False
         while True:
             token = await swarm.api.token_for(self.id_user)
-            client = WireClient(swarm.api.url, self.id_user, swarm.room, swarm.heard, token=token)
+            client = WireClient(
+                swarm.api.url, self.id_user, swarm.room, swarm.heard, swarm.api.ssl_context, token=token
+            )
             try:
                 async with swarm.gate, asyncio.timeout(ATTEMPT_TIMEOUT_S):
                     handshake = await client.connect()

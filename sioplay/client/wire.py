@@ -124,9 +124,18 @@ class WireClient:
     Refusals and lost connections are ClientErrors whose message says why.
     """
 
-    def __init__(self, url: str, id_user: str, room: str, heard: Callable[[], None], token: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        id_user: str,
+        room: str,
+        heard: Callable[[], None],
+        ssl_context: ssl.SSLContext | None = None,
+        token: str | None = None,
+    ) -> None:
         parts = urlsplit(url.rstrip("/"))
         self.tls = parts.scheme == "https"
+        self.ssl_context = ssl_context
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if self.tls else 80)
         query = urlencode({"EIO": "4", "transport": "websocket", "id_user": id_user, "room": room})
@@ -153,7 +162,7 @@ class WireClient:
         """Open, join the default namespace and wait for the handshake; ClientError with the server's refusal."""
         loop = asyncio.get_running_loop()
         try:
-            context = ssl.create_default_context() if self.tls else None
+            context = (self.ssl_context or ssl.create_default_context()) if self.tls else None
             _, self._protocol = await loop.create_connection(
                 lambda: _WireProtocol(self), self.host, self.port, ssl=context
             )

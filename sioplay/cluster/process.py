@@ -154,7 +154,7 @@ class NodeProcess:
         self.on_line(self.node_id, f"pid={self.pid} {line}")
 
     async def _probe(self, session: aiohttp.ClientSession) -> None:
-        url = local_url(self.settings.host, self.port)
+        url = local_url(self.settings.host, self.port, tls=self.settings.tls_enabled)
         while self.running:
             body = await read_healthz(session, url)
             if not self.subscribed and answered_by(body, self.pid) and (body.get("bus") or {}).get("linked"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from sioplay.cluster.health_view import node_condition, redis_condition
 from sioplay.common.health import answered_by
 from sioplay.common.pids import ProcessRef, find
 from sioplay.common.state import ClusterState
+from sioplay.common.tls import pinned_context
 from sioplay.common.units import format_bytes, format_duration
 from sioplay.common.urls import local_url, ui_url
 
@@ -44,7 +46,7 @@ class StatusCollector:
         refs = [node.process for node in state.nodes] + [process.process for process in state.transient]
         cpu = self._cpu_percent([ref for ref in refs if ref is not None], cpu_sample_s)
         ports = {ref.pid: port for ref, port in self._ports(state) if ref is not None}
-        health = self._healthz(state.host, ports)
+        health = self._healthz(state, ports)
         now = time.time()
         nodes = [
             {
@@ -83,7 +85,8 @@ class StatusCollector:
             "phase": state.phase,
             "home": state.home,
             "public_port": state.public_port,
-            "ui_url": ui_url(state.public_port),
+            "ui_url": ui_url(state.public_port, tls=state.tls_cert is not None),
+            "tls": state.tls_cert is not None,
             "redis_url": state.redis_url,
             "redis": {
                 "embedded": state.redis is not None or state.redis_process is not None,
@@ -148,22 +151,26 @@ class StatusCollector:
         except psutil.Error:
             return None
 
-    def _healthz(self, host: str, ports: dict[int, int | None]) -> dict[int, dict[str, Any]]:
+    def _healthz(self, state: ClusterState, ports: dict[int, int | None]) -> dict[int, dict[str, Any]]:
         """Each process's own /healthz answer, by pid; absent when it gave none."""
         targets = {pid: port for pid, port in ports.items() if port is not None}
         if not targets:
             return {}
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(targets), 16)) as pool:
-            futures = {pid: pool.submit(self._health, local_url(host, port)) for pid, port in targets.items()}
+            tls = pinned_context(Path(state.tls_cert)) if state.tls_cert and Path(state.tls_cert).is_file() else None
+            futures = {
+                pid: pool.submit(self._health, local_url(state.host, port, tls=state.tls_cert is not None), tls)
+                for pid, port in targets.items()
+            }
         return {pid: body for pid, future in futures.items() if answered_by(body := future.result(), pid)}
 
-    def _health(self, base_url: str) -> Any:
+    def _health(self, base_url: str, tls: ssl.SSLContext | None) -> Any:
         # Here, not at the top: `sioplay --help` imports this module and needs no HTTP client.
         import urllib.error
         import urllib.request
 
         try:
-            with urllib.request.urlopen(base_url + "/healthz", timeout=self.health_timeout_s) as response:
+            with urllib.request.urlopen(base_url + "/healthz", timeout=self.health_timeout_s, context=tls) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
             # 503: a node that is failing still says why.
@@ -219,6 +226,7 @@ def not_running(home: Path, state: ClusterState | None) -> dict[str, Any]:
         "home": str(home),
         "public_port": state.public_port if state else None,
         "ui_url": None,
+        "tls": state.tls_cert is not None if state else None,
         "redis_url": state.redis_url if state else None,
         "redis": redis,
         "db_url": state.db_url if state else None,

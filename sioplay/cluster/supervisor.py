@@ -44,6 +44,7 @@ from sioplay.common.state import (
     TransientRole,
     write_state,
 )
+from sioplay.common.tls import health_check_ssl, served_files
 from sioplay.common.units import count_of, format_bytes
 from sioplay.db import schema
 from sioplay.db.url import hide_password
@@ -167,7 +168,10 @@ class Supervisor:
         self._handle_signals()
         if self._stopping:
             return False
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0))
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=1.0),
+            connector=aiohttp.TCPConnector(ssl=health_check_ssl(self.settings)),
+        )
         for slot in self.slots:
             await self._launch(slot)
         deadline = time.monotonic() + self.settings.start_timeout_s
@@ -585,6 +589,7 @@ class Supervisor:
             redis_version=self.redis.binary.version_text if self.redis and self.redis.binary else None,
             redis_user=self._redis_user(),
             redis_process=self.redis_watch.as_json() if self.redis_watch is not None else None,
+            tls_cert=str(served[0].resolve()) if (served := served_files(self.settings)) else None,
         )
 
     def _redis_url(self) -> str | None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.text import Text
 
-from sioplay.client.target import DEFAULT_TIMEOUT_S, resolve_url
+from sioplay.client.target import DEFAULT_TIMEOUT_S, Target, resolve_target
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
+from sioplay.commands._tls import CaOption
 from sioplay.errors import ClientError
 from sioplay.node.validation import validate_room
 
@@ -80,6 +82,7 @@ def join(
     node: NodeOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
     token: TokenOption = None,
+    ca: CaOption = None,
 ) -> None:
     """Join ROOM as one simulated client and print the room's events as they arrive."""
     from sioplay.client import join as join_room
@@ -87,11 +90,11 @@ def join(
     from sioplay.client.http import open_api
 
     home = state_of(ctx).settings.home
-    base = resolve_url(home, url, node)
+    target = _target(ctx, url, node, ca)
     printer = join_room.JsonEventPrinter() if as_json else join_room.TextEventPrinter(console)
 
     async def run() -> None:
-        async with open_api(base, timeout, Credentials(home, token)) as api:
+        async with open_api(target.url, timeout, Credentials(home, token), target.ssl) as api:
             await join_room.join(api, room, user, printer, rename_to=name, duration=duration)
 
     _run(run())
@@ -116,6 +119,7 @@ def who(
     url: UrlOption = None,
     node: NodeOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
+    ca: CaOption = None,
 ) -> None:
     """Who is in ROOM, across all nodes, with names; partial answers are marked (and exit 3 with --strict)."""
     from sioplay.client.http import open_api
@@ -126,9 +130,9 @@ def who(
     validate_room(room)
     if watch and strict:
         raise ClientError("--strict is for one answer: leave out --watch")
-    base = resolve_url(state_of(ctx).settings.home, url, node)
+    target = _target(ctx, url, node, ca)
     if not watch:
-        roster_body = _run(_fetch_once(base, room, timeout))
+        roster_body = _run(_fetch_once(target, room, timeout))
         if as_json:
             print_json(group_by_user(roster_body) if group else roster_body)
         else:
@@ -138,7 +142,7 @@ def who(
         return
 
     async def run_watch() -> None:
-        async with open_api(base, timeout) as api:
+        async with open_api(target.url, timeout, target.ssl) as api:
             if as_json:
                 await RosterWatch(api, room, JsonLinesDisplay(err_console), refresh).run(duration)
             elif console.is_terminal:
@@ -150,12 +154,12 @@ def who(
     _run(run_watch())
 
 
-async def _fetch_once(base: str, room: str, timeout_s: float) -> dict[str, Any]:
+async def _fetch_once(target: Target, room: str, timeout_s: float) -> dict[str, Any]:
     from sioplay.client.http import open_api
     from sioplay.client.names import NameCache
     from sioplay.client.roster_view import fetch_roster
 
-    async with open_api(base, timeout_s) as api:
+    async with open_api(target.url, timeout_s, target.ssl) as api:
         return await fetch_roster(api, NameCache(api), room)
 
 
@@ -171,27 +175,28 @@ def rename(
     node: NodeOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
     token: TokenOption = None,
+    ca: CaOption = None,
 ) -> None:
     """Change a user's name and, with --room, tell that room as the browser page does."""
     from sioplay.client.credentials import Credentials
 
     home = state_of(ctx).settings.home
-    base = resolve_url(home, url, node)
-    told = _run(_rename(base, user, name, room, timeout, Credentials(home, token)))
+    target = _target(ctx, url, node, ca)
+    told = _run(_rename(target, user, name, room, timeout, Credentials(home, token)))
     line = f"renamed {user} to {name!r}"
     line += f" and told room {room!r} (via {told})" if told else " (no room told: give --room to announce it)"
     console.print(Text(line), highlight=False, soft_wrap=True)
 
 
 async def _rename(
-    base: str, user: str, name: str, room: str | None, timeout_s: float, credentials: Credentials
+    target: Target, user: str, name: str, room: str | None, timeout_s: float, credentials: Credentials
 ) -> str | None:
     """The node that relayed the identity-change, if a room was told."""
     from sioplay.client.http import open_api
     from sioplay.client.join import announce_rename
     from sioplay.client.sim import SimClient
 
-    async with open_api(base, timeout_s, credentials) as api:
+    async with open_api(target.url, timeout_s, credentials, target.ssl) as api:
         if room is None:
             await api.rename(user, name)
             return None
@@ -230,6 +235,7 @@ def swarm(
     url: UrlOption = None,
     node: NodeOption = None,
     token: TokenOption = None,
+    ca: CaOption = None,
 ) -> None:
     """Hold --clients simulated clients in ROOM from one process: progress, a live summary, then a table per node."""
     from sioplay.client import swarm as swarming
@@ -238,18 +244,18 @@ def swarm(
     from sioplay.client.swarm_view import SwarmDisplay, summary_table
 
     home = state_of(ctx).settings.home
-    base = resolve_url(home, url, node)
+    target = _target(ctx, url, node, ca)
     ids = swarming.parse_users(users)
     swarming.raise_open_files_limit(clients)
     shown_on = err_console if as_json else console
     title = f"swarm in {room}"
 
     async def run() -> dict[str, Any]:
-        async with open_api(base, credentials=Credentials(home, token)) as api:
+        async with open_api(target.url, credentials=Credentials(home, token), ssl_context=target.ssl) as api:
             await swarming.preflight(api, room, ids)
             crowd = swarming.Swarm(api, room, ids, clients, ramp=ramp, concurrency=concurrency)
             stop = asyncio.Event()
-            with swarming.stop_on_signals(stop), SwarmDisplay(shown_on, title, base) as display:
+            with swarming.stop_on_signals(stop), SwarmDisplay(shown_on, title, target.url) as display:
                 return await swarming.run(
                     crowd, stop=stop, connect_timeout_s=connect_timeout, duration=duration, tick=display
                 )
@@ -258,12 +264,16 @@ def swarm(
     if as_json:
         print_json(summary)
     else:
-        console.print(summary_table(summary, title, base))
+        console.print(summary_table(summary, title, target.url))
     if summary["connected"] < clients:
         raise ClientError(
             f"only {summary['connected']} of {clients} clients were connected at the end "
             f"(errors: {summary['errors']}, last: {summary['last_error'] or 'none'})"
         )
+
+
+def _target(ctx: typer.Context, url: str | None, node: str | None, ca: Path | None) -> Target:
+    return resolve_target(state_of(ctx).settings.replace(tls_ca=ca), url, node)
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:

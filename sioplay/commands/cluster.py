@@ -31,6 +31,7 @@ from sioplay.cluster.recovery import ORPHANS_EXIT_CODE, Orphan, current_state, o
 from sioplay.cluster.status import StatusCollector, not_running, render_status
 from sioplay.commands import monit
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
+from sioplay.commands._tls import TlsCertOption, TlsKeyOption, TlsOption, prepare_server_tls
 from sioplay.commands.logs_view import LogsRequest, show_logs
 from sioplay.common.exposure import exposure_warning
 from sioplay.common.hints import command_hint
@@ -117,6 +118,9 @@ def start(
     node: Annotated[
         str | None, typer.Option("--node", help="Start only this node of the running cluster, stopped with --node.")
     ] = None,
+    tls: TlsOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
 ) -> None:
     """Start Redis, the database and N nodes on one public port; return once every node is healthy."""
     if node is not None:
@@ -133,8 +137,12 @@ def start(
         node_port_base=node_port_base,
         auth=auth,
         auth_public_key=auth_public_key.resolve() if auth_public_key else None,
+        tls=tls,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     settings.validate()
+    prepare_server_tls(settings, console)
     warning = exposure_warning(settings.host, settings.auth)
     if warning is not None:
         err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)

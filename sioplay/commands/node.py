@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from sioplay.commands._common import handles_errors, state_of
+from sioplay.commands._tls import TlsCertOption, TlsKeyOption, TlsOption, prepare_server_tls
 from sioplay.common.exposure import exposure_warning
 from sioplay.common.state import private_home
 from sioplay.log import configure_node_logging
@@ -58,17 +59,29 @@ def run(
         str | None,
         typer.Option("--host", help="Address to listen on; default: 127.0.0.1 (this machine only)."),
     ] = None,
+    tls: TlsOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
 ) -> None:
     """Run one node in the foreground until SIGTERM or Ctrl-C; logs go to stderr."""
     from sioplay.node.app import run_node
 
     settings = state_of(ctx).settings.replace(
-        redis_url=redis_url, db_url=db_url, cluster=cluster, host=host, auth=auth, auth_public_key=auth_public_key
+        redis_url=redis_url,
+        db_url=db_url,
+        cluster=cluster,
+        host=host,
+        auth=auth,
+        auth_public_key=auth_public_key,
+        tls=tls,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     settings.validate()
     # What this node makes (the SQLite database, its -wal and -shm, the cluster secret) is its owner's only.
     os.umask(0o077)
     private_home(settings.home)
+    prepare_server_tls(settings, None)
     configure_node_logging(node_id, settings.log_level)
     warning = exposure_warning(settings.host, settings.auth)
     if warning is not None:

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from sioplay.common.cluster_secret import load_or_create_secret, parse_secret
 from sioplay.common.redis_endpoint import RedisEndpoint
+from sioplay.common.tls import server_context
 from sioplay.db.store import UserStore
 from sioplay.errors import ClusterError
 from sioplay.node import patches
@@ -21,8 +22,10 @@ from sioplay.node.bus import ClusterBus, new_instance_id
 from sioplay.node.bus_message import validate_node_id
 from sioplay.node.cluster_roster import LocalAnswers, RosterService
 from sioplay.node.connections import ConnectionGuard, GuardedRunner
+from sioplay.node.listeners import listen
 from sioplay.node.manager import ClusterRedisManager
 from sioplay.node.metrics import Metrics
+from sioplay.node.origins import same_origin
 from sioplay.node.readiness import Readiness
 from sioplay.node.redis_wire import RedisPublisher, Subscription
 from sioplay.node.room_events import RoomEvents
@@ -101,6 +104,7 @@ class Node:
             max_http_buffer_size=settings.max_http_body_bytes,
             logger=False,
             engineio_logger=False,
+            cors_allowed_origins=same_origin,
         )
         self.patches = patches.install(self.sio, self.manager, settings, self.metrics.refused)
         self.readiness = Readiness(self)
@@ -128,7 +132,8 @@ class Node:
         self.sio.attach(self.app)
         add_routes(self.app, self)
         self._runner: GuardedRunner | None = None
-        self._sites: list[web.TCPSite] = []
+        self._listeners: list[asyncio.Server] = []
+        self.tls = server_context(settings)
 
     async def start(self) -> None:
         # Subscribed before listening: a client landing here must hear, and be heard by, the other nodes at once.
@@ -143,21 +148,25 @@ class Node:
         self.readiness.start()
         self._runner = GuardedRunner(self.app, self.connections, handle_signals=False, access_log=None)
         await self._runner.setup()
-        host = self.settings.host
-        sites = [web.TCPSite(self._runner, host, self.port)]
-        if self.public_port is not None:
-            # The kernel spreads connections over every node bound here.
-            sites.append(web.TCPSite(self._runner, host, self.public_port, reuse_port=True))
-        for site in sites:
-            await site.start()
-            # Only sites that listen are stopped again, also when the next one cannot.
-            self._sites.append(site)
+        # The kernel spreads connections to the public port over every node bound there.
+        for port, shared in ((self.port, False), *(((self.public_port, True),) if self.public_port else ())):
+            listener = await listen(
+                self._runner,
+                self.settings.host,
+                port,
+                ssl_context=self.tls,
+                handshake_timeout_s=self.settings.header_timeout_s,
+                reuse_port=shared,
+            )
+            # Only listeners that listen are closed again, also when the next one cannot.
+            self._listeners.append(listener)
         log.info(
-            "node %s listening on port %d%s (cluster %r)",
+            "node %s listening on port %d%s (cluster %r, %s)",
             self.node_id,
             self.port,
             f" and public port {self.public_port}" if self.public_port else "",
             self.settings.cluster,
+            "HTTPS" if self.tls else "HTTP",
         )
 
     async def _wait_subscribed(self, timeout_s: float) -> bool:
@@ -178,8 +187,8 @@ class Node:
         """
         log.info("node %s stopping: %d sockets to drop", self.node_id, len(self.sockets))
         await self.readiness.stop()
-        for site in self._sites:
-            await site.stop()
+        for listener in self._listeners:
+            listener.close()
         if not await self.bus.stop(LISTENER_STOP_TIMEOUT_S):
             log.warning("node %s: the bus heartbeat did not stop", self.node_id)
         patches.abort_all_connections(self.sio)
