@@ -138,7 +138,7 @@ async def test_who_json_is_the_server_roster_with_names(cluster: Cluster, client
     assert table.exit_code == 0, table.output
     rows = [re.split(r"\s*│\s*", line.strip("│ ")) for line in table.stdout.splitlines() if line.startswith("│")]
     assert rows == [["1", "John", "1", "node-a"], ["2", "Mary", "2", "node-a, node-b"]]
-    assert "2 users, 3 sockets · nodes 2/2 answered" in table.stdout
+    assert "2 users, 3 sockets · 2 of 2 nodes answered" in table.stdout
 
 
 def test_who_marks_a_partial_answer(start_node: Callable[..., NodeHandle], seeded_settings: Settings) -> None:
@@ -155,7 +155,7 @@ def test_who_marks_a_partial_answer(start_node: Callable[..., NodeHandle], seede
     assert table.exit_code == 0, table.output
     words = " ".join(table.stdout.split())
     assert "Maths (PARTIAL)" in words and "no answer from node-b" in words
-    assert "PARTIAL: 0 users, 0 sockets known · nodes 1/2 answered, missing: node-b" in words
+    assert "PARTIAL: 0 users, 0 sockets known · 1 of 2 nodes answered; no answer from node-b" in words
     assert shown["complete"] is False and shown["nodes"]["missing"] == ["node-b"]
 
 
@@ -185,7 +185,7 @@ async def test_who_watch_follows_joins_renames_and_leaves_within_a_second(
         assert at - since < 1.0, f"{what!r} shown {at - since:.2f} s after the change"
 
     await async_wait_until(lambda: snapshots(watch), 10, f"the first table (stderr: {watch.errors})")
-    assert "0 users, 0 sockets · nodes 2/2 answered" in snapshots(watch)[0][1]
+    assert "0 users, 0 sockets · 2 of 2 nodes answered" in snapshots(watch)[0][1]
 
     since = time.monotonic()
     mary = SimClient(cluster.b.url, "2", "Maths")
@@ -205,7 +205,7 @@ async def test_who_watch_follows_joins_renames_and_leaves_within_a_second(
 
     since = time.monotonic()
     await mary.disconnect()
-    await shows("0 users, 0 sockets · nodes 2/2 answered", since)
+    await shows("0 users, 0 sockets · 2 of 2 nodes answered", since)
 
     code, stderr = watch.interrupt()
     assert code == 130 and "Traceback" not in stderr, stderr
@@ -230,11 +230,11 @@ async def test_who_watch_marks_a_partial_answer_until_every_node_answers_again(
         partial = await async_wait_until(lambda: shown_after(since, "PARTIAL"), 10, f"a partial table in {watch.text}")
     finally:
         suspended.resume()
-    assert "nodes 1/2 answered, missing: node-b" in " ".join(partial.split())
+    assert "1 of 2 nodes answered; no answer from node-b" in " ".join(partial.split())
 
     since = time.monotonic()
     healed = await async_wait_until(
-        lambda: shown_after(since, "nodes 2/2 answered"), 10, f"a complete table in {watch.text}"
+        lambda: shown_after(since, "2 of 2 nodes answered"), 10, f"a complete table in {watch.text}"
     )
     assert "PARTIAL" not in healed
     code, stderr = watch.interrupt()

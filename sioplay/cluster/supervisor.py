@@ -27,6 +27,7 @@ from sioplay.cluster.policy import Crash, RestartPolicy
 from sioplay.cluster.preflight import supervisor_lock
 from sioplay.cluster.process import LineSink, NodeProcess, describe_exit
 from sioplay.cluster.redis_server import NODE_USER, EmbeddedRedis
+from sioplay.common.node_names import full_node_id, matches_node, short_node_id
 from sioplay.common.pids import ProcessRef
 from sioplay.common.ports import free_port, port_is_free
 from sioplay.common.redis_endpoint import RedisEndpoint
@@ -85,7 +86,7 @@ class Supervisor:
         self.settings = settings.replace(db_url=settings.effective_db_url)
         self.home = settings.home
         self.policy = RestartPolicy.from_settings(settings)
-        self.slots = [Slot(f"node-{index + 1}", index) for index in range(nodes)]
+        self.slots = [Slot(full_node_id(settings.name, index + 1), index) for index in range(nodes)]
         self.phase: Phase = "starting"
         self.error: str | None = None
         self.redis: EmbeddedRedis | None = None
@@ -399,7 +400,7 @@ class Supervisor:
             raise ClusterError(f"the number of nodes must be between 1 and {MAX_NODES}, not {nodes}")
         before = len(self.slots)
         if nodes > before:
-            added = [Slot(f"node-{index + 1}", index) for index in range(before, nodes)]
+            added = [Slot(full_node_id(self.settings.name, index + 1), index) for index in range(before, nodes)]
             self.slots.extend(added)
             for slot in added:
                 await self._launch(slot)
@@ -418,7 +419,7 @@ class Supervisor:
 
     def _slot(self, node_id: str) -> Slot:
         for slot in self.slots:
-            if slot.node_id == node_id:
+            if matches_node(slot.node_id, node_id):
                 return slot
         raise ClusterError(f"no node {node_id!r}; the nodes are {', '.join(slot.node_id for slot in self.slots)}")
 
@@ -490,7 +491,7 @@ class Supervisor:
         log_file = self._logs.get(node_id)
         if log_file is None:
             log_file = self._logs[node_id] = LogFile(
-                node_log_path(self.home, node_id), self.settings.log_max_bytes, self.settings.log_backups
+                node_log_path(self.home, short_node_id(node_id)), self.settings.log_max_bytes, self.settings.log_backups
             )
         return log_file
 

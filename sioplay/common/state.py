@@ -23,6 +23,7 @@ from typing import Any, Literal, get_args
 
 import orjson
 
+from sioplay.common.node_names import matches_node
 from sioplay.common.pids import ProcessRef, alive
 from sioplay.errors import ClusterError
 
@@ -116,7 +117,7 @@ class ClusterState:
     redis_user: str | None = None
 
     def node(self, node_id: str) -> NodeRecord | None:
-        return next((node for node in self.nodes if node.id == node_id), None)
+        return next((node for node in self.nodes if matches_node(node.id, node_id)), None)
 
     def node_processes(self) -> list[ProcessRef]:
         """The node processes this supervisor started and recorded, the transient ones included."""

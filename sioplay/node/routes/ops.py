@@ -19,6 +19,14 @@ __all__ = ["ops_routes"]
 REDIS_PING_TIMEOUT_S = 1.0
 
 
+def id_conflicts(node: Node) -> list[dict[str, str]]:
+    """The processes refused for announcing an id that another live instance holds (see node/id_conflicts.py)."""
+    return [
+        {"node": conflict.node_id, "instance": conflict.instance, "holder": conflict.holder}
+        for conflict in node.bus.conflicts.active(node.bus.clock())
+    ]
+
+
 def ops_routes(node: Node) -> list[web.RouteDef]:
     async def health(request: web.Request) -> web.Response:
         redis_state: dict[str, Any]
@@ -41,6 +49,7 @@ def ops_routes(node: Node) -> list[web.RouteDef]:
                     "linked": node.bus.linked,
                     "peers": len(node.bus.membership),
                     "failures": [f for f in (node.bus.failure, node.subscription.failure) if f is not None],
+                    "id_conflicts": id_conflicts(node),
                 },
                 "patches": node.patches.as_json(),
                 "metrics": node.metrics.as_json(),
@@ -58,6 +67,7 @@ def ops_routes(node: Node) -> list[web.RouteDef]:
                 "node": node.node_id,
                 "instance": node.bus.instance,
                 "self": True,
+                "pid": os.getpid(),
                 "sockets": len(node.sockets),
                 "last_seen_s": 0.0,
             }
@@ -67,12 +77,20 @@ def ops_routes(node: Node) -> list[web.RouteDef]:
                 "node": peer.node_id,
                 "instance": peer.instance,
                 "self": False,
+                "pid": peer.pid,
                 "sockets": peer.sockets,
                 "last_seen_s": round(now - peer.last_seen, 3),
             }
             for peer in node.bus.live_nodes()
         ]
-        return json_response({"cluster": node.settings.cluster, "linked": node.bus.linked, "nodes": nodes})
+        return json_response(
+            {
+                "cluster": node.settings.cluster,
+                "linked": node.bus.linked,
+                "nodes": nodes,
+                "id_conflicts": id_conflicts(node),
+            }
+        )
 
     return [
         web.get("/healthz", health),
