@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
@@ -12,15 +11,24 @@ import typer
 from sioplay import __version__
 from sioplay.commands import bench, cluster, db, node
 from sioplay.commands import client as client_commands
-from sioplay.commands._common import CliState, handles_errors
+from sioplay.commands._common import handles_errors
+from sioplay.commands.root_options import (
+    ClusterOption,
+    ConfigOption,
+    DbUrlOption,
+    HomeOption,
+    RedisUrlOption,
+    RootGroup,
+    VerboseOption,
+    build_state,
+)
 from sioplay.log import configure_cli_logging
-from sioplay.settings import Settings
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="sioplay",
-    help="Identity-aware room membership across a multi-node Socket.IO cluster.",
+    cls=RootGroup,
     rich_markup_mode="rich",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -43,30 +51,23 @@ def _version(value: bool) -> None:
 @handles_errors
 def root(
     ctx: typer.Context,
-    home: Annotated[
-        Path | None,
-        typer.Option(
-            "--home", help="State directory (database, pids, logs). \\[env: SIOPLAY_HOME]", show_default=False
-        ),
-    ] = None,
-    db_url: Annotated[
-        str | None, typer.Option("--db-url", help="SQLAlchemy URL of the user database. \\[env: SIOPLAY_DB_URL]")
-    ] = None,
-    redis_url: Annotated[
-        str | None,
-        typer.Option("--redis-url", help="Redis URL; default: the embedded Redis. \\[env: SIOPLAY_REDIS_URL]"),
-    ] = None,
-    cluster_name: Annotated[
-        str | None, typer.Option("--cluster", help="Cluster name, namespaces Redis channels. \\[env: SIOPLAY_CLUSTER]")
-    ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs and tracebacks.")] = False,
+    home: HomeOption = None,
+    config: ConfigOption = None,
+    db_url: DbUrlOption = None,
+    redis_url: RedisUrlOption = None,
+    cluster_name: ClusterOption = None,
+    verbose: VerboseOption = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
+    """Identity-aware room membership across a multi-node Socket.IO cluster.
+
+    The global options may also follow the command: `sioplay cluster start --home X`.
+    """
     configure_cli_logging(verbose)
-    settings = Settings.from_env(home=home, db_url=db_url, redis_url=redis_url, cluster=cluster_name)
-    ctx.obj = CliState(settings=settings, verbose=verbose)
+    given = {"home": home, "db_url": db_url, "redis_url": redis_url, "cluster": cluster_name}
+    ctx.obj = build_state({key: value for key, value in given.items() if value is not None}, config, verbose)
 
 
 def _stop_like_ctrl_c(signum: int, frame: FrameType | None) -> None:

@@ -18,15 +18,25 @@ from typing import Any
 from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "Settings"]
+__all__ = ["ENV_PREFIX", "Settings", "default_home"]
 
 ENV_PREFIX = "SIOPLAY_"
 
 
+def default_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The state directory of this user: ``$XDG_STATE_HOME/sioplay``, else ``~/.local/state/sioplay``."""
+    environ = os.environ if environ is None else environ
+    state_home = environ.get("XDG_STATE_HOME", "")
+    # The XDG rule: a relative value is invalid and ignored.
+    base = Path(state_home) if state_home and Path(state_home).is_absolute() else Path.home() / ".local" / "state"
+    return base / "sioplay"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
-    # Where sioplay keeps its runtime files: database, pids, logs.
-    home: Path = Path(".sioplay")
+    # Where sioplay keeps its runtime files: database, pids, logs. One per user by default (as ~/.pm2),
+    # so that every command finds the cluster from any directory; --home / SIOPLAY_HOME for several clusters.
+    home: Path = dataclasses.field(default_factory=default_home)
     # SQLAlchemy URL; None means the SQLite file in `home`.
     db_url: str | None = None
     # Redis URL; None means the embedded redis-server the supervisor starts.
@@ -103,10 +113,14 @@ class Settings:
         return f"sqlite+aiosqlite:///{self.default_db_path.resolve()}"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Settings from ``SIOPLAY_*`` variables, then ``overrides`` that are not None."""
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, defaults: Mapping[str, Any] | None = None, **overrides: Any
+    ) -> Settings:
+        """Settings from `defaults` (a config file's), then ``SIOPLAY_*`` variables, then ``overrides`` not None."""
         environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = dict(defaults or {})
+        if "home" not in values:
+            values["home"] = default_home(environ)
         for field in dataclasses.fields(cls):
             key = ENV_PREFIX + field.name.upper()
             if key in environ and environ[key] != "":

@@ -19,6 +19,13 @@ from tests.helpers import NodeHandle
 pytest_plugins = ["tests.cluster_fixtures", "tests.cli_fixtures", "tests.pg_fixtures"]
 
 
+@pytest.fixture(autouse=True)
+def _no_real_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default state directory is per user (~/.local/state/sioplay): a test that gives no --home uses its own."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.delenv("SIOPLAY_HOME", raising=False)
+
+
 @pytest.fixture
 def cluster_name() -> str:
     return f"t{uuid.uuid4().hex[:10]}"

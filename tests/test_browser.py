@@ -480,3 +480,45 @@ def test_the_page_runs_no_inline_script(cli_cluster: CliCluster, visits: Visits)
     assert visits.csp_violations and "inline script" in visits.csp_violations[0], visits.csp_violations
     visits.csp_violations.clear()
     visits.assert_stayed_on_loopback()
+
+
+def test_the_page_says_loading_then_nobody_here_yet(cli_cluster: CliCluster, visits: Visits) -> None:
+    """The roster's two states a bare table did not show: before the first answer, and a room with only you."""
+    from playwright.sync_api import expect
+
+    held: list[Any] = []
+    # The first roster request waits until the loading state has been seen.
+    visits.context.route(f"**/rooms/Loading{NODES}", lambda route: held.append(route))
+    page = visits.open(f"{cli_cluster.public_url}/ui/Loading{NODES}?id_user=4")
+    expect(page.locator("#roster-note")).to_have_text("loading the room…")
+    deadline = time.monotonic() + 10
+    while not held:
+        assert time.monotonic() < deadline, "the page asked for no roster within 10 s"
+        page.wait_for_timeout(50)  # Playwright hands over the routed request only while it is called
+    held[0].continue_()
+    visits.context.unroute(f"**/rooms/Loading{NODES}")
+    expect(page.locator("#members tr")).to_have_count(1)
+    expect(page.locator("#roster-note")).to_contain_text("nobody here yet but you")
+
+    other = visits.open(f"{cli_cluster.public_url}/ui/Loading{NODES}?id_user=6")
+    expect(other.locator("#members tr")).to_have_count(2)
+    expect(page.locator("#members tr")).to_have_count(2)
+    expect(page.locator("#roster-note")).to_be_hidden()
+    other.close()
+    expect(page.locator("#roster-note")).to_contain_text("nobody here yet but you")
+    visits.assert_stayed_on_loopback()
+
+
+def test_the_page_without_id_user_says_what_to_add_and_joins_from_its_form(
+    cli_cluster: CliCluster, visits: Visits
+) -> None:
+    from playwright.sync_api import expect
+
+    page = visits.open(f"{cli_cluster.public_url}/ui/Geography")
+    expect(page.locator("#missing")).to_contain_text("add ?id_user=N to its address")
+    page.locator("#id-user-input").fill("3")
+    page.locator("#choose button").click()
+    expect(page.locator("#state")).to_have_text(re.compile(r"connected to node node-\d"))
+    assert page.url.endswith("/ui/Geography?id_user=3"), page.url
+    expect(page.locator("#my-name")).to_have_text("Mike")
+    visits.assert_stayed_on_loopback()

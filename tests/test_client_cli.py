@@ -45,26 +45,39 @@ def test_join_prints_the_handshake_and_room_events_with_names(cluster: Cluster, 
     assert [(u["id_socket"], u["node"]) for u in roster["users"]] == [(sid, node)]
 
     mary = cli(
-        cluster.settings.home, "join", "Maths", "--user", "2", "--name", "Marie", "--for", "0.3", "--json",
-        "--url", cluster.b.url,
+        cluster.settings.home,
+        "join",
+        "Maths",
+        "--user",
+        "2",
+        "--name",
+        "Marie",
+        "--for",
+        "0.3",
+        "--json",
+        "--url",
+        cluster.b.url,
     )
     assert mary.exit_code == 0, mary.output
     events = [json.loads(line) for line in mary.stdout.splitlines()]
-    assert [event["event"] for event in events] == ["handshake", "renamed", "left"]
+    assert [event["event"] for event in events] == ["handshake", "roster", "renamed", "left"]
     assert events[0]["data"]["node"] == "node-b" and events[0]["name"] == "Mary"
-    assert events[1] == {"at": events[1]["at"], "event": "renamed", "id_user": "2", "name": "Marie"}
+    assert events[2] == {"at": events[2]["at"], "event": "renamed", "id_user": 2, "name": "Marie"}
     mary_sid = events[0]["data"]["id_socket"]
 
-    left = f"socket-disconnected  2 (Marie)  socket {mary_sid}"
+    left = f"socket-disconnected  node-b      2 (Marie)               socket {mary_sid}"
     wait_until(lambda: left in john.text, 10, f"mary leaving in {john.text!r}")
     stamped = [line for line in john.text.splitlines() if not re.match(r"\d\d:\d\d:\d\d\.\d{3}  \S", line)]
     assert stamped == [], "every line starts with the local time as HH:MM:SS.mmm"
     seen = [line.split("  ", 1)[1] for line in john.text.splitlines()[1:]]
-    assert re.fullmatch(rf"socket-connected +2 \((Mary|Marie)\)  socket {mary_sid}", seen[0]), seen
-    assert seen[1:] == [
-        f"identity-change      2 (Marie)  socket {mary_sid}",
-        f"socket-disconnected  2 (Marie)  socket {mary_sid}",
+    assert seen[0].startswith("in Maths now: 1 user, 1 socket · nodes 2/2 answered"), seen
+    assert seen[1] == f"member               {node:<10}  1 (John)                socket {sid}", seen
+    assert re.fullmatch(rf"socket-connected     node-b      2 \((Mary|Marie)\) +socket {mary_sid}", seen[2]), seen
+    assert seen[3:] == [
+        f"identity-change      node-b      2 (Marie)               socket {mary_sid}",
+        left,
     ]
+    assert len({line.index("socket ") for line in seen[1:]}) == 1, "the columns line up"
 
     code, stderr = john.interrupt()
     assert code == 130 and "Traceback" not in stderr, stderr
@@ -107,12 +120,13 @@ async def test_join_json_reports_another_clients_connect_rename_and_leave(
     await mary.disconnect()
     await async_wait_until(lambda: heard("socket-disconnected"), 10, f"mary leaving in {john.text}")
 
-    handshake, *others = events()
-    assert handshake["event"] == "handshake" and handshake["name"] == "John"
+    handshake, roster, *others = events()
+    assert handshake["event"] == "handshake" and handshake["name"] == "John" and handshake["reconnected"] is False
+    assert roster["event"] == "roster" and [user["id_user"] for user in roster["data"]["users"]] == [1]
     assert [{key: line[key] for key in ("event", "data", "name")} for line in others] == [
-        {"event": "socket-connected", "data": {"id_socket": sid, "id_user": "2"}, "name": "Mary"},
-        {"event": "identity-change", "data": {"id_user": "2", "id_socket": sid}, "name": "Marie"},
-        {"event": "socket-disconnected", "data": {"id_socket": sid, "id_user": "2"}, "name": "Marie"},
+        {"event": "socket-connected", "data": {"id_socket": sid, "id_user": 2, "node": "node-b"}, "name": "Mary"},
+        {"event": "identity-change", "data": {"id_user": 2, "id_socket": sid, "node": "node-b"}, "name": "Marie"},
+        {"event": "socket-disconnected", "data": {"id_socket": sid, "id_user": 2, "node": "node-b"}, "name": "Marie"},
     ]
     for line in events():
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", line["at"]), line
@@ -130,7 +144,9 @@ async def test_who_json_is_the_server_roster_with_names(cluster: Cluster, client
     shown = json.loads(result.stdout)
     server = (await async_http_json(cluster.b.url + "/rooms/Maths"))[1]
     names = {"1": "John", "2": "Mary"}
-    expected = {**server, "users": [{**user, "name": names[user["id_user"]]} for user in server["users"]]}
+    # The CLI's JSON types id_user as the database does: an integer.
+    users = [{**user, "id_user": int(user["id_user"]), "name": names[user["id_user"]]} for user in server["users"]]
+    expected = {**server, "users": users}
     assert {**shown, "took_ms": 0} == {**expected, "took_ms": 0}
     assert shown["complete"] is True and shown["sockets"] == 3
 

@@ -112,7 +112,7 @@ def assert_second_start_refused(settings: Settings, state: ClusterState) -> None
     assert again.stderr.splitlines() == [
         (
             f"error: a cluster is already running from {settings.home} (supervisor pid {state.supervisor.pid}); "
-            "'sioplay cluster stop' stops it"
+            f"'sioplay --home {settings.home} cluster stop' stops it"
         )
     ]
     assert (output.read_bytes(), output.stat().st_mtime_ns) == before, "no second supervisor was spawned"

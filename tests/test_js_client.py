@@ -52,8 +52,12 @@ def test_official_client_keeps_the_contract(js_client_dir: Path, start_node: Cal
     assert mary == {"node": mary["node"], "procid": pids[mary["node"]], "id_socket": seen["mary_id"]}
     assert {john["node"], mary["node"]} == {"node-1", "node-2"}, "both nodes reached through the public port"
     assert all(try_["node"] == john["node"] for try_ in seen["discarded"]), "only tries on john's node are dropped"
-    assert seen["john_saw_connect"] == {"id_socket": seen["mary_id"], "id_user": "2"}
-    assert seen["john_saw_identity_change"] == {"id_user": "2", "id_socket": seen["mary_id"]}, "server-stamped"
+    assert seen["john_saw_connect"] == {"id_socket": seen["mary_id"], "id_user": "2", "node": mary["node"]}
+    assert seen["john_saw_identity_change"] == {
+        "id_user": "2",
+        "id_socket": seen["mary_id"],
+        "node": mary["node"],
+    }, "server-stamped"
     assert seen["roster_status"] == 200
     assert seen["roster"] == [
         {"id_socket": seen["john_id"], "id_user": "1"},
@@ -63,5 +67,5 @@ def test_official_client_keeps_the_contract(js_client_dir: Path, start_node: Cal
     assert seen["missing_user"].startswith("id_user is missing")
     assert seen["bad_room"] == "room name is missing or empty"
     assert seen["long_room"] == "room name is longer than 64 characters (65)"
-    assert seen["john_saw_disconnect"] == {"id_socket": seen["mary_id"], "id_user": "2"}
+    assert seen["john_saw_disconnect"] == {"id_socket": seen["mary_id"], "id_user": "2", "node": mary["node"]}
     assert seen["roster_after"] == [{"id_socket": seen["john_id"], "id_user": "1"}]

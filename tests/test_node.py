@@ -38,16 +38,16 @@ async def test_room_events_cross_nodes(two_nodes, clients) -> None:
     outsider = await connect(clients, node_b, "3", room="Physics")
 
     joined = await john.wait_event("socket-connected", id_socket=mary.sid)
-    assert joined.data == {"id_socket": mary.sid, "id_user": "2"}
+    assert joined.data == {"id_socket": mary.sid, "id_user": "2", "node": node_b.node_id}
 
     await mary.emit("identity-change", {"id_user": "7", "name": "spoofed"})
     change = await john.wait_event("identity-change")
-    assert change.data == {"id_user": "2", "id_socket": mary.sid}
+    assert change.data == {"id_user": "2", "id_socket": mary.sid, "node": node_b.node_id}
 
     mary_sid = mary.sid
     await mary.disconnect()
     left = await john.wait_event("socket-disconnected", id_socket=mary_sid)
-    assert left.data == {"id_socket": mary_sid, "id_user": "2"}
+    assert left.data == {"id_socket": mary_sid, "id_user": "2", "node": node_b.node_id}
 
     # john's join may reach mary too: node-a announces it after john's handshake, so it can arrive after mary joined.
     echoes = [e for e in mary.events if e.name == "socket-connected" and e.data.get("id_socket") == mary_sid]

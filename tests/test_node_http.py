@@ -277,7 +277,27 @@ def test_the_page_carries_its_security_headers_and_no_inline_code(node: NodeHand
     for asset, kind in (("ui.js", "javascript"), ("ui.css", "text/css"), ("socket.io.min.js", "javascript")):
         with urllib.request.urlopen(node.url + "/assets/" + asset, timeout=5) as response:
             assert kind in response.headers["Content-Type"] and response.headers["X-Content-Type-Options"] == "nosniff"
-    assert http_json(node.url + "/ui/Maths")[0] == 400, "no id_user: still 400 JSON"
+
+
+def test_the_page_without_id_user_says_what_to_add(node: NodeHandle) -> None:
+    for path in ("/ui/Maths", "/ui/Maths?id_user=", "/ui/Maths?id_user=%20"):
+        with urllib.request.urlopen(node.url + path, timeout=5) as page:
+            headers, html = page.headers, page.read().decode()
+        assert headers["Content-Type"].startswith("text/html"), (path, headers)
+        assert headers["Content-Security-Policy"] and headers["X-Frame-Options"] == "DENY"
+        assert "add <code>?id_user=N</code>" in html and 'href="/ui/Maths?id_user=1"' in html, html
+        assert '<form id="choose" method="get" action="/ui/Maths">' in html and 'name="id_user"' in html
+        assert re.findall(r"<script", html) == [], "nothing to run"
+    with urllib.request.urlopen(node.url + "/ui/" + quote('"><b>x y'), timeout=5) as page:
+        html = page.read().decode()
+    assert "<b>x" not in html and "/ui/%22%3E%3Cb%3Ex%20y?id_user=1" in html, "the room is escaped, in text and URL"
+    assert http_json(node.url + "/ui/Maths?id_user=abc%00")[0] == 400, "a bad id_user is still a JSON error"
+
+
+def test_the_page_starts_in_its_loading_state(node: NodeHandle) -> None:
+    with urllib.request.urlopen(node.url + "/ui/Maths?id_user=1", timeout=5) as page:
+        html = page.read().decode()
+    assert '<p id="roster-note" class="note loading" aria-live="polite">loading the room…</p>' in html
 
 
 # The access log of writes -------------------------------------------------------------------

@@ -240,7 +240,7 @@ async def test_garbage_on_the_socketio_channel_changes_nothing(
     clients.append(mary)
     await mary.connect()
     joined = await john.wait_event("socket-connected", id_socket=mary.sid)
-    assert joined.data == {"id_socket": mary.sid, "id_user": "2"}
+    assert joined.data == {"id_socket": mary.sid, "id_user": "2", "node": node_b.node_id}
     assert [event.name for event in john.events] == ["handshake", "socket-connected"], "garbage reached nobody"
     assert john.connected
     for node in (node_a, node_b):

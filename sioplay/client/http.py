@@ -10,11 +10,11 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from sioplay.client.target import DEFAULT_TIMEOUT_S
 from sioplay.errors import ClientError
 
 __all__ = ["DEFAULT_TIMEOUT_S", "Api", "open_api"]
 
-DEFAULT_TIMEOUT_S = 10.0
 
 NOT_RUNNING_HINT = "is a cluster running? start one with 'sioplay cluster start', or give --url"
 

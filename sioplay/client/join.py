@@ -1,4 +1,11 @@
-"""`sioplay join`: one simulated client that shows the room's events as they arrive."""
+"""`sioplay join`: one simulated client that shows the room's roster, then its events as they arrive.
+
+When the server closes the connection (its node stopping in a rolling restart),
+the client says so and connects again through the same address with a capped,
+doubling back-off, as the browser page does; the public port hands it to a node
+that is up, and the new handshake says which. Only a refusal (the server's own
+"no") or the end of `duration` ends it.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +20,32 @@ from rich.console import Console
 from rich.text import Text
 
 from sioplay.client.http import Api
+from sioplay.client.ids import typed_ids
 from sioplay.client.names import NameCache
+from sioplay.client.roster_view import completeness_line, fetch_roster
 from sioplay.client.sim import DISCONNECT, RoomEvent, SimClient
 from sioplay.errors import ClientError
 
 __all__ = ["EventPrinter", "JsonEventPrinter", "TextEventPrinter", "announce_rename", "join"]
 
+# socket.io-client's own reconnection defaults: 1 s doubling up to 5 s; the first retry sooner, as a
+# rolling restart's replacement is usually up already.
+RETRY_INITIAL_S = 0.25
+RETRY_MAX_S = 5.0
+# The widths of the event, node and user columns: the longest event name, a node id, "id (name)".
+_EVENT_W, _NODE_W, _WHO_W = 19, 10, 22
+
 
 class EventPrinter(Protocol):
-    def joined(self, at: float, room: str, id_user: str, name: str | None, handshake: dict[str, Any]) -> None: ...
+    def joined(
+        self, at: float, room: str, id_user: str, name: str | None, handshake: dict[str, Any], again: bool
+    ) -> None: ...
+    def roster(self, at: float, room: str, roster_body: dict[str, Any]) -> None: ...
+    def no_roster(self, at: float, room: str, error: str) -> None: ...
     def renamed(self, at: float, id_user: str, name: str) -> None: ...
     def event(self, event: RoomEvent, name: str | None) -> None: ...
+    def lost(self, at: float, node: str | None, reason: str, retry_s: float) -> None: ...
+    def retrying(self, at: float, attempt: int, error: str, retry_s: float) -> None: ...
     def left(self, at: float, room: str) -> None: ...
 
 
@@ -32,6 +54,8 @@ def _who(id_user: Any, name: str | None) -> str:
 
 
 class TextEventPrinter:
+    """Lines of ``time  event  node  user  socket``, in columns."""
+
     def __init__(self, console: Console) -> None:
         self.console = console
 
@@ -40,13 +64,29 @@ class TextEventPrinter:
         # Names are user input: Text, never markup.
         self.console.print(Text(f"{clock}  ") + Text(text, style=style), highlight=False, soft_wrap=True)
 
-    def joined(self, at: float, room: str, id_user: str, name: str | None, handshake: dict[str, Any]) -> None:
+    def _columns(self, at: float, kind: str, node: Any, who: str, socket: Any, style: str = "") -> None:
+        node_text = "-" if node is None else str(node)
+        self._line(at, f"{kind:<{_EVENT_W}}  {node_text:<{_NODE_W}}  {who:<{_WHO_W}}  socket {socket}", style)
+
+    def joined(
+        self, at: float, room: str, id_user: str, name: str | None, handshake: dict[str, Any], again: bool
+    ) -> None:
+        verb = "rejoined" if again else "joined"
         self._line(
             at,
-            f"joined {room} as {_who(id_user, name)} on {handshake.get('node')}, "
+            f"{verb} {room} as {_who(id_user, name)} on {handshake.get('node')}, "
             f"socket {handshake.get('id_socket')} (pid {handshake.get('procid')})",
             "bold",
         )
+
+    def roster(self, at: float, room: str, roster_body: dict[str, Any]) -> None:
+        self._line(at, f"in {room} now: " + completeness_line(roster_body).plain, "dim")
+        for entry in roster_body["users"]:
+            who = _who(entry.get("id_user"), entry.get("name"))
+            self._columns(at, "member", entry.get("node"), who, entry.get("id_socket"), "dim")
+
+    def no_roster(self, at: float, room: str, error: str) -> None:
+        self._line(at, f"who is in {room} is unknown: {error}", "red")
 
     def renamed(self, at: float, id_user: str, name: str) -> None:
         self._line(at, f"renamed {id_user} to {name!r} and told the room", "cyan")
@@ -54,11 +94,14 @@ class TextEventPrinter:
     def event(self, event: RoomEvent, name: str | None) -> None:
         data = event.data if isinstance(event.data, dict) else {}
         style = {"socket-connected": "green", "socket-disconnected": "yellow", "identity-change": "cyan"}
-        self._line(
-            event.at,
-            f"{event.name:<20} {_who(data.get('id_user'), name)}  socket {data.get('id_socket')}",
-            style.get(event.name, ""),
-        )
+        who = _who(data.get("id_user"), name)
+        self._columns(event.at, event.name, data.get("node"), who, data.get("id_socket"), style.get(event.name, ""))
+
+    def lost(self, at: float, node: str | None, reason: str, retry_s: float) -> None:
+        self._line(at, f"disconnected from {node or 'the server'} ({reason}); reconnecting in {retry_s:g} s", "yellow")
+
+    def retrying(self, at: float, attempt: int, error: str, retry_s: float) -> None:
+        self._line(at, f"reconnect attempt {attempt} failed ({error}); next in {retry_s:g} s", "yellow")
 
     def left(self, at: float, room: str) -> None:
         self._line(at, f"left {room}", "bold")
@@ -69,17 +112,33 @@ class JsonEventPrinter:
 
     def _write(self, at: float, event: str, **fields: Any) -> None:
         stamp = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
-        sys.stdout.write(orjson.dumps({"at": stamp, "event": event, **fields}).decode() + "\n")
+        if isinstance(fields.get("data"), dict):
+            fields["data"] = typed_ids(fields["data"])
+        sys.stdout.write(orjson.dumps({"at": stamp, "event": event, **typed_ids(fields)}).decode() + "\n")
         sys.stdout.flush()
 
-    def joined(self, at: float, room: str, id_user: str, name: str | None, handshake: dict[str, Any]) -> None:
-        self._write(at, "handshake", data=handshake, room=room, id_user=id_user, name=name)
+    def joined(
+        self, at: float, room: str, id_user: str, name: str | None, handshake: dict[str, Any], again: bool
+    ) -> None:
+        self._write(at, "handshake", data=handshake, room=room, id_user=id_user, name=name, reconnected=again)
+
+    def roster(self, at: float, room: str, roster_body: dict[str, Any]) -> None:
+        self._write(at, "roster", room=room, data=roster_body)
+
+    def no_roster(self, at: float, room: str, error: str) -> None:
+        self._write(at, "roster-failed", room=room, error=error)
 
     def renamed(self, at: float, id_user: str, name: str) -> None:
         self._write(at, "renamed", id_user=id_user, name=name)
 
     def event(self, event: RoomEvent, name: str | None) -> None:
         self._write(event.at, event.name, data=event.data, name=name)
+
+    def lost(self, at: float, node: str | None, reason: str, retry_s: float) -> None:
+        self._write(at, "disconnected", node=node, reason=reason, retry_s=retry_s)
+
+    def retrying(self, at: float, attempt: int, error: str, retry_s: float) -> None:
+        self._write(at, "reconnect-failed", attempt=attempt, error=error, retry_s=retry_s)
 
     def left(self, at: float, room: str) -> None:
         self._write(at, "left", room=room)
@@ -90,6 +149,64 @@ async def announce_rename(api: Api, client: SimClient, name: str) -> None:
     await api.rename(client.id_user, name)
     # Acknowledged, so the room has been told before the caller can disconnect.
     await client.call("identity-change", {"id_user": client.id_user}, timeout_s=api.timeout_s)
+
+
+class _Session:
+    """The current connection, replaced by a new one each time the server closes it."""
+
+    def __init__(self, api: Api, room: str, id_user: str, names: NameCache, printer: EventPrinter) -> None:
+        self.api = api
+        self.room = room
+        self.id_user = id_user
+        self.names = names
+        self.printer = printer
+        self.queue: asyncio.Queue[RoomEvent] = asyncio.Queue()
+        self.client: SimClient | None = None
+        self.node: str | None = None
+        self.has_joined = False
+
+    async def connect(self, again: bool) -> None:
+        """Connect, print the handshake and the room's roster; ClientError if it fails."""
+        self.queue = asyncio.Queue()
+        client = SimClient(
+            self.api.url, self.id_user, self.room, http_session=self.api.session, on_event=self.queue.put_nowait
+        )
+        self.client = client
+        handshake = await client.connect(timeout_s=self.api.timeout_s)
+        self.node = handshake.get("node")
+        self.has_joined = True
+        self.printer.joined(
+            time.time(), self.room, self.id_user, await _name(self.names, self.id_user), handshake, again
+        )
+        try:
+            self.printer.roster(time.time(), self.room, await fetch_roster(self.api, self.names, self.room))
+        except ClientError as exc:
+            # The connection stands: a roster that could not be fetched is said, not fatal.
+            self.printer.no_roster(time.time(), self.room, str(exc))
+
+    async def reconnect(self, until: float | None) -> bool:
+        """Connect again with back-off; False if `until` (loop time) passes first. A refusal raises."""
+        loop = asyncio.get_running_loop()
+        delay, attempt = RETRY_INITIAL_S, 0
+        while True:
+            wait = delay if until is None else min(delay, until - loop.time())
+            if wait <= 0:
+                return False
+            await asyncio.sleep(wait)
+            attempt += 1
+            await self.close()
+            try:
+                await self.connect(again=True)
+                return True
+            except ClientError as exc:
+                if self.client is not None and self.client.refusal is not None:
+                    raise
+                delay = min(delay * 2, RETRY_MAX_S)
+                self.printer.retrying(time.time(), attempt, str(exc), delay)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.disconnect()
 
 
 async def join(
@@ -103,21 +220,27 @@ async def join(
 ) -> None:
     """Join `room` as `id_user` and print its events until `duration` s have passed (or forever)."""
     await api.health()
+    loop = asyncio.get_running_loop()
+    until = None if duration is None else loop.time() + duration
     names = NameCache(api)
-    queue: asyncio.Queue[RoomEvent] = asyncio.Queue()
-    client = SimClient(api.url, id_user, room, http_session=api.session, on_event=queue.put_nowait)
-    handshake = await client.connect(timeout_s=api.timeout_s)
+    session = _Session(api, room, id_user, names, printer)
     try:
-        printer.joined(time.time(), room, id_user, await _name(names, id_user), handshake)
+        await session.connect(again=False)
         if rename_to is not None:
-            await announce_rename(api, client, rename_to)
+            assert session.client is not None
+            await announce_rename(api, session.client, rename_to)
             names.forget(id_user)
             printer.renamed(time.time(), id_user, rename_to)
-        await _relay(queue, names, printer, duration)
+        while (reason := await _relay(session.queue, names, printer, until)) is not None:
+            printer.lost(time.time(), session.node, reason, RETRY_INITIAL_S)
+            if not await session.reconnect(until):
+                return
     finally:
-        # Also on Ctrl-C or SIGTERM (a cancellation): the last line says the client is out of the room.
-        await client.disconnect()
-        printer.left(time.time(), room)
+        # Also on Ctrl-C or SIGTERM (a cancellation), even while the first roster is fetched: the last line
+        # says the client is out of the room, once it was in.
+        await session.close()
+        if session.has_joined:
+            printer.left(time.time(), room)
 
 
 async def _name(names: NameCache, id_user: Any) -> str | None:
@@ -129,17 +252,17 @@ async def _name(names: NameCache, id_user: Any) -> str | None:
 
 
 async def _relay(
-    queue: asyncio.Queue[RoomEvent], names: NameCache, printer: EventPrinter, duration: float | None
-) -> None:
+    queue: asyncio.Queue[RoomEvent], names: NameCache, printer: EventPrinter, until: float | None
+) -> str | None:
+    """Print events until `until` (loop time; None: forever); the reason, if the server closed the connection."""
     loop = asyncio.get_running_loop()
-    end = None if duration is None else loop.time() + duration
     while True:
         try:
-            event = await asyncio.wait_for(queue.get(), None if end is None else max(0.0, end - loop.time()))
+            event = await asyncio.wait_for(queue.get(), None if until is None else max(0.0, until - loop.time()))
         except TimeoutError:
-            return
+            return None
         if event.name == DISCONNECT:
-            raise ClientError(f"the server closed the connection ({event.data or 'no reason given'})")
+            return str(event.data or "no reason given")
         if event.name == "handshake":
             continue
         data = event.data if isinstance(event.data, dict) else {}

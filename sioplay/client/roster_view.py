@@ -10,12 +10,13 @@ from rich.table import Table
 from rich.text import Text
 
 from sioplay.client.http import Api
+from sioplay.client.ids import typed_ids
 from sioplay.client.names import NameCache
 from sioplay.common.node_counts import answer_summary
 from sioplay.common.units import count_of
 from sioplay.errors import ClientError
 
-__all__ = ["completeness_line", "fetch_roster", "roster_view", "same_roster", "user_rows"]
+__all__ = ["completeness_line", "fetch_roster", "group_by_user", "roster_view", "same_roster", "user_rows"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,7 +33,18 @@ async def fetch_roster(api: Api, names: NameCache, room: str) -> dict[str, Any]:
     if not isinstance(roster_body, dict) or not isinstance(roster_body.get("users"), list):
         raise ClientError(f"{api.url} did not answer with a sioplay roster")
     by_id = await names.hydrate(str(entry["id_user"]) for entry in roster_body["users"])
-    return {**roster_body, "users": [{**entry, "name": by_id[str(entry["id_user"])]} for entry in roster_body["users"]]}
+    users = [{**typed_ids(entry), "name": by_id[str(entry["id_user"])]} for entry in roster_body["users"]]
+    return {**roster_body, "users": users}
+
+
+def group_by_user(roster_body: dict[str, Any]) -> dict[str, Any]:
+    """The roster as `GET /rooms/{room}?group=user` gives it: one entry per user with its sockets, names kept."""
+    grouped: dict[Any, dict[str, Any]] = {}
+    for entry in roster_body["users"]:
+        new = {"id_user": entry["id_user"], "name": entry.get("name"), "sockets": []}
+        user = grouped.setdefault(entry["id_user"], new)
+        user["sockets"].append({"id_socket": entry.get("id_socket"), "node": entry.get("node")})
+    return {**roster_body, "users": list(grouped.values())}
 
 
 def same_roster(a: dict[str, Any] | None, b: dict[str, Any]) -> bool:

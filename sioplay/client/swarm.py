@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from sioplay.client.http import Api
+from sioplay.client.ids import id_ranges
 from sioplay.client.names import NameCache
 from sioplay.client.wire import WireClient
 from sioplay.errors import ClientError, ValidationError
@@ -77,7 +78,8 @@ async def preflight(api: Api, room: str, users: list[str]) -> None:
     names = await NameCache(api).hydrate(users)
     unknown = [id_user for id_user, name in names.items() if name is None]
     if unknown:
-        raise ClientError(f"unknown id_user {', '.join(map(repr, unknown))}: --users must name existing users")
+        verb = "is" if len(unknown) == 1 else "are"
+        raise ClientError(f"--users: {id_ranges(unknown)} {verb} unknown; --users must name existing users")
 
 
 @dataclasses.dataclass(slots=True)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sioplay.common.hints import command_hint
 from sioplay.common.state import ClusterState, is_running, read_state, state_path
 from sioplay.common.urls import local_url
 from sioplay.errors import ClientError, ClusterError
 
-__all__ = ["DEFAULT_URL", "normalize_url", "resolve_url"]
+__all__ = ["DEFAULT_TIMEOUT_S", "DEFAULT_URL", "normalize_url", "resolve_url"]
 
 DEFAULT_URL = "http://localhost:5009"
+# Of an HTTP request or a handshake, for the client commands.
+DEFAULT_TIMEOUT_S = 10.0
 
 
 def normalize_url(url: str) -> str:
@@ -47,7 +50,7 @@ def resolve_url(home: Path, url: str | None = None, node: str | None = None) -> 
             return DEFAULT_URL
         raise ClientError(
             f"--node {node}: no running cluster in {home} ({state_path(home)} is missing or stale); "
-            "start one with 'sioplay cluster start' or give --url"
+            f"start one with '{command_hint(home, 'sioplay cluster start')}' or give --url"
         )
     if node is None:
         return local_url(state.host, state.public_port)

@@ -53,8 +53,10 @@ def _host_of(node_id: str) -> str:
     return host if slash else "-"
 
 
-def render_bus_view(view: dict[str, Any]) -> list[RenderableType]:
+def render_bus_view(view: dict[str, Any] | None) -> list[RenderableType]:
     parts: list[RenderableType] = []
+    if view is None:
+        return parts
     if view.get("error"):
         parts.append(Text(f"other hosts: unknown ({view['error']})", style="yellow"))
     if view["others"]:

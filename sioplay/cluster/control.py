@@ -21,7 +21,7 @@ from sioplay.errors import ClusterError
 
 __all__ = ["Action", "ControlReply", "Request", "ask", "clear_requests", "reply", "take_requests"]
 
-Action = Literal["restart", "scale"]
+Action = Literal["restart", "scale", "stop", "start"]
 _REQUEST = ".request.json"
 _REPLY = ".reply.json"
 _POLL_S = 0.05
@@ -30,7 +30,7 @@ _POLL_S = 0.05
 @dataclasses.dataclass(frozen=True, slots=True)
 class Request:
     action: Action
-    node: str | None = None  # restart: one node, or all when None
+    node: str | None = None  # restart: one node, or all when None; stop, start: the node
     nodes: int | None = None  # scale: the new number of nodes
     id: str | None = None  # None for requests that need no reply (SIGHUP, memory ceiling)
 

@@ -15,15 +15,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
 from sioplay.cluster.preflight import check_can_start, clean_up_after
-from sioplay.cluster.supervisor import Supervisor
+from sioplay.cluster.recovery import lock_holder, read_state_or_none
+from sioplay.common.hints import command_hint
 from sioplay.common.pids import ProcessRef, find
 from sioplay.common.state import LIVE_PHASES, ClusterState, cluster_dir, is_running, private_home, read_state
 from sioplay.errors import ClusterError
 from sioplay.settings import Settings
+
+if TYPE_CHECKING:
+    # Only its type: the CLI starts a supervisor detached without importing it (aiohttp, SQLAlchemy).
+    from sioplay.cluster.supervisor import Supervisor
 
 __all__ = ["Started", "Stopped", "run_attached", "running_state", "start_detached", "stop_cluster", "supervisor_output"]
 
@@ -56,7 +62,8 @@ def start_detached(settings: Settings, nodes: int) -> Started:
     with os.fdopen(os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
         os.fchmod(out.fileno(), 0o600)
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "sioplay", "cluster", "supervise", "--nodes", str(nodes)],
+            # Every setting is in the environment: an empty config, not a sioplay.toml of the working directory.
+            [sys.executable, "-m", "sioplay", "--config", os.devnull, "cluster", "supervise", "--nodes", str(nodes)],
             env=settings.child_env(),
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -92,9 +99,8 @@ def _wait_running(settings: Settings, supervisor: subprocess.Popen[bytes]) -> Cl
             raise ClusterError(f"the supervisor exited with code {code}: {_last_words(settings.home)}")
         if time.monotonic() > deadline:
             supervisor.send_signal(signal.SIGTERM)
-            raise ClusterError(
-                f"the cluster was not running after {patience:g} s; stopping it (see 'sioplay cluster logs')"
-            )
+            logs = command_hint(settings.home, "sioplay cluster logs")
+            raise ClusterError(f"the cluster was not running after {patience:g} s; stopping it (see '{logs}')")
         time.sleep(_POLL_S)
 
 
@@ -110,7 +116,8 @@ def running_state(home: Path) -> ClusterState:
     """The state of the running cluster of `home`; ClusterError if none runs."""
     state = read_state(home)
     if state is None or not is_running(state):
-        raise ClusterError(f"no cluster is running from {home}; start one with 'sioplay cluster start'")
+        start = command_hint(home, "sioplay cluster start")
+        raise ClusterError(f"no cluster is running from {home}; start one with '{start}'")
     return state
 
 
@@ -124,10 +131,14 @@ class Stopped:
 def stop_cluster(settings: Settings) -> Stopped:
     """Ask the supervisor to stop (SIGTERM) and wait; if it is dead or stuck, stop what it recorded here."""
     home = settings.home
-    state = read_state(home)
-    if state is None:
+    state, unreadable = read_state_or_none(home)
+    holder = lock_holder(home)
+    if state is None and holder is None:
+        if unreadable:
+            raise ClusterError(unreadable)
         return Stopped(None, False, [])
-    supervisor = find(state.supervisor) if is_running(state) else None
+    # With state.json corrupt or removed, the lock still names the supervisor; it stops what it holds in memory.
+    supervisor = find(holder) if holder is not None else find(state.supervisor) if state and is_running(state) else None
     if supervisor is not None:
         supervisor.send_signal(signal.SIGTERM)
         try:
@@ -136,8 +147,9 @@ def stop_cluster(settings: Settings) -> Stopped:
             log.warning("supervisor pid %d did not stop in time: killing it", supervisor.pid)
             supervisor.kill()
             supervisor.wait(5.0)
-    final = read_state(home)
-    assert final is not None
+    final, _ = read_state_or_none(home)
+    if final is None:
+        return Stopped(None, supervisor is not None, [])
     cleaned: list[ProcessRef] = []
     if final.phase in LIVE_PHASES or any(find(ref) for ref in final.processes()):
         cleaned = clean_up_after(home, final, settings.stop_timeout_s)

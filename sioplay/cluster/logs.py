@@ -19,21 +19,32 @@ from typing import IO
 
 from rich.text import Text
 
+from sioplay.common.node_names import short_node_id
+
 __all__ = [
+    "LEVELS",
+    "REDIS",
     "SUPERVISOR",
     "LogFile",
     "LogLine",
     "configure_supervisor_logging",
+    "flush",
     "follow",
     "format_line",
     "log_dir",
+    "at_least",
+    "level_of",
     "log_sources",
     "merged_tail",
     "node_log_path",
+    "redis_log_path",
     "stamp",
 ]
 
 SUPERVISOR = "supervisor"
+REDIS = "redis"
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LEVEL = re.compile(r"\b(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b")
 _NODE_FILE = re.compile(r"^node-(\d+)\.log$")
 _COLOURS = ("cyan", "green", "magenta", "yellow", "blue", "bright_cyan", "bright_green", "bright_magenta")
 _READ_BACK = 64 * 1024
@@ -44,7 +55,8 @@ def log_dir(home: Path) -> Path:
 
 
 def node_log_path(home: Path, node_id: str) -> Path:
-    return log_dir(home) / f"{node_id}.log"
+    # By the local short name: `web1/node-2` logs to node-2.log.
+    return log_dir(home) / f"{short_node_id(node_id)}.log"
 
 
 def stamp(at: float | None = None) -> str:
@@ -116,19 +128,51 @@ class LogLine:
         return cls(source, at, text)
 
 
-def log_sources(home: Path, node: str | None = None) -> list[tuple[str, Path]]:
-    """(source, path) of the node logs in node order, then the supervisor's; or only `node`'s."""
+def redis_log_path(home: Path) -> Path:
+    return home / "redis" / "redis.log"
+
+
+def log_sources(home: Path, node: str | None = None, nodes: set[str] | None = None) -> list[tuple[str, Path]]:
+    """(source, path) of the node logs in node order, then the supervisor's; or only `node`'s (`redis`: the
+    embedded Redis's). `nodes`, when given, leaves out the logs of other nodes (removed by a scale)."""
     folder = log_dir(home)
+    if node == REDIS:
+        return [(REDIS, redis_log_path(home))]
     if node is not None:
         return [(node, folder / f"{node}.log")]
     numbered = sorted(
-        (int(match.group(1)), path) for path in folder.glob("node-*.log") if (match := _NODE_FILE.match(path.name))
+        (int(match.group(1)), path)
+        for path in folder.glob("node-*.log")
+        if (match := _NODE_FILE.match(path.name)) and (nodes is None or path.stem in nodes)
     )
     sources = [(path.stem, path) for _, path in numbered]
     supervisor = folder / f"{SUPERVISOR}.log"
     if supervisor.exists():
         sources.append((SUPERVISOR, supervisor))
     return sources
+
+
+def flush(home: Path) -> list[Path]:
+    """Empty every log file in place (writers keep appending to them) and remove the rotated ones, like `pm2 flush`."""
+    emptied = []
+    for path in [*log_dir(home).glob("*.log"), redis_log_path(home)]:
+        if path.exists():
+            os.truncate(path, 0)
+            emptied.append(path)
+    for path in log_dir(home).glob("*.log.*"):
+        path.unlink(missing_ok=True)
+    return emptied
+
+
+def level_of(line: LogLine) -> str | None:
+    """The level a line was logged at, when it says (lines a node printed itself do not)."""
+    match = _LEVEL.search(line.text[:80])
+    return match.group(1) if match else None
+
+
+def at_least(line: LogLine, level: str) -> bool:
+    found = level_of(line)
+    return found is not None and LEVELS.index(found) >= LEVELS.index(level)
 
 
 def _tail(path: Path, lines: int) -> list[str]:

@@ -1,22 +1,31 @@
-"""What must hold before a cluster starts: no cluster running from this home, the ports free."""
+"""What must hold before a cluster starts: no cluster running from this home, the ports free, a Redis that answers."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from sioplay.cluster.recovery import lock_path, record_lock_holder
+from sioplay.common.hints import command_hint
 from sioplay.common.pids import ProcessRef, terminate
 from sioplay.common.ports import port_is_free, port_owner
-from sioplay.common.state import LIVE_PHASES, ClusterState, cluster_dir, is_running, read_state, write_state
-from sioplay.errors import ClusterError, PortInUseError
+from sioplay.common.redis_endpoint import RedisEndpoint
+from sioplay.common.state import LIVE_PHASES, ClusterState, is_running, read_state, write_state
+from sioplay.errors import ClusterError, PortInUseError, RedisError
 from sioplay.settings import Settings
 
-__all__ = ["check_can_start", "clean_up_after", "supervisor_lock"]
+__all__ = ["MIN_REDIS_VERSION", "check_can_start", "check_redis", "clean_up_after", "supervisor_lock"]
 
 log = logging.getLogger(__name__)
+
+# Redis 5 is the oldest sioplay is known to run on; the embedded one is 6.2 or newer.
+MIN_REDIS_VERSION = (5, 0)
+# Per command: a Redis that accepts the connection and never answers is an error within seconds, not a hang.
+_REDIS_CHECK_TIMEOUT_S = 3.0
 
 
 def check_can_start(settings: Settings, nodes: int) -> None:
@@ -26,13 +35,45 @@ def check_can_start(settings: Settings, nodes: int) -> None:
         if is_running(state):
             raise ClusterError(
                 f"a cluster is already running from {settings.home} (supervisor pid {state.supervisor.pid}); "
-                "'sioplay cluster stop' stops it"
+                f"'{command_hint(settings.home, 'sioplay cluster stop')}' stops it"
             )
         clean_up_after(settings.home, state, settings.stop_timeout_s)
     _check_port(settings.public_port, settings.host, "public port", "choose another with --port")
+    if settings.redis_url is not None:
+        check_redis(settings.redis_url)
     if settings.node_port_base is not None:
         for port in range(settings.node_port_base, settings.node_port_base + nodes):
             _check_port(port, settings.host, "node port", "choose other node ports with --node-port-base")
+
+
+def check_redis(url: str, timeout_s: float = _REDIS_CHECK_TIMEOUT_S) -> str | None:
+    """Redis at `url` answers PING with these credentials, and is new enough; its version if it may say.
+
+    One RedisError line names what failed: unreachable, silent, refused credentials, too old. A user
+    limited as the nodes' should be (PUBLISH, SUBSCRIBE, PING) may not run INFO: its version is then unknown.
+    """
+    endpoint = RedisEndpoint.from_url(url)
+    try:
+        endpoint.command("PING", timeout_s=timeout_s)
+    except RedisError as exc:
+        if isinstance(exc.__cause__, TimeoutError):
+            raise RedisError(f"Redis at {endpoint.where} did not answer within {timeout_s:g} s") from exc
+        raise
+    try:
+        info = endpoint.command("INFO", "server", timeout_s=timeout_s)
+    except RedisError as exc:
+        if "NOPERM" in str(exc):
+            return None
+        raise
+    text = info.decode(errors="replace") if isinstance(info, bytes) else str(info)
+    match = re.search(r"^redis_version:(\d+)\.(\d+)", text, re.MULTILINE)
+    if match is None:
+        return None
+    version = (int(match.group(1)), int(match.group(2)))
+    if version < MIN_REDIS_VERSION:
+        wanted = ".".join(map(str, MIN_REDIS_VERSION))
+        raise RedisError(f"Redis at {endpoint.where} is {version[0]}.{version[1]}; sioplay needs {wanted} or newer")
+    return f"{version[0]}.{version[1]}"
 
 
 def _check_port(port: int, host: str, what: str, hint: str) -> None:
@@ -70,11 +111,12 @@ def clean_up_after(home: Path, state: ClusterState, timeout: float) -> list[Proc
 @contextlib.contextmanager
 def supervisor_lock(home: Path) -> Iterator[None]:
     """Held for a supervisor's whole life, so that two can never run from one home; the kernel drops it on death."""
-    path = cluster_dir(home) / "supervisor.lock"
+    path = lock_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as file:
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ClusterError(f"another supervisor is running from {home}") from None
+        record_lock_holder(file.fileno())
         yield

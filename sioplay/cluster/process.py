@@ -11,12 +11,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import aiohttp
 import psutil
 
 from sioplay.cluster.spawn import spawn_node
-from sioplay.common.health import is_healthy, read_healthz
+from sioplay.common.health import answered_by, is_healthy, read_healthz
 from sioplay.common.pids import ProcessRef
 from sioplay.common.urls import local_url
 from sioplay.settings import Settings
@@ -26,6 +27,8 @@ __all__ = ["LineSink", "NodeProcess", "describe_exit"]
 log = logging.getLogger(__name__)
 
 LineSink = Callable[[str, str], None]  # (node id, line)
+# The steps of a starting node that its health probe sees (see cluster/progress.py).
+ProbeStep = Literal["subscribed", "healthy"]
 
 _READ_CHUNK = 64 * 1024
 # A line longer than this is cut: a runaway node must not grow the supervisor's memory.
@@ -67,6 +70,9 @@ class NodeProcess:
         # Set when the supervisor stops this process on purpose: its exit is not a crash.
         self.expected = False
         self.kill_reason: str | None = None
+        # Told "subscribed" once the node hears itself on the cluster bus, and "healthy" once it is online.
+        self.on_step: Callable[[NodeProcess, ProbeStep], None] | None = None
+        self.subscribed = False
         self.tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         self._process: subprocess.Popen[bytes] | None = None
         self._returncode: int | None = None
@@ -138,17 +144,27 @@ class NodeProcess:
     def _emit(self, raw: bytes) -> None:
         line = raw.decode(errors="replace").rstrip("\r")
         self.tail.append(line)
-        self.on_line(self.node_id, line)
+        # The pid tells the old and the new process of one node apart in its one log file (rolling restarts).
+        self.on_line(self.node_id, f"pid={self.pid} {line}")
 
     async def _probe(self, session: aiohttp.ClientSession) -> None:
         url = local_url(self.settings.host, self.port)
         while self.running:
-            if is_healthy(await read_healthz(session, url), self.pid):
+            body = await read_healthz(session, url)
+            if not self.subscribed and answered_by(body, self.pid) and (body.get("bus") or {}).get("linked"):
+                self.subscribed = True
+                self._step("subscribed")
+            if is_healthy(body, self.pid):
                 self.last_ok = time.monotonic()
                 if not self.online:
                     self.online = True
                     self._online.set()
+                    self._step("healthy")
             await asyncio.sleep(self.settings.health_interval_s if self.online else _PROBE_WHILE_LAUNCHING_S)
+
+    def _step(self, step: ProbeStep) -> None:
+        if self.on_step is not None:
+            self.on_step(self, step)
 
     async def wait_online(self, timeout_s: float) -> bool:
         """True once it is healthy; False if it exits or `timeout_s` passes first."""

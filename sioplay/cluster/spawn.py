@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from typing import IO
@@ -28,7 +29,9 @@ def spawn_node(
     Redis URL, which holds the nodes' password, is in the environment, never in
     the arguments: those are in every user's process list.
     """
-    args = [sys.executable, "-m", "sioplay", "node", "run", "--node-id", node_id, "--port", str(port)]
+    # Every setting is in the environment: an empty config, not a sioplay.toml that the working directory may hold.
+    args = [sys.executable, "-m", "sioplay", "--config", os.devnull]
+    args += ["node", "run", "--node-id", node_id, "--port", str(port)]
     if public_port is not None:
         args += ["--public-port", str(public_port)]
     env = {**settings.child_env(), "PYTHONUNBUFFERED": "1"}

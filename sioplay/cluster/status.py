@@ -5,8 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,6 @@ from sioplay.common.pids import ProcessRef, find
 from sioplay.common.state import ClusterState
 from sioplay.common.units import format_bytes, format_duration
 from sioplay.common.urls import local_url, ui_url
-from sioplay.db.url import hide_password
 
 __all__ = ["StatusCollector", "not_running", "render_status"]
 
@@ -43,7 +40,7 @@ class StatusCollector:
         self._processes: dict[ProcessRef, psutil.Process] = {}
 
     def collect(self, state: ClusterState, cpu_sample_s: float = 0.0) -> dict[str, Any]:
-        """The JSON of `cluster status --json` for a running cluster."""
+        """The JSON of `cluster status --json` for a running cluster (`not_running` has the same keys)."""
         refs = [node.process for node in state.nodes] + [process.process for process in state.transient]
         cpu = self._cpu_percent([ref for ref in refs if ref is not None], cpu_sample_s)
         ports = {ref.pid: port for ref, port in self._ports(state) if ref is not None}
@@ -94,12 +91,15 @@ class StatusCollector:
                 "authenticated": state.redis_user is not None,
                 "user": state.redis_user,
             },
-            "db_url": hide_password(state.db_url),
+            # Written without its password by the supervisor (sqlalchemy is not imported for a status).
+            "db_url": state.db_url,
             "supervisor": state.supervisor.as_json(),
             "uptime_s": round(now - state.started_at, 1),
             "max_memory_bytes": state.max_memory_bytes,
             "nodes": nodes,
             "transient": transient,
+            "error": state.error,
+            "message": None,
             "bus": collect_bus_view(state, self.health_timeout_s),
         }
 
@@ -158,6 +158,9 @@ class StatusCollector:
         return sockets
 
     def _health(self, base_url: str) -> Any:
+        # Here, not at the top: `sioplay --help` imports this module and needs no HTTP client.
+        import urllib.request
+
         try:
             with urllib.request.urlopen(base_url + "/healthz", timeout=self.health_timeout_s) as response:
                 return json.loads(response.read())
@@ -166,25 +169,52 @@ class StatusCollector:
 
 
 def not_running(home: Path, state: ClusterState | None) -> dict[str, Any]:
-    """The JSON of `cluster status --json` when no cluster runs from `home`."""
+    """The JSON of `cluster status --json` when no cluster runs from `home`: the keys of a running one's.
+
+    What the last run left in the state file fills them; what only a live process could say is None.
+    """
+    nodes = [
+        {
+            "id": node.id,
+            "pid": None,
+            "port": node.port,
+            "status": node.status,
+            "restarts": node.restarts,
+            "uptime_s": None,
+            "cpu_percent": None,
+            "rss_bytes": None,
+            "sockets": None,
+            "last_exit": node.last_exit,
+            "reason": node.reason,
+            "log_tail": node.log_tail,
+        }
+        for node in (state.nodes if state else [])
+    ]
+    redis = {
+        "embedded": state.redis_binary is not None if state else None,
+        "pid": None,
+        "binary": state.redis_binary if state else None,
+        "version": state.redis_version if state else None,
+        "authenticated": state.redis_user is not None if state else None,
+        "user": state.redis_user if state else None,
+    }
     return {
         "running": False,
+        "cluster": state.cluster if state else None,
+        "phase": state.phase if state else None,
         "home": str(home),
+        "public_port": state.public_port if state else None,
+        "ui_url": None,
+        "redis_url": state.redis_url if state else None,
+        "redis": redis,
+        "db_url": state.db_url if state else None,
+        "supervisor": None,
+        "uptime_s": None,
+        "max_memory_bytes": state.max_memory_bytes if state else None,
+        "nodes": nodes,
+        "transient": [],
+        "error": state.error if state else None,
         "message": f"no cluster is running from {home}",
-        "last_phase": state.phase if state else None,
-        "last_error": state.error if state else None,
-        "nodes": [
-            {
-                "id": node.id,
-                "status": node.status,
-                "restarts": node.restarts,
-                "last_exit": node.last_exit,
-                "reason": node.reason,
-            }
-            for node in state.nodes
-        ]
-        if state
-        else [],
     }
 
 
@@ -229,7 +259,7 @@ def render_status(status: dict[str, Any]) -> RenderableType:
         if node["status"] in ("errored", "waiting-restart") and node["reason"]:
             details.append(Text(f"{node['id']}: {node['reason']}", style="red"))
             details.extend(Text(f"    {line}", style="dim") for line in node["log_tail"][-5:])
-    return Group(table, *render_bus_view(status["bus"]), *details)
+    return Group(table, *render_bus_view(status.get("bus")), *details)
 
 
 def _redis_detail(redis: dict[str, Any]) -> str:

@@ -23,10 +23,14 @@ import aiohttp
 from sioplay.cluster import control
 from sioplay.cluster.control import Request
 from sioplay.cluster.logs import LogFile, node_log_path
+from sioplay.cluster.node_count import MAX_NODES
 from sioplay.cluster.policy import Crash, RestartPolicy
 from sioplay.cluster.preflight import supervisor_lock
 from sioplay.cluster.process import LineSink, NodeProcess, describe_exit
+from sioplay.cluster.progress import ProgressLog
+from sioplay.cluster.recovery import StateFileStamp
 from sioplay.cluster.redis_server import NODE_USER, EmbeddedRedis
+from sioplay.common.hints import command_hint
 from sioplay.common.node_names import full_node_id, matches_node, short_node_id
 from sioplay.common.pids import ProcessRef
 from sioplay.common.ports import free_port, port_is_free
@@ -51,7 +55,8 @@ __all__ = ["MAX_NODES", "Supervisor"]
 log = logging.getLogger(__name__)
 
 TICK_S = 0.1
-MAX_NODES = 64
+# state.json is rewritten at least this often, even when nothing changed.
+STATE_REWRITE_S = 5.0
 _HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -102,11 +107,14 @@ class Supervisor:
         self._operation: asyncio.Task[None] | None = None
         self._draining: list[NodeProcess] = []
         self._logs: dict[str, LogFile] = {}
+        self.progress = ProgressLog(self.home)
         self._session: aiohttp.ClientSession | None = None
         self._next_health_check = 0.0
         # Notified after every tick, for operations that wait on what the tick changes (slot statuses).
         self._ticked = asyncio.Condition()
         self._written: dict[str, object] | None = None
+        self._written_at = 0.0
+        self._written_stamp: StateFileStamp | None = None
 
     # Lifecycle ---------------------------------------------------------------------------
 
@@ -118,6 +126,7 @@ class Supervisor:
         """
         with supervisor_lock(self.home):
             control.clear_requests(self.home)
+            self.progress.clear()
             self._install_signal_handlers()
             self._save()
             try:
@@ -186,9 +195,8 @@ class Supervisor:
             return True
         if time.monotonic() > deadline:
             late = ", ".join(slot.node_id for slot in slots if slot.status != "online")
-            raise ClusterError(
-                f"{late} not healthy within {self.settings.start_timeout_s:g} s; see 'sioplay cluster logs'"
-            )
+            logs = command_hint(self.home, "sioplay cluster logs")
+            raise ClusterError(f"{late} not healthy within {self.settings.start_timeout_s:g} s; see '{logs}'")
         return False
 
     async def _serve(self) -> None:
@@ -208,6 +216,7 @@ class Supervisor:
                 slot.status = "stopping"
         for process in processes:
             process.expected = True
+            self.progress.note(process.node_id, "draining", process.pid)
             if self._force:
                 process.kill()
             else:
@@ -224,6 +233,7 @@ class Supervisor:
         codes = await asyncio.gather(*(process.wait(5.0) for process in processes))
         for process, code in zip(processes, codes, strict=True):
             self._note(process, f"stopped ({describe_exit(code)})")
+            self.progress.note(process.node_id, "stopped", process.pid, describe_exit(code))
         await asyncio.gather(*(process.close() for process in processes))
         for slot in self.slots:
             slot.process = slot.successor = None
@@ -297,6 +307,7 @@ class Supervisor:
         slot.log_tail = list(process.tail)
         why = f"exited with {slot.last_exit}" + (f" ({process.kill_reason})" if process.kill_reason else "")
         verdict = self.policy.decide(slot.crashes, now)
+        self.progress.note(slot.node_id, "failed", process.pid, why)
         if verdict.restart:
             slot.status = "waiting-restart"
             slot.restart_at = now + verdict.delay_s
@@ -374,6 +385,10 @@ class Supervisor:
         try:
             if request.action == "restart":
                 message = await self.restart(request.node)
+            elif request.action == "stop":
+                message = await self.stop_node(request.node)
+            elif request.action == "start":
+                message = await self.start_node(request.node)
             else:
                 message = await self.scale(request.nodes)
             ok = True
@@ -390,15 +405,50 @@ class Supervisor:
 
     async def restart(self, node_id: str | None) -> str:
         """Rolling restart: each node's replacement is healthy before the old process is stopped."""
-        slots = self.slots if node_id is None else [self._slot(node_id)]
+        if node_id is None:
+            # A node stopped on purpose stays stopped: `cluster start --node` brings it back.
+            slots = [slot for slot in self.slots if slot.status != "stopped"]
+        else:
+            slots = [self._slot(node_id)]
+            if slots[0].status == "stopped":
+                raise ClusterError(f"{node_id} is stopped; start it with 'sioplay cluster start --node {node_id}'")
         for slot in slots:
             await self._replace(slot)
         return f"restarted {', '.join(slot.node_id for slot in slots)}"
+
+    async def stop_node(self, node_id: str | None) -> str:
+        """Stop one node and keep it down: no restart until `start_node`."""
+        slot = self._slot(node_id or "")
+        if slot.status == "stopped":
+            return f"{slot.node_id} is already stopped"
+        process, slot.process = slot.process, None
+        slot.status, slot.restart_at = "stopping", None
+        if process is not None:
+            await self._retire(process)
+        slot.status, slot.reason = "stopped", "stopped with 'cluster stop --node'"
+        log.info("%s stopped on request", slot.node_id)
+        return f"stopped {slot.node_id}"
+
+    async def start_node(self, node_id: str | None) -> str:
+        """Start a node that `stop_node` stopped; return once it is healthy."""
+        slot = self._slot(node_id or "")
+        if slot.status != "stopped":
+            return f"{slot.node_id} is already {slot.status}"
+        slot.crashes.clear()
+        slot.reason = None
+        await self._launch(slot)
+        deadline = time.monotonic() + self.settings.start_timeout_s
+        async with self._ticked:
+            await self._ticked.wait_for(lambda: self._settled([slot], deadline))
+        log.info("%s started on request", slot.node_id)
+        return f"started {slot.node_id}"
 
     async def scale(self, nodes: int | None) -> str:
         if nodes is None or not 1 <= nodes <= MAX_NODES:
             raise ClusterError(f"the number of nodes must be between 1 and {MAX_NODES}, not {nodes}")
         before = len(self.slots)
+        if nodes == before:
+            return f"already {count_of(before, 'node')}"
         if nodes > before:
             added = [Slot(full_node_id(self.settings.name, index + 1), index) for index in range(before, nodes)]
             self.slots.extend(added)
@@ -448,9 +498,11 @@ class Supervisor:
         """Stop `process` on purpose and wait for it; it stays visible as draining meanwhile."""
         process.expected = True
         self._draining.append(process)
+        self.progress.note(process.node_id, "draining", process.pid)
         # Cancelled here (stop), it stays in _draining and the shutdown stops it.
         code = await process.stop(self.settings.stop_timeout_s)
         self._note(process, f"stopped ({describe_exit(code)})")
+        self.progress.note(process.node_id, "stopped", process.pid, describe_exit(code))
         self._draining.remove(process)
         await process.close()
 
@@ -472,8 +524,10 @@ class Supervisor:
         else:
             port = base + slot.index if base is not None else free_port(host)
         process = NodeProcess(self.settings, slot.node_id, port, self._write_line)
+        process.on_step = lambda process, step: self.progress.note(process.node_id, step, process.pid)
         assert self._session is not None
         await process.start(self._session)
+        self.progress.note(slot.node_id, "spawned", process.pid, f"port {port}")
         log.info("%s starting: pid %s, port %d", slot.node_id, process.pid, port)
         self._note(process, f"started on port {port} and public port {self.settings.public_port}")
         return process
@@ -563,7 +617,10 @@ class Supervisor:
     def _save(self) -> ClusterState:
         state = self.state()
         value = state.as_json()
-        if value != self._written:
+        # Also when someone else changed or removed the file, and on a timer: the state on disk heals by itself.
+        stale = time.monotonic() - self._written_at > STATE_REWRITE_S
+        if value != self._written or stale or StateFileStamp.of(self.home) != self._written_stamp:
             write_state(self.home, state)
-            self._written = value
+            self._written, self._written_at = value, time.monotonic()
+            self._written_stamp = StateFileStamp.of(self.home)
         return state

@@ -7,6 +7,7 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
@@ -30,6 +31,11 @@ err_console = Console(stderr=True)
 class CliState:
     settings: Settings
     verbose: bool = False
+    # The root options as given (before or after the subcommand), to rebuild `settings` when one more comes.
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    config: Path | None = None
+    # `nodes` of the config file, for `cluster start`.
+    nodes: int | None = None
 
 
 def state_of(ctx: typer.Context) -> CliState:
@@ -49,8 +55,13 @@ def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
         except SioplayError as exc:
             if _verbose(args, kwargs):
                 err_console.print_exception()
-            # Escaped: messages quote user input and commands such as "pip install 'sioplay[plot]'".
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            if kwargs.get("as_json") is True:
+                # A script that asked for JSON reads its errors as JSON too.
+                sys.stderr.write(orjson.dumps({"error": str(exc), "kind": type(exc).__name__, "exit_code": 1}).decode())
+                sys.stderr.write("\n")
+            else:
+                # Escaped: messages quote user input and commands such as "pip install 'sioplay[plot]'".
+                err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
             raise typer.Exit(code=130) from None

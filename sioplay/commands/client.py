@@ -9,22 +9,19 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.text import Text
 
-from sioplay.client import join as join_room
-from sioplay.client import swarm as swarming
-from sioplay.client.http import DEFAULT_TIMEOUT_S, open_api
-from sioplay.client.names import NameCache
-from sioplay.client.roster_view import fetch_roster, roster_view
-from sioplay.client.sim import SimClient
-from sioplay.client.swarm_view import SwarmDisplay, summary_table
-from sioplay.client.target import resolve_url
-from sioplay.client.watch import JsonLinesDisplay, LiveDisplay, RosterWatch, SnapshotDisplay
+from sioplay.client.target import DEFAULT_TIMEOUT_S, resolve_url
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
 from sioplay.errors import ClientError
 from sioplay.node.validation import validate_room
 
+# The Socket.IO client and aiohttp are imported by the commands that use them: `sioplay --help` and the
+# cluster commands do without.
 __all__ = ["join", "register", "rename", "swarm", "who"]
 
 T = TypeVar("T")
+
+# `who --strict` when a node did not answer: not 1, so that a script tells a partial answer from an error.
+PARTIAL_EXIT_CODE = 3
 
 RoomArgument = Annotated[str, typer.Argument(help="Room name, e.g. Maths.", show_default=False)]
 UrlOption = Annotated[
@@ -71,6 +68,9 @@ def join(
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Join ROOM as one simulated client and print the room's events as they arrive."""
+    from sioplay.client import join as join_room
+    from sioplay.client.http import open_api
+
     base = resolve_url(state_of(ctx).settings.home, url, node)
     printer = join_room.JsonEventPrinter() if as_json else join_room.TextEventPrinter(console)
 
@@ -88,6 +88,12 @@ def who(
     as_json: JsonOption = False,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep the table current as the room changes.")] = False,
     duration: ForOption = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit with code 3 when the answer is partial (a node did not answer).")
+    ] = False,
+    group: Annotated[
+        bool, typer.Option("--group", help="With --json: one entry per user with its sockets, as ?group=user.")
+    ] = False,
     refresh: Annotated[
         float, typer.Option("--refresh", min=0.1, help="With --watch: refresh at least this often (seconds).")
     ] = 5.0,
@@ -95,16 +101,24 @@ def who(
     node: NodeOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
 ) -> None:
-    """Who is in ROOM, across all nodes, with names; partial answers are marked."""
+    """Who is in ROOM, across all nodes, with names; partial answers are marked (and exit 3 with --strict)."""
+    from sioplay.client.http import open_api
+    from sioplay.client.roster_view import group_by_user, roster_view
+    from sioplay.client.watch import JsonLinesDisplay, LiveDisplay, RosterWatch, SnapshotDisplay
+
     # The server's rules, checked here: an empty name would ask another route (/rooms/) and get a bare 404.
     validate_room(room)
+    if watch and strict:
+        raise ClientError("--strict is for one answer: leave out --watch")
     base = resolve_url(state_of(ctx).settings.home, url, node)
     if not watch:
         roster_body = _run(_fetch_once(base, room, timeout))
         if as_json:
-            print_json(roster_body)
+            print_json(group_by_user(roster_body) if group else roster_body)
         else:
             console.print(roster_view(roster_body))
+        if strict and roster_body.get("complete") is not True:
+            raise typer.Exit(PARTIAL_EXIT_CODE)
         return
 
     async def run_watch() -> None:
@@ -121,6 +135,10 @@ def who(
 
 
 async def _fetch_once(base: str, room: str, timeout_s: float) -> dict[str, Any]:
+    from sioplay.client.http import open_api
+    from sioplay.client.names import NameCache
+    from sioplay.client.roster_view import fetch_roster
+
     async with open_api(base, timeout_s) as api:
         return await fetch_roster(api, NameCache(api), room)
 
@@ -147,6 +165,10 @@ def rename(
 
 async def _rename(base: str, user: str, name: str, room: str | None, timeout_s: float) -> str | None:
     """The node that relayed the identity-change, if a room was told."""
+    from sioplay.client.http import open_api
+    from sioplay.client.join import announce_rename
+    from sioplay.client.sim import SimClient
+
     async with open_api(base, timeout_s) as api:
         if room is None:
             await api.rename(user, name)
@@ -156,7 +178,7 @@ async def _rename(base: str, user: str, name: str, room: str | None, timeout_s: 
         client = SimClient(api.url, user, room, http_session=api.session)
         handshake = await client.connect(timeout_s=api.timeout_s)
         try:
-            await join_room.announce_rename(api, client, name)
+            await announce_rename(api, client, name)
         finally:
             await client.disconnect()
         return str(handshake.get("node"))
@@ -187,6 +209,10 @@ def swarm(
     node: NodeOption = None,
 ) -> None:
     """Hold --clients simulated clients in ROOM from one process: progress, a live summary, then a table per node."""
+    from sioplay.client import swarm as swarming
+    from sioplay.client.http import open_api
+    from sioplay.client.swarm_view import SwarmDisplay, summary_table
+
     base = resolve_url(state_of(ctx).settings.home, url, node)
     ids = swarming.parse_users(users)
     swarming.raise_open_files_limit(clients)

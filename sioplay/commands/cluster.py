@@ -15,23 +15,25 @@ from rich.live import Live
 from rich.markup import escape
 from rich.text import Text
 
-from sioplay.cluster import control
+from sioplay.cluster import control, progress
 from sioplay.cluster.control import Request
+from sioplay.cluster.describe import resolve_node
 from sioplay.cluster.launcher import run_attached, running_state, start_detached, stop_cluster
 from sioplay.cluster.logs import (
     SUPERVISOR,
     LogLine,
     configure_supervisor_logging,
-    follow,
     format_line,
-    log_sources,
-    merged_tail,
     stamp,
 )
+from sioplay.cluster.node_count import MAX_NODES, scale_target
+from sioplay.cluster.recovery import ORPHANS_EXIT_CODE, Orphan, current_state, orphans, orphans_message
 from sioplay.cluster.status import StatusCollector, not_running, render_status
-from sioplay.cluster.supervisor import MAX_NODES, Supervisor
+from sioplay.commands import monit
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
+from sioplay.commands.logs_view import LogsRequest, show_logs
 from sioplay.common.exposure import exposure_warning
+from sioplay.common.hints import command_hint
 from sioplay.common.state import ClusterState, is_running, private_home, read_state
 from sioplay.common.units import count_of, parse_bytes
 from sioplay.errors import ClusterError
@@ -40,19 +42,33 @@ from sioplay.settings import Settings
 __all__ = ["app"]
 
 app = typer.Typer(help="Start, watch and stop an N-node cluster on one port.", no_args_is_help=True)
+monit.register(app)
 
 # CPU % needs two readings; this is the pause between them for a one-off table.
 _CPU_SAMPLE_S = 0.2
 _WATCH_INTERVAL_S = 1.0
+# A live supervisor rewrites a corrupt or removed state.json on its next tick.
+_STATE_REWRITE_WAIT_S = 3.0
 # Per node of a rolling restart or scale, beyond its start and stop timeouts.
 _REQUEST_MARGIN_S = 10.0
+_DEFAULT_NODES = 4
 
 
 @app.command("start")
 @handles_errors
 def start(
     ctx: typer.Context,
-    nodes: Annotated[int, typer.Option("--nodes", "-n", min=1, max=MAX_NODES, help="How many node processes.")] = 4,
+    nodes: Annotated[
+        int | None,
+        typer.Option(
+            "--nodes",
+            "-n",
+            min=1,
+            max=MAX_NODES,
+            help="How many node processes; default: `nodes` of the config file, else 4.",
+            show_default=False,
+        ),
+    ] = None,
     port: Annotated[
         int | None,
         typer.Option(
@@ -91,8 +107,15 @@ def start(
     foreground: Annotated[
         bool, typer.Option("--foreground", "-f", help="Stay attached with merged logs; Ctrl-C stops the cluster.")
     ] = False,
+    node: Annotated[
+        str | None, typer.Option("--node", help="Start only this node of the running cluster, stopped with --node.")
+    ] = None,
 ) -> None:
     """Start Redis, the database and N nodes on one public port; return once every node is healthy."""
+    if node is not None:
+        _node_request(ctx, "start", node)
+        return
+    nodes = nodes or state_of(ctx).nodes or _DEFAULT_NODES
     settings = state_of(ctx).settings.replace(
         public_port=port,
         host=host,
@@ -110,9 +133,11 @@ def start(
     if foreground:
         _run_foreground(settings, nodes)
         return
-    started = start_detached(settings, nodes)
+    with progress.shown(settings.home, console, f"starting {count_of(nodes, 'node')}"):
+        started = start_detached(settings, nodes)
     _print_status(started.state)
-    console.print("logs: sioplay cluster logs -f · stop: sioplay cluster stop", highlight=False, soft_wrap=True)
+    logs, stop_ = (command_hint(settings.home, f"sioplay cluster {word}") for word in ("logs -f", "stop"))
+    console.print(Text(f"logs: {logs} · stop: {stop_}"), highlight=False, soft_wrap=True)
 
 
 @app.command("supervise", hidden=True)
@@ -122,6 +147,8 @@ def supervise(
     nodes: Annotated[int, typer.Option("--nodes", "-n", min=1, max=MAX_NODES, help="How many node processes.")] = 4,
 ) -> None:
     """Run the supervisor in this process (what `start` runs detached)."""
+    from sioplay.cluster.supervisor import Supervisor
+
     settings = state_of(ctx).settings
     _private_files(settings)
     configure_supervisor_logging(settings.home, settings.log_max_bytes, settings.log_backups)
@@ -129,6 +156,8 @@ def supervise(
 
 
 def _run_foreground(settings: Settings, nodes: int) -> None:
+    from sioplay.cluster.supervisor import Supervisor
+
     def print_line(node_id: str, line: str) -> None:
         console.print(format_line(LogLine(node_id, stamp(), line)), soft_wrap=True, highlight=False)
 
@@ -160,10 +189,20 @@ class _ConsoleHandler(logging.Handler):
 
 @app.command("stop")
 @handles_errors
-def stop(ctx: typer.Context) -> None:
+def stop(
+    ctx: typer.Context,
+    node: Annotated[
+        str | None,
+        typer.Option("--node", help="Stop only this node and keep it down (until 'cluster start --node')."),
+    ] = None,
+) -> None:
     """SIGTERM to every node (they drain), SIGKILL after the stop timeout, Redis last."""
+    if node is not None:
+        _node_request(ctx, "stop", node)
+        return
     settings = state_of(ctx).settings
-    stopped = stop_cluster(settings)
+    with progress.shown(settings.home, console, "stopping"):
+        stopped = stop_cluster(settings)
     if stopped.cleaned_up:
         pids = ", ".join(str(ref.pid) for ref in stopped.cleaned_up)
         console.print(
@@ -190,19 +229,25 @@ def status(
     if watch:
         _watch(home, collector)
         return
-    state = read_state(home)
+    state = current_state(home, wait_s=_STATE_REWRITE_WAIT_S)
     if state is None or not is_running(state):
-        _report_not_running(home, state, as_json)
-        raise typer.Exit(1)
+        left = orphans(state) if state is not None else []
+        _report_not_running(home, state, as_json, left)
+        raise typer.Exit(ORPHANS_EXIT_CODE if left else 1)
     if as_json:
         print_json(collector.collect(state, cpu_sample_s=_CPU_SAMPLE_S))
     else:
         console.print(render_status(collector.collect(state, cpu_sample_s=_CPU_SAMPLE_S)))
 
 
-def _report_not_running(home: Path, state: ClusterState | None, as_json: bool) -> None:
+def _report_not_running(home: Path, state: ClusterState | None, as_json: bool, left: list[Orphan]) -> None:
     if as_json:
-        print_json(not_running(home, state))
+        print_json(
+            {**not_running(home, state), "orphans": [{"role": item.role, **item.ref.as_json()} for item in left]}
+        )
+        return
+    if state is not None and left:
+        err_console.print(orphans_message(home, state, left), highlight=False)
         return
     err_console.print(f"no cluster is running from {home}", highlight=False)
     if state is not None and state.error:
@@ -229,24 +274,17 @@ def _watch(home: Path, collector: StatusCollector) -> None:
 @handles_errors
 def logs(
     ctx: typer.Context,
+    action: Annotated[str | None, typer.Argument(help="'flush' empties the log files (like `pm2 flush`).")] = None,
     follow_: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
-    node: Annotated[str | None, typer.Option("--node", help="Only this node, e.g. node-2.")] = None,
+    node: Annotated[str | None, typer.Option("--node", help="Only this node, e.g. node-2; 'redis': Redis's.")] = None,
     lines: Annotated[int, typer.Option("--lines", "-n", help="Lines of each log to show first.")] = 15,
+    level: Annotated[str | None, typer.Option("--level", help="Only lines at this level or above.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    all_nodes: Annotated[bool, typer.Option("--all", help="Also the logs of nodes scaled away.")] = False,
 ) -> None:
     """The nodes' logs merged in time order with node prefixes, like `pm2 logs --merge-logs`."""
     home = state_of(ctx).settings.home
-    sources = log_sources(home, node)
-    if not any(path.exists() for _, path in sources):
-        raise ClusterError(f"no log of {node} in {home / 'logs'}" if node else f"no logs in {home / 'logs'}")
-    for line in merged_tail(sources, lines):
-        console.print(format_line(line), soft_wrap=True, highlight=False)
-    if not follow_:
-        return
-    try:
-        for line in follow(lambda: log_sources(home, node), should_stop=lambda: False):
-            console.print(format_line(line), soft_wrap=True, highlight=False)
-    except KeyboardInterrupt:
-        return
+    show_logs(LogsRequest(home, action, node, lines, follow_, level, as_json, all_nodes))
 
 
 @app.command("restart")
@@ -260,27 +298,43 @@ def restart(
     """Rolling restart, one node at a time: the replacement is healthy before the old process stops."""
     settings = state_of(ctx).settings
     state = running_state(settings.home)
-    if node is not None and state.node(node) is None:
-        raise ClusterError(f"no node {node!r}; the nodes are {', '.join(record.id for record in state.nodes)}")
+    if node is not None:
+        node = resolve_node(state, node)
     count = 1 if node is not None else len(state.nodes)
     _ask(settings, state, Request("restart", node=node), count)
 
 
-@app.command("scale")
+@app.command("scale", context_settings={"ignore_unknown_options": True})
 @handles_errors
 def scale(
     ctx: typer.Context,
-    nodes: Annotated[int, typer.Argument(min=1, max=MAX_NODES, help="The new number of nodes.")],
+    nodes: Annotated[
+        str,
+        typer.Argument(
+            metavar="NODES", help="N nodes, +N more or -N fewer (as `pm2 scale`), e.g. 6, +2, -1.", show_default=False
+        ),
+    ],
 ) -> None:
-    """Add or remove nodes while the cluster runs (the highest-numbered go first)."""
+    """Set the number of NODES while the cluster runs; added nodes are healthy before it returns, highest go first."""
     settings = state_of(ctx).settings
     state = running_state(settings.home)
-    _ask(settings, state, Request("scale", nodes=nodes), max(nodes - len(state.nodes), 1))
+    target = scale_target(nodes, len(state.nodes))
+    if target == len(state.nodes):
+        console.print(f"already {count_of(target, 'node')}", highlight=False)
+        return
+    _ask(settings, state, Request("scale", nodes=target), max(target - len(state.nodes), 1))
+
+
+def _node_request(ctx: typer.Context, action: control.Action, node: str) -> None:
+    settings = state_of(ctx).settings
+    state = running_state(settings.home)
+    _ask(settings, state, Request(action, node=resolve_node(state, node)), 1)
 
 
 def _ask(settings: Settings, state: ClusterState, request: Request, nodes: int) -> None:
     per_node = settings.start_timeout_s + settings.stop_timeout_s + _REQUEST_MARGIN_S
-    reply = control.ask(settings.home, state, request, timeout=per_node * nodes)
+    with progress.shown(settings.home, console, f"{request.action} {request.node or 'every node'}"):
+        reply = control.ask(settings.home, state, request, timeout=per_node * nodes)
     if not reply.ok:
         raise ClusterError(reply.message)
     console.print(reply.message, highlight=False)

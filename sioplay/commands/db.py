@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -13,7 +13,9 @@ from rich.text import Text
 
 from sioplay.commands._common import console, handles_errors, print_json, state_of
 from sioplay.common.state import private_home
-from sioplay.db import SEED_USERS, UserRecord, UserStore, hide_password, migrate, reset
+
+if TYPE_CHECKING:
+    from sioplay.db import UserRecord
 
 __all__ = ["app"]
 
@@ -29,6 +31,8 @@ DbUrlOption = Annotated[
 @handles_errors
 def reset_command(ctx: typer.Context, db_url: DbUrlOption = None) -> None:
     """Drop, recreate and seed the 10 users."""
+    from sioplay.db import SEED_USERS, hide_password, reset
+
     url = _url(ctx, db_url)
     asyncio.run(reset(url))
     _say(f"reset {hide_password(url)}: {len(SEED_USERS)} users")
@@ -38,6 +42,8 @@ def reset_command(ctx: typer.Context, db_url: DbUrlOption = None) -> None:
 @handles_errors
 def migrate_command(ctx: typer.Context, db_url: DbUrlOption = None) -> None:
     """Upgrade the database schema to the newest version, keeping the users."""
+    from sioplay.db import hide_password, migrate
+
     url = _url(ctx, db_url)
     asyncio.run(migrate(url))
     _say(f"migrated {hide_password(url)} to the newest schema")
@@ -76,5 +82,7 @@ def _say(line: str) -> None:
 
 
 async def _list_users(url: str) -> list[UserRecord]:
+    from sioplay.db import UserStore
+
     async with UserStore(url) as store:
         return await store.list()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
+if TYPE_CHECKING:
+    # `cluster status` judges answers without aiohttp; only the supervisor's reads need it.
+    import aiohttp
 
 __all__ = ["answered_by", "is_healthy", "read_healthz"]
 
@@ -24,6 +26,8 @@ def is_healthy(healthz_body: Any, pid: int | None) -> bool:
 
 async def read_healthz(session: aiohttp.ClientSession, base_url: str) -> Any:
     """The decoded body of a 200 answer from `base_url`/healthz; None for any other answer or none."""
+    import aiohttp
+
     try:
         async with session.get(base_url + "/healthz") as response:
             if response.status != 200:

@@ -65,6 +65,10 @@ class RoomEvents:
             raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
         await self.sio.enter_room(sid, room, namespace=WATCH_NAMESPACE)
 
+    def _member(self, entry: LocalSocket) -> dict[str, str]:
+        """The event's member with the node that holds the socket: the original's fields, and one more."""
+        return {**entry.as_member(), "node": self.node_id}
+
     async def _tell_room(self, event: str, data: dict[str, Any], room: str, skip_sid: str) -> None:
         await self.sio.emit(event, data, room=room, skip_sid=skip_sid, namespace=NAMESPACE)
         await self.sio.emit(event, data, room=room, namespace=WATCH_NAMESPACE)
@@ -122,7 +126,7 @@ class RoomEvents:
                 namespace=namespace,
                 ignore_queue=True,
             )
-            await self._tell_room("socket-connected", entry.as_member(), entry.room, skip_sid=sid)
+            await self._tell_room("socket-connected", self._member(entry), entry.room, skip_sid=sid)
         except Exception:
             # A socket the room was not told about must not stay: it would be in rosters nobody announced.
             log.exception("dropping socket %s: registering it failed", sid)
@@ -135,7 +139,7 @@ class RoomEvents:
         if entry is None:
             return
         log.info("socket %s (id_user %s) left room %r: %s", sid, entry.id_user, entry.room, reason)
-        await self._tell_room("socket-disconnected", entry.as_member(), entry.room, skip_sid=sid)
+        await self._tell_room("socket-disconnected", self._member(entry), entry.room, skip_sid=sid)
 
     async def handle_identity_change(self, sid: str, data: object = None) -> None:
         # The payload is ignored on purpose: a client may only announce a change of its own identity.
@@ -145,4 +149,5 @@ class RoomEvents:
         if not self._identity_changes.take(sid):
             self.on_refused("identity-change over the rate limit")
             return
-        await self._tell_room("identity-change", {"id_user": entry.id_user, "id_socket": sid}, entry.room, skip_sid=sid)
+        change = {"id_user": entry.id_user, "id_socket": sid, "node": self.node_id}
+        await self._tell_room("identity-change", change, entry.room, skip_sid=sid)

@@ -13,6 +13,7 @@ import html
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import quote
 
 from aiohttp import hdrs, web
 
@@ -28,7 +29,7 @@ CONTENT_SECURITY_POLICY = (
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 CONTENT_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
-PLACEHOLDER = re.compile(r"\{\{(ROOM|ID_USER)\}\}")
+PLACEHOLDER = re.compile(r"\{\{(ROOM_URL|ROOM|ID_USER)\}\}")
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -40,10 +41,18 @@ PAGE_HEADERS = {
 
 def ui_routes() -> list[web.RouteDef]:
     template = (STATIC_DIR / "ui.html").read_text(encoding="utf-8")
+    # Who opened /ui/{room} without saying who they are gets a page that says what to add, not a JSON error.
+    choose = (STATIC_DIR / "ui_choose.html").read_text(encoding="utf-8")
 
     async def page(request: web.Request) -> web.Response:
         room = validate_room(request.match_info["room"])
-        id_user = validate_id_user(request.query.get("id_user"))
+        raw_id_user = request.query.get("id_user")
+        if raw_id_user is None or not raw_id_user.strip():
+            values = {"ROOM": html.escape(room), "ROOM_URL": html.escape(quote(room, safe=""))}
+            body = PLACEHOLDER.sub(lambda match: values[match[1]], choose)
+            # A 200: a page for a person (every error of the node leaves as JSON, see responses.json_errors).
+            return web.Response(text=body, content_type="text/html", headers=PAGE_HEADERS)
+        id_user = validate_id_user(raw_id_user)
         # One pass, so that a room named "{{ID_USER}}" stays that text.
         values = {"ROOM": html.escape(room), "ID_USER": html.escape(id_user)}
         body = PLACEHOLDER.sub(lambda match: values[match[1]], template)

@@ -73,7 +73,17 @@
     });
     $("members").replaceChildren(...rows);
     $("count").textContent = "(" + members.length + ")";
+    showNote(members);
     showCompleteness(headers);
+  }
+
+  // The table alone says nothing while the first roster loads, nor when only this page is in the room.
+  function showNote(members) {
+    const others = members.filter((m) => m.id_socket !== socket.id).length;
+    const note = $("roster-note");
+    note.className = "note" + (others ? " hidden" : " empty");
+    note.textContent = members.length ? "nobody here yet but you: open this page as another id_user to see them arrive"
+      : "nobody here yet";
   }
 
   // One GET /users/{id} now, and one more after the burst if more changes came meanwhile: a client that
