@@ -70,7 +70,7 @@ def test_join_prints_the_handshake_and_room_events_with_names(cluster: Cluster, 
     stamped = [line for line in john.text.splitlines() if not re.match(r"\d\d:\d\d:\d\d\.\d{3}  \S", line)]
     assert stamped == [], "every line starts with the local time as HH:MM:SS.mmm"
     seen = [line.split("  ", 1)[1] for line in john.text.splitlines()[1:]]
-    assert seen[0].startswith("in Maths now: 1 user, 1 socket · nodes 2/2 answered"), seen
+    assert seen[0].startswith("in Maths now: 1 user, 1 socket · 2 of 2 nodes answered"), seen
     assert seen[1] == f"member               {node:<10}  1 (John)                socket {sid}", seen
     assert re.fullmatch(rf"socket-connected     node-b      2 \((Mary|Marie)\) +socket {mary_sid}", seen[2]), seen
     assert seen[3:] == [
