@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,9 @@ class Settings:
     redis_url: str | None = None
     # Namespaces the Redis channels, so that clusters can share one Redis.
     cluster: str = "sioplay"
+    # This supervisor's part of the cluster: its nodes are NAME/node-N on the bus, unique across hosts. None keeps
+    # the plain node-N of a cluster that lives on one supervisor; every host of a shared Redis must set its own.
+    name: str | None = None
     # Hex key that signs the cluster's messages; None means the one made in `home` (see common/cluster_secret.py).
     cluster_secret: str | None = dataclasses.field(default=None, repr=False)
     # Where the nodes listen: loopback unless told otherwise (uvicorn's default), since nothing authenticates
@@ -183,6 +187,10 @@ class Settings:
             RedisEndpoint.from_url(self.redis_url)
         if not self.cluster or len(self.cluster) > 64 or not self.cluster.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"SIOPLAY_CLUSTER must be 1-64 letters, digits, '-' or '_', not {self.cluster!r}")
+        if self.name is not None and _NAME.fullmatch(self.name) is None:
+            raise ConfigError(
+                f"SIOPLAY_NAME must be 1-63 letters, digits, '.', '_' or '-', starting with one, not {self.name[:70]!r}"
+            )
         if not 0 < self.public_port < 65536:
             raise ConfigError(f"SIOPLAY_PUBLIC_PORT must be a TCP port, not {self.public_port}")
         for name in (
@@ -222,6 +230,8 @@ class Settings:
                 raise ConfigError(f"SIOPLAY_ALLOWED_HOSTS must list host names (ASCII, no port), not {name!r}")
 
 
+# A host part of a node id (see node/bus_message.NODE_ID).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _FIELD_NAMES = {field.name for field in dataclasses.fields(Settings)}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sioplay.cluster.health_view import node_condition, redis_condition
+from sioplay.cluster.bus_view import collect_bus_view, render_bus_view
 from sioplay.common.health import answered_by
 from sioplay.common.pids import ProcessRef, find
 from sioplay.common.state import ClusterState
@@ -107,6 +108,7 @@ class StatusCollector:
             "transient": transient,
             "error": state.error,
             "message": None,
+            "bus": collect_bus_view(state, self.health_timeout_s),
         }
 
     @staticmethod
@@ -281,7 +283,7 @@ def render_status(status: dict[str, Any]) -> RenderableType:
         if node["status"] in ("errored", "waiting-restart") and node["reason"]:
             details.append(Text(f"{node['id']}: {node['reason']}", style="red"))
             details.extend(Text(f"    {line}", style="dim") for line in node["log_tail"][-5:])
-    return Group(table, *details)
+    return Group(table, *render_bus_view(status.get("bus")), *details)
 
 
 def _condition_style(condition: str) -> str:

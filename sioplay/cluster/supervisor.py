@@ -32,6 +32,7 @@ from sioplay.cluster.recovery import StateFileStamp
 from sioplay.cluster.redis_server import NODE_USER, EmbeddedRedis
 from sioplay.cluster.redis_supervision import RedisWatch
 from sioplay.common.hints import command_hint
+from sioplay.common.node_names import full_node_id, matches_node, short_node_id
 from sioplay.common.pids import ProcessRef
 from sioplay.common.ports import free_port, port_is_free
 from sioplay.common.redis_endpoint import RedisEndpoint
@@ -92,7 +93,7 @@ class Supervisor:
         self.settings = settings.replace(db_url=settings.effective_db_url)
         self.home = settings.home
         self.policy = RestartPolicy.from_settings(settings)
-        self.slots = [Slot(f"node-{index + 1}", index) for index in range(nodes)]
+        self.slots = [Slot(full_node_id(settings.name, index + 1), index) for index in range(nodes)]
         self.phase: Phase = "starting"
         self.error: str | None = None
         self.redis: EmbeddedRedis | None = None
@@ -468,7 +469,7 @@ class Supervisor:
         if nodes == before:
             return f"already {count_of(before, 'node')}"
         if nodes > before:
-            added = [Slot(f"node-{index + 1}", index) for index in range(before, nodes)]
+            added = [Slot(full_node_id(self.settings.name, index + 1), index) for index in range(before, nodes)]
             self.slots.extend(added)
             for slot in added:
                 await self._launch(slot)
@@ -487,7 +488,7 @@ class Supervisor:
 
     def _slot(self, node_id: str) -> Slot:
         for slot in self.slots:
-            if slot.node_id == node_id:
+            if matches_node(slot.node_id, node_id):
                 return slot
         raise ClusterError(f"no node {node_id!r}; the nodes are {', '.join(slot.node_id for slot in self.slots)}")
 
@@ -563,7 +564,7 @@ class Supervisor:
         log_file = self._logs.get(node_id)
         if log_file is None:
             log_file = self._logs[node_id] = LogFile(
-                node_log_path(self.home, node_id), self.settings.log_max_bytes, self.settings.log_backups
+                node_log_path(self.home, short_node_id(node_id)), self.settings.log_max_bytes, self.settings.log_backups
             )
         return log_file
 

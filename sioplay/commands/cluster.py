@@ -93,6 +93,10 @@ def start(
     ] = None,
     db_url: Annotated[str | None, typer.Option("--db-url", help="SQLAlchemy URL of the user database.")] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Cluster name, namespaces Redis channels.")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="This host's part of the cluster: its nodes are NAME/node-N; default: node-N."),
+    ] = None,
     max_memory: Annotated[
         str | None,
         typer.Option("--max-memory", help="Restart a node gracefully above this RSS, e.g. 200MB (1024-based)."),
@@ -133,6 +137,7 @@ def start(
         redis_url=redis_url,
         db_url=db_url,
         cluster=cluster,
+        name=name,
         max_memory_bytes=parse_bytes(max_memory) if max_memory else None,
         node_port_base=node_port_base,
         auth=auth,

@@ -24,6 +24,7 @@ from typing import Any, Literal, get_args
 
 import orjson
 
+from sioplay.common.node_names import matches_node
 from sioplay.common.pids import ProcessRef, alive
 from sioplay.errors import ClusterError
 
@@ -121,7 +122,7 @@ class ClusterState:
     tls_cert: str | None = None
 
     def node(self, node_id: str) -> NodeRecord | None:
-        return next((node for node in self.nodes if node.id == node_id), None)
+        return next((node for node in self.nodes if matches_node(node.id, node_id)), None)
 
     def node_processes(self) -> list[ProcessRef]:
         """The node processes this supervisor started and recorded, the transient ones included."""

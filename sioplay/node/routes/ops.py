@@ -16,6 +16,14 @@ if TYPE_CHECKING:
 __all__ = ["ops_routes"]
 
 
+def id_conflicts(node: Node) -> list[dict[str, str]]:
+    """The processes refused for announcing an id that another live instance holds (see node/id_conflicts.py)."""
+    return [
+        {"node": conflict.node_id, "instance": conflict.instance, "holder": conflict.holder}
+        for conflict in node.bus.conflicts.active(node.bus.clock())
+    ]
+
+
 def ops_routes(node: Node) -> list[web.RouteDef]:
     async def health(request: web.Request) -> web.Response:
         """200 while the node is alive, ready or not (`ready`, `dependencies`); 503 once a task of its own died."""
@@ -44,6 +52,7 @@ def ops_routes(node: Node) -> list[web.RouteDef]:
                     "linked": node.bus.linked,
                     "peers": len(node.bus.membership),
                     "failures": readiness.failures,
+                    "id_conflicts": id_conflicts(node),
                 },
                 "patches": node.patches.as_json(),
                 "metrics": node.metrics.as_json(),
@@ -62,6 +71,7 @@ def ops_routes(node: Node) -> list[web.RouteDef]:
                 "node": node.node_id,
                 "instance": node.bus.instance,
                 "self": True,
+                "pid": os.getpid(),
                 "sockets": len(node.sockets),
                 "last_seen_s": 0.0,
             }
@@ -71,12 +81,20 @@ def ops_routes(node: Node) -> list[web.RouteDef]:
                 "node": peer.node_id,
                 "instance": peer.instance,
                 "self": False,
+                "pid": peer.pid,
                 "sockets": peer.sockets,
                 "last_seen_s": round(now - peer.last_seen, 3),
             }
             for peer in node.bus.live_nodes()
         ]
-        return json_response({"cluster": node.settings.cluster, "linked": node.bus.linked, "nodes": nodes})
+        return json_response(
+            {
+                "cluster": node.settings.cluster,
+                "linked": node.bus.linked,
+                "nodes": nodes,
+                "id_conflicts": id_conflicts(node),
+            }
+        )
 
     return [
         web.get("/healthz", health),

@@ -121,11 +121,10 @@
       $("partial").textContent = "Completeness unknown: the answer carried no roster headers.";
       return;
     }
-    const missing = (headers.get("X-Sioplay-Nodes-Missing") || "").split(",").filter(Boolean);
+    // The node writes the count (common/node_counts.py), so the page says it as `who` and the JSON do.
     const error = headers.get("X-Sioplay-Error");
-    $("partial").textContent = "Partial list: " + headers.get("X-Sioplay-Nodes-Answered") + " of " +
-      headers.get("X-Sioplay-Nodes-Expected") + " nodes answered" +
-      (missing.length ? "; no answer from " + missing.join(", ") : "") + (error ? " (" + error + ")" : "") + ".";
+    $("partial").textContent = "Partial list: " + headers.get("X-Sioplay-Nodes-Summary") +
+      (error ? " (" + error + ")" : "") + ".";
   }
 
   async function showMe(force) {
