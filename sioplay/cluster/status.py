@@ -14,8 +14,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from sioplay.cluster.health_view import node_condition, redis_condition
 from sioplay.cluster.bus_view import collect_bus_view, render_bus_view
+from sioplay.cluster.health_view import node_condition, redis_condition
 from sioplay.common.health import answered_by
 from sioplay.common.pids import ProcessRef, find
 from sioplay.common.state import ClusterState
