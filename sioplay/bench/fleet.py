@@ -20,18 +20,22 @@ from sioplay.client.swarm import raise_open_files_limit
 from sioplay.cluster.dev_ca import ensure_dev_certificate
 from sioplay.cluster.redis_server import EmbeddedRedis
 from sioplay.cluster.spawn import spawn_node
+from sioplay.common.cluster_secret import load_or_create_secret, parse_secret
 from sioplay.common.health import is_healthy, read_healthz
 from sioplay.common.ports import free_port
 from sioplay.common.tls import pinned_context, served_files
+from sioplay.common.tokens import mint_token
 from sioplay.common.urls import local_url
 from sioplay.db import schema
-from sioplay.errors import ClusterError
+from sioplay.errors import ClusterError, ConfigError
 from sioplay.settings import Settings
 
 __all__ = ["Fleet", "bench_progress", "fleet", "shown_fleet"]
 
 _PROBE_TIMEOUT_S = 1.0
 _PROBE_INTERVAL_S = 0.05
+# Longer than any bench runs, within the nodes' maximum lifetime.
+_TOKEN_TTL_S = 3600.0
 
 
 class Fleet:
@@ -41,6 +45,7 @@ class Fleet:
         self.public_port = free_port()
         self.ports: list[int] = []
         self.processes: list[subprocess.Popen[bytes]] = []
+        self._tokens: dict[str, str] = {}
 
     @property
     def urls(self) -> list[str]:
@@ -51,6 +56,23 @@ class Fleet:
         """The nodes' certificate pinned, when they serve TLS (`--tls dev` makes one in the fleet's home)."""
         files = served_files(self.settings)
         return pinned_context(files[0]) if files is not None else None
+
+    def token_for(self, id_user: str) -> str | None:
+        """The token a bench client connects with when the nodes want one (`--auth token`), or None."""
+        if self.settings.auth != "token":
+            return None
+        if id_user not in self._tokens:
+            if self.settings.auth_public_key is not None:
+                raise ConfigError(
+                    "a bench mints its clients' tokens with the cluster's secret: run it without a public key"
+                )
+            secret = (
+                parse_secret(self.settings.cluster_secret, "SIOPLAY_CLUSTER_SECRET")
+                if self.settings.cluster_secret
+                else load_or_create_secret(self.settings.home)
+            )
+            self._tokens[id_user] = mint_token(secret, id_user, ttl_s=min(self.settings.auth_max_ttl_s, _TOKEN_TTL_S))
+        return self._tokens[id_user]
 
     def node_pids(self) -> list[int]:
         return [process.pid for process in self.processes]

@@ -135,7 +135,10 @@ async def _measure(
         connector=aiohttp.TCPConnector(limit=0, ssl=running.ssl_context or True)
     ) as session:
         pool = BenchClients(
-            running.urls, ssl_context=running.ssl_context, room_of=lambda index: room_name(index % room_count)
+            running.urls,
+            ssl_context=running.ssl_context,
+            token_for=running.token_for,
+            room_of=lambda index: room_name(index % room_count),
         )
         try:
             rss_before = rss_bytes(node_pids)

@@ -79,7 +79,11 @@ async def _storm(
         connector=aiohttp.TCPConnector(limit=0, ssl=running.ssl_context or True)
     ) as session:
         pool = BenchClients(
-            running.urls, ssl_context=running.ssl_context, room_of=lambda _: ROOM, concurrency=concurrency
+            running.urls,
+            ssl_context=running.ssl_context,
+            token_for=running.token_for,
+            room_of=lambda _: ROOM,
+            concurrency=concurrency,
         )
         try:
             rss_before = rss_bytes(node_pids)

@@ -91,7 +91,9 @@ async def _measure(
     figures: list[RosterFigures] = []
     connector = aiohttp.TCPConnector(limit=0, ssl=running.ssl_context or True)
     async with aiohttp.ClientSession(connector=connector) as session:
-        pool = BenchClients(running.urls, ssl_context=running.ssl_context, room_of=lambda _: ROOM)
+        pool = BenchClients(
+            running.urls, ssl_context=running.ssl_context, token_for=running.token_for, room_of=lambda _: ROOM
+        )
         try:
             for count in sorted(client_counts):
                 task = progress.add_task(f"connecting {count} clients", total=count, completed=len(pool.members))
