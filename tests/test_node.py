@@ -169,7 +169,7 @@ def test_health_page_and_errors(two_nodes) -> None:
         assert b"Socket.IO v4" in script.read(300)
     with urllib.request.urlopen(node_a.url + "/assets/socket.io.LICENSE", timeout=5) as licence:
         assert b"The MIT License" in licence.read(), "the shipped client comes with its licence"
-    assert http_json(node_a.url + "/ui/Maths")[0] == 400
+    assert http_json(node_a.url + "/ui/Maths?id_user=" + "9" * 300)[0] == 400, "a bad id_user is still an error"
 
 
 def test_sigterm_disconnects_sockets_and_tells_the_room(two_nodes) -> None:

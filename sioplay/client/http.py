@@ -137,6 +137,7 @@ def _mapped(method: str, url: str, timeout_s: float) -> Iterator[None]:
 async def open_api(
     url: str,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    *,
     credentials: Credentials | None = None,
     ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Api]:

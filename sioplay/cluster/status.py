@@ -109,6 +109,8 @@ class StatusCollector:
             "error": state.error,
             "message": None,
             "bus": collect_bus_view(state, self.health_timeout_s),
+            # What a dead supervisor left running (`cluster/recovery.py`); none while one supervises.
+            "orphans": [],
         }
 
     @staticmethod
@@ -239,6 +241,8 @@ def not_running(home: Path, state: ClusterState | None) -> dict[str, Any]:
         "transient": [],
         "error": state.error if state else None,
         "message": f"no cluster is running from {home}",
+        "bus": None,
+        "orphans": [],
     }
 
 

@@ -94,7 +94,7 @@ def join(
     printer = join_room.JsonEventPrinter() if as_json else join_room.TextEventPrinter(console)
 
     async def run() -> None:
-        async with open_api(target.url, timeout, Credentials(home, token), target.ssl) as api:
+        async with open_api(target.url, timeout, credentials=Credentials(home, token), ssl_context=target.ssl) as api:
             await join_room.join(api, room, user, printer, rename_to=name, duration=duration)
 
     _run(run())
@@ -142,7 +142,7 @@ def who(
         return
 
     async def run_watch() -> None:
-        async with open_api(target.url, timeout, target.ssl) as api:
+        async with open_api(target.url, timeout, ssl_context=target.ssl) as api:
             if as_json:
                 await RosterWatch(api, room, JsonLinesDisplay(err_console), refresh).run(duration)
             elif console.is_terminal:
@@ -159,7 +159,7 @@ async def _fetch_once(target: Target, room: str, timeout_s: float) -> dict[str, 
     from sioplay.client.names import NameCache
     from sioplay.client.roster_view import fetch_roster
 
-    async with open_api(target.url, timeout_s, target.ssl) as api:
+    async with open_api(target.url, timeout_s, ssl_context=target.ssl) as api:
         return await fetch_roster(api, NameCache(api), room)
 
 
@@ -196,7 +196,7 @@ async def _rename(
     from sioplay.client.join import announce_rename
     from sioplay.client.sim import SimClient
 
-    async with open_api(target.url, timeout_s, credentials, target.ssl) as api:
+    async with open_api(target.url, timeout_s, credentials=credentials, ssl_context=target.ssl) as api:
         if room is None:
             await api.rename(user, name)
             return None

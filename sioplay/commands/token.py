@@ -6,7 +6,7 @@ import asyncio
 import re
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import typer
@@ -15,6 +15,9 @@ from sioplay.commands._common import console, handles_errors, print_json, state_
 from sioplay.common.cluster_secret import SECRET_FILE, parse_secret
 from sioplay.errors import ClientError, ConfigError
 from sioplay.settings import Settings
+
+if TYPE_CHECKING:
+    from sioplay.client.target import Target
 
 __all__ = ["parse_ttl", "register"]
 
@@ -56,7 +59,7 @@ def token(
     as_json: Annotated[bool, typer.Option("--json", help="JSON: token, sub, exp, rooms, page.")] = False,
 ) -> None:
     """Mint a token for --user, signed with the cluster's secret (or --private-key)."""
-    from sioplay.client.target import resolve_url
+    from sioplay.client.target import resolve_target
     from sioplay.common.tokens import mint_token
     from sioplay.node.validation import validate_id_user, validate_room
 
@@ -66,10 +69,11 @@ def token(
     ttl_s = parse_ttl(ttl)
     if ttl_s > settings.auth_max_ttl_s:
         raise ConfigError(f"--ttl {ttl} is longer than the cluster accepts ({settings.auth_max_ttl_s:g} s)")
-    base = resolve_url(settings.home, None, None)
+    target = resolve_target(settings)
+    base = target.url
     now = time.time()
     minted = mint_token(
-        _signing_key(settings, base, private_key),
+        _signing_key(settings, target, private_key),
         id_user,
         ttl_s=ttl_s,
         rooms=allowed,
@@ -95,12 +99,12 @@ def token(
         console.print(page_url or minted, highlight=False, soft_wrap=True)
 
 
-def _signing_key(settings: Settings, base: str, private_key: Path | None) -> Any:
+def _signing_key(settings: Settings, target: Target, private_key: Path | None) -> Any:
     from sioplay.common.tokens import SECRET_ALGORITHM, load_private_key
 
     if private_key is not None:
         return load_private_key(private_key)
-    if settings.auth_public_key is not None or _running_algorithm(base) not in (None, SECRET_ALGORITHM):
+    if settings.auth_public_key is not None or _running_algorithm(target) not in (None, SECRET_ALGORITHM):
         raise ConfigError(
             "this cluster checks tokens with a public key: mint with --private-key (the key pair's private half)"
         )
@@ -112,12 +116,12 @@ def _signing_key(settings: Settings, base: str, private_key: Path | None) -> Any
     return parse_secret(text, str(path))
 
 
-def _running_algorithm(base: str) -> str | None:
-    """The algorithm the cluster at `base` checks tokens with; None when it checks none or does not answer."""
+def _running_algorithm(target: Target) -> str | None:
+    """The algorithm the cluster at `target` checks tokens with; None when it checks none or does not answer."""
     from sioplay.client.http import open_api
 
     async def ask() -> Any:
-        async with open_api(base, timeout_s=2.0) as api:
+        async with open_api(target.url, timeout_s=2.0, ssl_context=target.ssl) as api:
             return (await api.health()).get("auth")
 
     try:
