@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import RenderableType
@@ -15,9 +15,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.text import Text
 
-from sioplay.cluster import control, progress
-from sioplay.cluster.control import Request
-from sioplay.cluster.describe import resolve_node
+from sioplay.cluster import progress
 from sioplay.cluster.launcher import run_attached, running_state, start_detached, stop_cluster
 from sioplay.cluster.logs import (
     SUPERVISOR,
@@ -39,6 +37,9 @@ from sioplay.common.state import ClusterState, is_running, private_home, read_st
 from sioplay.common.units import count_of, parse_bytes
 from sioplay.errors import ClusterError
 from sioplay.settings import Settings
+
+if TYPE_CHECKING:
+    from sioplay.cluster import control
 
 __all__ = ["app"]
 
@@ -320,8 +321,12 @@ def restart(
     settings = state_of(ctx).settings
     state = running_state(settings.home)
     if node is not None:
+        from sioplay.cluster.describe import resolve_node
+
         node = resolve_node(state, node)
     count = 1 if node is not None else len(state.nodes)
+    from sioplay.cluster.control import Request
+
     _ask(settings, state, Request("restart", node=node), count)
 
 
@@ -343,16 +348,23 @@ def scale(
     if target == len(state.nodes):
         console.print(f"already {count_of(target, 'node')}", highlight=False)
         return
+    from sioplay.cluster.control import Request
+
     _ask(settings, state, Request("scale", nodes=target), max(target - len(state.nodes), 1))
 
 
 def _node_request(ctx: typer.Context, action: control.Action, node: str) -> None:
+    from sioplay.cluster.control import Request
+    from sioplay.cluster.describe import resolve_node
+
     settings = state_of(ctx).settings
     state = running_state(settings.home)
     _ask(settings, state, Request(action, node=resolve_node(state, node)), 1)
 
 
-def _ask(settings: Settings, state: ClusterState, request: Request, nodes: int) -> None:
+def _ask(settings: Settings, state: ClusterState, request: control.Request, nodes: int) -> None:
+    from sioplay.cluster import control
+
     per_node = settings.start_timeout_s + settings.stop_timeout_s + _REQUEST_MARGIN_S
     with progress.shown(settings.home, console, f"{request.action} {request.node or 'every node'}"):
         reply = control.ask(settings.home, state, request, timeout=per_node * nodes)

@@ -12,7 +12,6 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
 
-from sioplay.cluster.describe import describe_node, render_description, resolve_node
 from sioplay.cluster.launcher import running_state
 from sioplay.cluster.logs import format_line, log_sources, merged_tail
 from sioplay.cluster.status import StatusCollector, render_status
@@ -40,6 +39,9 @@ def describe(
 ) -> None:
     """NODE in full: command, ports, pid, log paths, restarts with their reasons, memory, sockets."""
     state = running_state(state_of(ctx).settings.home)
+    # Imported here: every other command, and `--help`, goes without it.
+    from sioplay.cluster.describe import describe_node, render_description, resolve_node
+
     value = describe_node(state, resolve_node(state, node), StatusCollector(), _CPU_SAMPLE_S)
     if as_json:
         print_json(value)
