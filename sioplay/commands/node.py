@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -46,8 +47,12 @@ def run(
         str | None,
         typer.Option("--host", help="Address to listen on; default: 127.0.0.1 (this machine only)."),
     ] = None,
+    log_file: Annotated[
+        Path | None,
+        typer.Option("--log-file", help="Log here (rotated by log_max_bytes, log_backups) instead of stderr."),
+    ] = None,
 ) -> None:
-    """Run one node in the foreground until SIGTERM or Ctrl-C; logs go to stderr."""
+    """Run one node in the foreground until SIGTERM or Ctrl-C; logs go to stderr, or to --log-file."""
     from sioplay.node.app import run_node
 
     settings = state_of(ctx).settings.replace(redis_url=redis_url, db_url=db_url, cluster=cluster, host=host)
@@ -55,7 +60,7 @@ def run(
     # What this node makes (the SQLite database, its -wal and -shm, the cluster secret) is its owner's only.
     os.umask(0o077)
     private_home(settings.home)
-    configure_node_logging(node_id, settings.log_level)
+    configure_node_logging(node_id, settings.log_level, log_file, settings.log_max_bytes, settings.log_backups)
     warning = exposure_warning(settings.host)
     if warning is not None:
         log.warning("%s", warning)
