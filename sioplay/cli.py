@@ -11,6 +11,7 @@ import typer
 from sioplay import __version__
 from sioplay.commands import bench, cluster, db, node
 from sioplay.commands import client as client_commands
+from sioplay.commands import token as token_command
 from sioplay.commands._common import handles_errors
 from sioplay.commands.root_options import (
     ClusterOption,
@@ -39,6 +40,7 @@ app.add_typer(node.app, name="node")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(bench.app, name="bench")
 client_commands.register(app)
+token_command.register(app)
 
 
 def _version(value: bool) -> None:

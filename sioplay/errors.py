@@ -10,6 +10,7 @@ SQLAlchemy and aiohttp are mapped to these at the boundary, chained with
     ├── DatabaseError          the user database cannot be reached or used
     │   └── UnknownUserError   no user with that id_user
     ├── ValidationError        input (room name, user fields, JSON) is not acceptable
+    │   └── TokenError         a token is missing, expired, badly signed or does not allow this
     ├── RedisError             Redis cannot be started, reached or used
     ├── BusError               a node-to-node message is malformed or cannot be sent
     ├── ClusterError           the supervisor cannot start, stop or find a cluster
@@ -28,6 +29,7 @@ __all__ = [
     "PortInUseError",
     "RedisError",
     "SioplayError",
+    "TokenError",
     "UnknownUserError",
     "ValidationError",
 ]
@@ -55,6 +57,10 @@ class UnknownUserError(DatabaseError):
 
 class ValidationError(SioplayError):
     """Input that sioplay refuses: a bad room name, user field or JSON body."""
+
+
+class TokenError(ValidationError):
+    """A token that proves nothing here; the message says why, never the token."""
 
 
 class RedisError(SioplayError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,9 @@ class Settings:
     redis_url: str | None = None
     # Namespaces the Redis channels, so that clusters can share one Redis.
     cluster: str = "sioplay"
+    # This supervisor's part of the cluster: its nodes are NAME/node-N on the bus, unique across hosts. None keeps
+    # the plain node-N of a cluster that lives on one supervisor; every host of a shared Redis must set its own.
+    name: str | None = None
     # Hex key that signs the cluster's messages; None means the one made in `home` (see common/cluster_secret.py).
     cluster_secret: str | None = dataclasses.field(default=None, repr=False)
     # Where the nodes listen: loopback unless told otherwise (uvicorn's default), since nothing authenticates
@@ -73,6 +77,24 @@ class Settings:
     # HTTP: names a request's Host may carry besides the loopback names and the bound address (DNS rebinding);
     # "*.example.com" matches its subdomains, "*" any name. A comma-separated list in SIOPLAY_ALLOWED_HOSTS.
     allowed_hosts: tuple[str, ...] = ()
+    # Who a client is: "none" trusts the id_user it sends (the original's model), "token" wants a JWT whose `sub`
+    # is it (node/auth.py). HS256 with the cluster's secret, or RS256/ES256 with `auth_public_key`; the algorithm
+    # comes from here, never from the token. A token may live at most `auth_max_ttl_s`; `auth_leeway_s` absorbs
+    # clock skew, and a live socket is dropped that long after its `exp`.
+    auth: str = "none"
+    auth_public_key: Path | None = None
+    auth_max_ttl_s: float = 24 * 3600.0
+    auth_leeway_s: float = 0.5
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    # HTTPS and WSS on every port of the nodes (common/tls.py): "dev" serves the development certificate made once
+    # in `home`; a certificate and key file of one's own serve those; "off" with no files is plain HTTP.
+    tls: str = "off"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # The CA the CLI's clients trust for HTTPS; None: the system's, the state directory's dev CA, and the running
+    # cluster's own certificate when the address came from its state.
+    tls_ca: Path | None = None
 
     # Supervisor.
     stop_timeout_s: float = 10.0
@@ -96,6 +118,10 @@ class Settings:
         # A comma-separated string, as SIOPLAY_ALLOWED_HOSTS gives it, is the same list.
         if isinstance(self.allowed_hosts, str):
             object.__setattr__(self, "allowed_hosts", _split_list(self.allowed_hosts))
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls == "dev" or self.tls_cert is not None
 
     @property
     def default_db_path(self) -> Path:
@@ -144,7 +170,8 @@ class Settings:
                 value = "1" if value else "0"
             if isinstance(value, tuple):
                 value = ",".join(value)
-            if field.name == "home":
+            if isinstance(value, Path) or field.name == "home":
+                # Children may run elsewhere: the home and the TLS files are found from anywhere.
                 value = Path(value).resolve()
             env[ENV_PREFIX + field.name.upper()] = str(value)
         return env
@@ -160,6 +187,10 @@ class Settings:
             RedisEndpoint.from_url(self.redis_url)
         if not self.cluster or len(self.cluster) > 64 or not self.cluster.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"SIOPLAY_CLUSTER must be 1-64 letters, digits, '-' or '_', not {self.cluster!r}")
+        if self.name is not None and _NAME.fullmatch(self.name) is None:
+            raise ConfigError(
+                f"SIOPLAY_NAME must be 1-63 letters, digits, '.', '_' or '-', starting with one, not {self.name[:70]!r}"
+            )
         if not 0 < self.public_port < 65536:
             raise ConfigError(f"SIOPLAY_PUBLIC_PORT must be a TCP port, not {self.public_port}")
         for name in (
@@ -182,13 +213,25 @@ class Settings:
         for name in ("max_connections_per_address", "identity_change_burst"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"SIOPLAY_{name.upper()} must be at least 1, not {getattr(self, name)}")
+        if self.auth not in ("none", "token"):
+            raise ConfigError(f"SIOPLAY_AUTH must be 'none' or 'token', not {self.auth!r}")
+        if self.auth_max_ttl_s <= 0 or not 0 <= self.auth_leeway_s <= 60:
+            raise ConfigError("SIOPLAY_AUTH_MAX_TTL_S must be positive and SIOPLAY_AUTH_LEEWAY_S 0-60 s")
         if self.heartbeat_misses < 1:
             raise ConfigError(f"SIOPLAY_HEARTBEAT_MISSES must be at least 1, not {self.heartbeat_misses}")
+        if self.tls not in ("off", "dev"):
+            raise ConfigError(f"SIOPLAY_TLS (--tls) must be 'dev' or 'off', not {self.tls!r}")
+        if self.tls == "dev" and (self.tls_cert or self.tls_key):
+            raise ConfigError("give --tls dev or --tls-cert and --tls-key, not both")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key (SIOPLAY_TLS_CERT, SIOPLAY_TLS_KEY) go together")
         for name in self.allowed_hosts:
             if not name or any(char in name for char in " /,@") or not name.isascii():
                 raise ConfigError(f"SIOPLAY_ALLOWED_HOSTS must list host names (ASCII, no port), not {name!r}")
 
 
+# A host part of a node id (see node/bus_message.NODE_ID).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _FIELD_NAMES = {field.name for field in dataclasses.fields(Settings)}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

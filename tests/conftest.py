@@ -74,10 +74,12 @@ def start_node(seeded_settings: Settings, tmp_path: Path) -> Iterator[Callable[.
     """Start real `sioplay node run` processes; every one is stopped by PID at teardown."""
     started: list[NodeHandle] = []
 
-    def start(node_id: str, settings: Settings | None = None, public_port: int | None = None) -> NodeHandle:
+    def start(
+        node_id: str, settings: Settings | None = None, public_port: int | None = None, ready: bool = True
+    ) -> NodeHandle:
         handle = NodeHandle(settings or seeded_settings, node_id, tmp_path / "logs", public_port=public_port)
         started.append(handle)
-        return handle.start()
+        return handle.start(ready=ready)
 
     try:
         yield start

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -17,8 +18,9 @@ import aiohttp
 
 from sioplay.cluster.spawn import spawn_node
 from sioplay.common.cluster_secret import load_or_create_secret
-from sioplay.common.health import is_healthy
+from sioplay.common.health import is_alive, is_healthy
 from sioplay.common.ports import free_port
+from sioplay.common.tls import client_context
 from sioplay.node.signing import MessageSigner
 from sioplay.settings import Settings
 
@@ -74,7 +76,12 @@ def _request_body(body: Any) -> bytes | None:
 
 
 def http_json(
-    url: str, method: str = "GET", body: Any = None, timeout_s: float = 5.0, headers: dict[str, str] | None = None
+    url: str,
+    method: str = "GET",
+    body: Any = None,
+    timeout_s: float = 5.0,
+    headers: dict[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> HttpAnswer:
     """(status, decoded JSON or None, headers) of one HTTP request; error statuses are returned, not raised.
 
@@ -83,7 +90,7 @@ def http_json(
     sent = {**_JSON, **(headers or {})}
     request = urllib.request.Request(url, data=_request_body(body), method=method, headers=sent)
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:
             raw = response.read()
             status, answered = response.status, dict(response.headers)
     except urllib.error.HTTPError as exc:
@@ -126,26 +133,36 @@ class NodeHandle:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.settings.tls_enabled else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """What trusts this node's certificate, when it serves TLS."""
+        return client_context(self.settings) if self.settings.tls_enabled else None
 
     @property
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
 
-    def start(self, timeout_s: float = 20.0) -> NodeHandle:
+    def start(self, timeout_s: float = 20.0, ready: bool = True) -> NodeHandle:
+        """Returns once the node is ready, or only alive (answering /healthz) when `ready` is False."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = spawn_node(self.settings, self.node_id, self.port, log, public_port=self.public_port)
-        wait_until(self._healthy, timeout_s, f"{self.node_id} to be healthy on /healthz (log: {self.log_path})")
+        judge = is_healthy if ready else is_alive
+        what = "ready" if ready else "alive"
+        wait_until(
+            lambda: self._answers(judge), timeout_s, f"{self.node_id} to be {what} on /healthz (log: {self.log_path})"
+        )
         return self
 
-    def _healthy(self) -> bool:
+    def _answers(self, judge: Callable[[Any, int | None], bool]) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError(f"{self.node_id} exited with {self.process.returncode}: {self.log_text()[-2000:]}")
-        status, body, _ = http_json(self.url + "/healthz", timeout_s=1.0)
-        return status == 200 and is_healthy(body, self.pid)
+        status, body, _ = http_json(self.url + "/healthz", timeout_s=1.0, context=self.ssl_context)
+        return status == 200 and judge(body, self.pid)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

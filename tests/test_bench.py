@@ -18,9 +18,9 @@ RUN_TIMEOUT_S = 60.0
 INTERRUPT_GRACE_S = 15.0
 
 
-def bench(home: Path, *args: str) -> Any:
+def bench(home: Path, *args: str, **settings: Any) -> Any:
     """The figures the bench prints with --json; it must exit 0 within RUN_TIMEOUT_S."""
-    env = {**Settings(home=home, host="127.0.0.1").child_env(), "COLUMNS": "120"}
+    env = {**Settings(home=home, host="127.0.0.1", **settings).child_env(), "COLUMNS": "120"}
     process = subprocess.Popen(
         [sys.executable, "-m", "sioplay", "bench", *args, "--json"],
         env=env,
@@ -87,6 +87,11 @@ def test_join_storm_hears_every_join_and_rosters_are_exact(tmp_path: Path) -> No
     assert 0 < figures["connected_s"] <= figures["delivered_s"]
     assert figures["deliveries_per_s"] > 0
     assert figures["cpu_s"] > 0 and figures["cpu_ms_per_join"] > 0
+
+
+def test_a_join_storm_on_token_nodes_connects_every_client_with_a_minted_token(tmp_path: Path) -> None:
+    figures = bench(tmp_path, "join-storm", "--nodes", "2", "--clients", "10", "--timeout", "30", auth="token")
+    assert figures["clients"] == 10 and figures["drops"] == {} and figures["exact"] is True
 
 
 def test_hold_keeps_everyone_and_every_check_is_exact(tmp_path: Path) -> None:

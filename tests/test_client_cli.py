@@ -70,7 +70,7 @@ def test_join_prints_the_handshake_and_room_events_with_names(cluster: Cluster, 
     stamped = [line for line in john.text.splitlines() if not re.match(r"\d\d:\d\d:\d\d\.\d{3}  \S", line)]
     assert stamped == [], "every line starts with the local time as HH:MM:SS.mmm"
     seen = [line.split("  ", 1)[1] for line in john.text.splitlines()[1:]]
-    assert seen[0].startswith("in Maths now: 1 user, 1 socket · nodes 2/2 answered"), seen
+    assert seen[0].startswith("in Maths now: 1 user, 1 socket · 2 of 2 nodes answered"), seen
     assert seen[1] == f"member               {node:<10}  1 (John)                socket {sid}", seen
     assert re.fullmatch(rf"socket-connected     node-b      2 \((Mary|Marie)\) +socket {mary_sid}", seen[2]), seen
     assert seen[3:] == [
@@ -154,7 +154,7 @@ async def test_who_json_is_the_server_roster_with_names(cluster: Cluster, client
     assert table.exit_code == 0, table.output
     rows = [re.split(r"\s*│\s*", line.strip("│ ")) for line in table.stdout.splitlines() if line.startswith("│")]
     assert rows == [["1", "John", "1", "node-a"], ["2", "Mary", "2", "node-a, node-b"]]
-    assert "2 users, 3 sockets · nodes 2/2 answered" in table.stdout
+    assert "2 users, 3 sockets · 2 of 2 nodes answered" in table.stdout
 
 
 def test_who_marks_a_partial_answer(start_node: Callable[..., NodeHandle], seeded_settings: Settings) -> None:
@@ -171,7 +171,7 @@ def test_who_marks_a_partial_answer(start_node: Callable[..., NodeHandle], seede
     assert table.exit_code == 0, table.output
     words = " ".join(table.stdout.split())
     assert "Maths (PARTIAL)" in words and "no answer from node-b" in words
-    assert "PARTIAL: 0 users, 0 sockets known · nodes 1/2 answered, missing: node-b" in words
+    assert "PARTIAL: 0 users, 0 sockets known · 1 of 2 nodes answered; no answer from node-b" in words
     assert shown["complete"] is False and shown["nodes"]["missing"] == ["node-b"]
 
 
@@ -201,7 +201,7 @@ async def test_who_watch_follows_joins_renames_and_leaves_within_a_second(
         assert at - since < 1.0, f"{what!r} shown {at - since:.2f} s after the change"
 
     await async_wait_until(lambda: snapshots(watch), 10, f"the first table (stderr: {watch.errors})")
-    assert "0 users, 0 sockets · nodes 2/2 answered" in snapshots(watch)[0][1]
+    assert "0 users, 0 sockets · 2 of 2 nodes answered" in snapshots(watch)[0][1]
 
     since = time.monotonic()
     mary = SimClient(cluster.b.url, "2", "Maths")
@@ -221,7 +221,7 @@ async def test_who_watch_follows_joins_renames_and_leaves_within_a_second(
 
     since = time.monotonic()
     await mary.disconnect()
-    await shows("0 users, 0 sockets · nodes 2/2 answered", since)
+    await shows("0 users, 0 sockets · 2 of 2 nodes answered", since)
 
     code, stderr = watch.interrupt()
     assert code == 130 and "Traceback" not in stderr, stderr
@@ -246,11 +246,11 @@ async def test_who_watch_marks_a_partial_answer_until_every_node_answers_again(
         partial = await async_wait_until(lambda: shown_after(since, "PARTIAL"), 10, f"a partial table in {watch.text}")
     finally:
         suspended.resume()
-    assert "nodes 1/2 answered, missing: node-b" in " ".join(partial.split())
+    assert "1 of 2 nodes answered; no answer from node-b" in " ".join(partial.split())
 
     since = time.monotonic()
     healed = await async_wait_until(
-        lambda: shown_after(since, "nodes 2/2 answered"), 10, f"a complete table in {watch.text}"
+        lambda: shown_after(since, "2 of 2 nodes answered"), 10, f"a complete table in {watch.text}"
     )
     assert "PARTIAL" not in healed
     code, stderr = watch.interrupt()

@@ -86,6 +86,13 @@ def assert_status_json(body: dict, settings: Settings, state: ClusterState, upti
         "version": state.redis_version,
         "authenticated": True,
         "user": "sioplay-node",
+        "supervision": {
+            "status": "online",
+            "restarts": 0,
+            "last_exit": None,
+            "reason": None,
+            "started_at": body["redis"]["supervision"]["started_at"],
+        },
     }
     assert state.redis_binary and state.redis_version
     assert body["db_url"] == f"sqlite+aiosqlite:///{(settings.home / 'sioplay.db').resolve()}"

@@ -49,6 +49,7 @@ async def test_a_cluster_on_an_external_redis_and_postgresql(
         "version": None,
         "authenticated": False,
         "user": None,
+        "supervision": None,
     }
     assert status["db_url"] == hide_password(pg_database)
 

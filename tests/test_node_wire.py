@@ -124,15 +124,19 @@ async def test_a_database_that_does_not_answer_is_a_clear_refusal(
     start_node: Callable[..., NodeHandle], seeded_settings: Settings
 ) -> None:
     unreachable = dataclasses.replace(seeded_settings, db_url=f"postgresql://sioplay@127.0.0.1:{free_port()}/none")
-    node = start_node("node-a", unreachable)
+    # Alive, never ready: it waits for its database instead of failing.
+    node = start_node("node-a", unreachable, ready=False)
     status, body, _ = await async_http_json(node.url + "/users")
     assert status == 503 and body["error"] == "user database unavailable"
     status, body, _ = await async_http_json(node.url + "/users/1", "PUT", {"name": "Johnny"})
     assert status == 503
     client = SimClient(node.url, "1", "Maths")
-    with pytest.raises(ClientError, match="user database unavailable, try again"):
+    with pytest.raises(ClientError, match="not ready: database down"):
         await client.connect()
-    assert (await async_http_json(node.url + "/healthz"))[1]["sockets"] == 0
+    health = (await async_http_json(node.url + "/healthz"))[1]
+    assert health["sockets"] == 0 and health["ready"] is False and health["alive"] is True
+    assert health["dependencies"]["redis"]["ok"] is True and health["dependencies"]["database"]["ok"] is False
+    assert health["dependencies"]["database"]["error"].startswith("cannot reach postgresql://sioplay@127.0.0.1:")
 
 
 @pytest.fixture
@@ -275,6 +279,6 @@ async def test_an_oversized_event_drops_its_sender_only(
     await mary.emit("identity-change", {"id_user": "2", "padding": "x" * (seeded_settings.max_http_body_bytes + 1)})
     await mary.wait_for(lambda: not mary.connected, 5.0, "the node to drop the sender of an oversized frame")
     left = await john.wait_event("socket-disconnected", id_socket=mary_sid)
-    assert left.data == {"id_socket": mary_sid, "id_user": "2"}
+    assert left.data == {"id_socket": mary_sid, "id_user": "2", "node": "node-b"}
     assert [event.name for event in john.events if event.name == "identity-change"] == [], "nothing was relayed"
     assert john.connected and (await async_http_json(node_b.url + "/healthz"))[1]["sockets"] == 0

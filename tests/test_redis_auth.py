@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import ANY
 from urllib.parse import quote
 
 import psutil
@@ -34,7 +35,7 @@ from sioplay.cluster.status import StatusCollector
 from sioplay.common.ports import free_port
 from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.common.state import state_path
-from sioplay.errors import ClusterError, RedisError
+from sioplay.errors import RedisError
 from tests.cli_fixtures import cli
 from tests.cluster_fixtures import Clusters, complete_maths_users, john_and_mary
 from tests.helpers import async_http_json, wait_until
@@ -179,6 +180,7 @@ def test_status_says_which_redis_runs_and_that_it_is_authenticated(clusters: Clu
         "version": newest.version_text,
         "authenticated": True,
         "user": NODE_USER,
+        "supervision": {"status": "online", "restarts": 0, "last_exit": None, "reason": None, "started_at": ANY},
     }
     flat = " ".join(table.stdout.split())
     assert f"embedded {newest.version_text} ({newest.path})" in flat, table.stdout
@@ -211,7 +213,8 @@ async def test_the_readme_acl_line_is_all_a_cluster_on_its_own_redis_needs(
     url = f"redis://{NODE_USER}:{quote(password, safe='')}@127.0.0.1:{redis_server.port}/2"
 
     wrong = url.replace(quote(password, safe=""), "wrong")
-    with pytest.raises(ClusterError, match=r"Redis at 127\.0\.0\.1:\d+ refused: WRONGPASS"):
+    # Refused by the check before anything starts (cluster/preflight.py), not after the nodes time out.
+    with pytest.raises(RedisError, match=r"Redis at 127\.0\.0\.1:\d+ refused: WRONGPASS"):
         await asyncio.to_thread(clusters.start, nodes=1, redis_url=wrong, cluster=cluster_name)
 
     cluster = await asyncio.to_thread(clusters.start, nodes=2, redis_url=url, cluster=cluster_name)
@@ -225,6 +228,7 @@ async def test_the_readme_acl_line_is_all_a_cluster_on_its_own_redis_needs(
         "version": None,
         "authenticated": True,
         "user": NODE_USER,
+        "supervision": None,
     }
     async with john_and_mary(cluster) as nodes:
         for node in nodes:

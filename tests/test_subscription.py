@@ -11,12 +11,14 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from sioplay.cluster.redis_server import EmbeddedRedis
+from sioplay.client.sim import SimClient
+from sioplay.cluster.redis_server import NODE_USER, EmbeddedRedis
 from sioplay.common.ports import free_port
 from sioplay.common.redis_endpoint import RedisEndpoint
+from sioplay.errors import ClientError
 from sioplay.node.app import Node
 from sioplay.node.bus_message import BusMessage
-from sioplay.node.redis_wire import Subscription
+from sioplay.node.redis_wire import RedisPublisher, Subscription
 from sioplay.node.signing import MessageSigner
 from sioplay.settings import Settings
 from tests.helpers import NodeHandle, async_wait_until
@@ -135,31 +137,96 @@ async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
 async def test_a_background_task_that_dies_takes_the_node_off_the_bus(
     seeded_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Fails on main before readiness: /healthz answered 200 and the node looked alive with its heartbeat dead."""
     node = Node(seeded_settings, "node-x", free_port())
     await node.start()
+    url = f"http://127.0.0.1:{node.port}"
     try:
         async with aiohttp_session() as session:
 
-            async def bus_state() -> dict[str, Any]:
-                body = await get_json(session, f"http://127.0.0.1:{node.port}/healthz")
-                return dict(body["bus"])
+            async def health() -> tuple[int, dict[str, Any]]:
+                async with session.get(url + "/healthz") as response:
+                    return response.status, await response.json()
 
             async def linked() -> bool:
-                return bool((await bus_state())["linked"])
+                status, body = await health()
+                return status == 200 and bool(body["bus"]["linked"]) and body["ready"]
 
-            async def unlinked() -> dict[str, Any] | None:
-                state = await bus_state()
-                return None if state["linked"] else state
+            async def failing() -> dict[str, Any] | None:
+                status, body = await health()
+                return body if status == 503 else None
 
-            await async_wait_until(linked, 5.0, "the node to be linked")
+            await async_wait_until(linked, 5.0, "the node to be linked and ready")
 
             def broken_presence() -> int:
                 raise RuntimeError("injected")
 
             # The heartbeat reads presence on every beat: it dies on the next one.
             node.bus.presence = broken_presence
-            state = await async_wait_until(unlinked, 5.0, "the dead heartbeat to take the node off the bus")
-        assert state["failures"] == ["bus-heartbeat died: RuntimeError: injected"]
+            body = await async_wait_until(failing, 5.0, "the dead heartbeat to make /healthz answer 503")
+        assert body["alive"] is False and body["ready"] is False and body["bus"]["linked"] is False
+        assert body["bus"]["failures"] == ["bus-heartbeat died: RuntimeError: injected"]
+        assert body["refusing_connections"] == "not ready: node failing, being replaced"
         assert any("background task bus-heartbeat died" in record.getMessage() for record in caplog.records)
+        client = SimClient(url, "1", "Maths")
+        with pytest.raises(ClientError, match="node failing"):
+            await client.connect()
+    finally:
+        await node.stop()
+
+
+async def node_connections(admin_url: str) -> int:
+    """How many connections the nodes' ACL user holds (CLIENT LIST is the admin's)."""
+    client = aioredis.Redis.from_url(admin_url)
+    try:
+        listing = await client.execute_command("CLIENT", "LIST", "TYPE", "normal")
+    finally:
+        await client.aclose()
+    text = listing.decode() if isinstance(listing, bytes) else listing
+    return sum(1 for line in text.splitlines() if f"user={NODE_USER}" in line.split())
+
+
+async def test_concurrent_first_uses_of_the_publisher_share_one_attempt(
+    settings: Settings, redis_server: EmbeddedRedis
+) -> None:
+    """The heartbeat's first PUBLISH and a /healthz PING raced in `_connect`: the second caller found the attempt
+    already forgotten (AttributeError), and the first caller's cancel ended the attempt for everyone."""
+    assert settings.redis_url is not None
+    endpoint = RedisEndpoint.from_url(settings.redis_url)
+    publisher = RedisPublisher(endpoint, MessageSigner(b"k" * 32))
+    try:
+        callers = [asyncio.ensure_future(publisher.ping()) for _ in range(10)]
+        callers.append(asyncio.ensure_future(publisher.publish(f"{settings.cluster}:x", b"first")))
+        await asyncio.sleep(0)  # every caller is now waiting on the one attempt
+        callers[0].cancel()
+        results = await asyncio.gather(*callers, return_exceptions=True)
+        assert isinstance(results[0], asyncio.CancelledError)
+        assert results[1:] == [None] * 9 + [0], results
+        assert await node_connections(redis_server.admin_url) == 1
+    finally:
+        await publisher.close()
+
+    # Nothing listens: every concurrent caller gets the one ConnectionError, and the next use tries again.
+    refused = RedisPublisher(RedisEndpoint(host="127.0.0.1", port=free_port()), MessageSigner(b"k" * 32))
+    results = await asyncio.gather(*(refused.ping() for _ in range(5)), return_exceptions=True)
+    assert all(isinstance(result, ConnectionError) for result in results), results
+    with pytest.raises(ConnectionError):
+        await refused.ping()
+    await refused.close()
+
+
+async def test_a_dead_socketio_listener_makes_the_node_failing(seeded_settings: Settings) -> None:
+    node = Node(seeded_settings, "node-x", free_port())
+    await node.start()
+    try:
+        node.manager.thread.cancel()
+        async with aiohttp_session() as session:
+
+            async def failing() -> dict[str, Any] | None:
+                async with session.get(f"http://127.0.0.1:{node.port}/healthz") as response:
+                    return await response.json() if response.status == 503 else None
+
+            body = await async_wait_until(failing, 5.0, "/healthz to answer 503")
+        assert body["alive"] is False and body["bus"]["failures"] == ["socketio-listener ended"]
     finally:
         await node.stop()

@@ -78,7 +78,7 @@ def test_swarm_reconnects_the_clients_of_a_killed_node(cluster: Cluster, process
 def test_swarm_refuses_what_retrying_cannot_fix(cluster: Cluster) -> None:
     home, url = cluster.settings.home, cluster.url
     cases = [
-        (["--users", "1-12"], "error: unknown id_user '11', '12': --users must name existing users"),
+        (["--users", "1-12"], "error: --users: 11-12 are unknown; --users must name existing users"),
         (["--users", "3-1"], "error: --users must look like '1-10' or '1,4,7', not '3-1'"),
         (["--url", f"http://127.0.0.1:{free_port()}"], "error: cannot reach"),
     ]

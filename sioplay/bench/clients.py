@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import ssl
 from collections import Counter
 from collections.abc import Callable
 
@@ -44,8 +45,12 @@ class BenchClients:
         urls: list[str],
         room_of: Callable[[int], str],
         concurrency: int = 100,
+        ssl_context: ssl.SSLContext | None = None,
+        token_for: Callable[[str], str | None] = lambda _: None,
     ) -> None:
         self.urls = urls
+        self.ssl_context = ssl_context
+        self.token_for = token_for
         self.room_of = room_of
         self.members: list[BenchClient] = []
         self.heard = 0
@@ -82,7 +87,7 @@ class BenchClients:
     async def _connect(self, index: int, advance: Callable[[], None]) -> None:
         url, id_user, room = self.urls[index % len(self.urls)], USERS[index % len(USERS)], self.room_of(index)
         for attempt in range(1, CONNECT_ATTEMPTS + 1):
-            client = WireClient(url, id_user, room, self._count_event)
+            client = WireClient(url, id_user, room, self._count_event, self.ssl_context, self.token_for(id_user))
             try:
                 async with self._gate, asyncio.timeout(CONNECT_TIMEOUT_S):
                     handshake = await client.connect()

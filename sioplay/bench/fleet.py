@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ssl
 import subprocess
 import tempfile
 import time
@@ -16,18 +17,25 @@ import psutil
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sioplay.client.swarm import raise_open_files_limit
+from sioplay.cluster.dev_ca import ensure_dev_certificate
 from sioplay.cluster.redis_server import EmbeddedRedis
 from sioplay.cluster.spawn import spawn_node
+from sioplay.common.cluster_secret import load_or_create_secret, parse_secret
 from sioplay.common.health import is_healthy, read_healthz
 from sioplay.common.ports import free_port
+from sioplay.common.tls import pinned_context, served_files
+from sioplay.common.tokens import mint_token
+from sioplay.common.urls import local_url
 from sioplay.db import schema
-from sioplay.errors import ClusterError
+from sioplay.errors import ClusterError, ConfigError
 from sioplay.settings import Settings
 
 __all__ = ["Fleet", "bench_progress", "fleet", "shown_fleet"]
 
 _PROBE_TIMEOUT_S = 1.0
 _PROBE_INTERVAL_S = 0.05
+# Longer than any bench runs, within the nodes' maximum lifetime.
+_TOKEN_TTL_S = 3600.0
 
 
 class Fleet:
@@ -37,10 +45,34 @@ class Fleet:
         self.public_port = free_port()
         self.ports: list[int] = []
         self.processes: list[subprocess.Popen[bytes]] = []
+        self._tokens: dict[str, str] = {}
 
     @property
     def urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{port}" for port in self.ports]
+        return [local_url("127.0.0.1", port, tls=self.settings.tls_enabled) for port in self.ports]
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The nodes' certificate pinned, when they serve TLS (`--tls dev` makes one in the fleet's home)."""
+        files = served_files(self.settings)
+        return pinned_context(files[0]) if files is not None else None
+
+    def token_for(self, id_user: str) -> str | None:
+        """The token a bench client connects with when the nodes want one (`--auth token`), or None."""
+        if self.settings.auth != "token":
+            return None
+        if id_user not in self._tokens:
+            if self.settings.auth_public_key is not None:
+                raise ConfigError(
+                    "a bench mints its clients' tokens with the cluster's secret: run it without a public key"
+                )
+            secret = (
+                parse_secret(self.settings.cluster_secret, "SIOPLAY_CLUSTER_SECRET")
+                if self.settings.cluster_secret
+                else load_or_create_secret(self.settings.home)
+            )
+            self._tokens[id_user] = mint_token(secret, id_user, ttl_s=min(self.settings.auth_max_ttl_s, _TOKEN_TTL_S))
+        return self._tokens[id_user]
 
     def node_pids(self) -> list[int]:
         return [process.pid for process in self.processes]
@@ -65,7 +97,10 @@ class Fleet:
     async def _wait_ready(self, count: int) -> None:
         """Until every node is healthy and sees all `count` nodes: a bench measures no cluster still forming."""
         deadline = time.monotonic() + self.settings.start_timeout_s
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=_PROBE_TIMEOUT_S)) as session:
+        connector = aiohttp.TCPConnector(ssl=self.ssl_context or True)
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=_PROBE_TIMEOUT_S), connector=connector
+        ) as session:
             for url, process in zip(self.urls, self.processes, strict=True):
                 while not (
                     is_healthy(await read_healthz(session, url), process.pid)
@@ -132,6 +167,8 @@ def fleet(nodes: int, base: Settings, clients: int) -> Iterator[Fleet]:
                 base, home=home, db_url=None, redis_url=base.redis_url or (redis.url if redis else None)
             )
             asyncio.run(schema.reset(settings.effective_db_url))
+            if settings.tls == "dev":
+                ensure_dev_certificate(home)
             running = Fleet(settings, redis)
             try:
                 running.start_nodes(nodes, home)

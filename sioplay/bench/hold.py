@@ -131,8 +131,15 @@ async def _measure(
     clients = room_count * per_room
     rooms = [room_name(index) for index in range(room_count)]
     node_pids = running.node_pids()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        pool = BenchClients(running.urls, room_of=lambda index: room_name(index % room_count))
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ssl=running.ssl_context or True)
+    ) as session:
+        pool = BenchClients(
+            running.urls,
+            ssl_context=running.ssl_context,
+            token_for=running.token_for,
+            room_of=lambda index: room_name(index % room_count),
+        )
         try:
             rss_before = rss_bytes(node_pids)
             connecting = progress.add_task(f"connecting {clients} clients to {room_count} rooms", total=clients)

@@ -75,8 +75,16 @@ async def _storm(
 ) -> JoinStormFigures:
     target = clients * (clients - 1) // 2
     node_pids = running.node_pids()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        pool = BenchClients(running.urls, room_of=lambda _: ROOM, concurrency=concurrency)
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ssl=running.ssl_context or True)
+    ) as session:
+        pool = BenchClients(
+            running.urls,
+            ssl_context=running.ssl_context,
+            token_for=running.token_for,
+            room_of=lambda _: ROOM,
+            concurrency=concurrency,
+        )
         try:
             rss_before = rss_bytes(node_pids)
             cpu_before = cpu_seconds(running.pids())

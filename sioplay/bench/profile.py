@@ -49,9 +49,22 @@ def profiled(pids: dict[str, int], out_dir: Path) -> Iterator[dict[str, Path]]:
     outputs = {name: out_dir / f"{name}.txt" for name in pids}
     recorders = [
         subprocess.Popen(
-            [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", str(SAMPLES_PER_S),
-             "--nonblocking", "--output", str(outputs[name])],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--format",
+                "raw",
+                "--rate",
+                str(SAMPLES_PER_S),
+                "--nonblocking",
+                "--output",
+                str(outputs[name]),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for name, pid in pids.items()
     ]

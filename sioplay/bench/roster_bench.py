@@ -89,9 +89,11 @@ async def _measure(
     profile_dir: Path | None,
 ) -> list[RosterFigures]:
     figures: list[RosterFigures] = []
-    connector = aiohttp.TCPConnector(limit=0)
+    connector = aiohttp.TCPConnector(limit=0, ssl=running.ssl_context or True)
     async with aiohttp.ClientSession(connector=connector) as session:
-        pool = BenchClients(running.urls, room_of=lambda _: ROOM)
+        pool = BenchClients(
+            running.urls, ssl_context=running.ssl_context, token_for=running.token_for, room_of=lambda _: ROOM
+        )
         try:
             for count in sorted(client_counts):
                 task = progress.add_task(f"connecting {count} clients", total=count, completed=len(pool.members))

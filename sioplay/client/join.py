@@ -169,7 +169,12 @@ class _Session:
         """Connect, print the handshake and the room's roster; ClientError if it fails."""
         self.queue = asyncio.Queue()
         client = SimClient(
-            self.api.url, self.id_user, self.room, http_session=self.api.session, on_event=self.queue.put_nowait
+            self.api.url,
+            self.id_user,
+            self.room,
+            http_session=self.api.session,
+            on_event=self.queue.put_nowait,
+            token=await self.api.token_for(self.id_user),
         )
         self.client = client
         handshake = await client.connect(timeout_s=self.api.timeout_s)

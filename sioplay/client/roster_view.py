@@ -12,6 +12,7 @@ from rich.text import Text
 from sioplay.client.http import Api
 from sioplay.client.ids import typed_ids
 from sioplay.client.names import NameCache
+from sioplay.common.node_counts import answer_summary
 from sioplay.common.units import count_of
 from sioplay.errors import ClientError
 
@@ -69,9 +70,7 @@ def _complete(roster_body: dict[str, Any]) -> bool:
 def completeness_line(roster_body: dict[str, Any]) -> Text:
     nodes = roster_body.get("nodes") or {}
     missing = nodes.get("missing") or []
-    answered = f"nodes {len(nodes.get('answered') or [])}/{nodes.get('expected', '?')} answered"
-    if missing:
-        answered += f", missing: {', '.join(map(str, missing))}"
+    answered = answer_summary(len(nodes.get("answered") or []), nodes.get("expected", "?"), list(map(str, missing)))
     if nodes.get("error"):
         answered += f", error: {nodes['error']}"
     users, sockets = roster_body.get("unique_users", 0), roster_body.get("sockets", 0)

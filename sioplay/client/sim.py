@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,7 @@ from sioplay.errors import ClientError
 
 __all__ = ["ROOM_EVENTS", "RoomEvent", "SimClient"]
 
-ROOM_EVENTS = ("handshake", "socket-connected", "socket-disconnected", "identity-change")
+ROOM_EVENTS = ("handshake", "socket-connected", "socket-disconnected", "identity-change", "token-expired")
 # Not a room event, but recorded with them so that a watcher sees the connection end.
 DISCONNECT = "disconnect"
 
@@ -43,18 +44,28 @@ class SimClient:
         http_session: aiohttp.ClientSession | None = None,
         on_event: Callable[[RoomEvent], None] | None = None,
         reconnection: bool = False,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.id_user = id_user
         self.room = room
         self.on_event = on_event
+        # Sent in the `auth` payload, never in the URL, which proxies log.
+        self.token = token
         self.events: list[RoomEvent] = []
         self.handshake: dict[str, Any] | None = None
         self.refusal: str | None = None
         self._changed = asyncio.Event()
         # python-socketio's own SIGINT handler disconnects every client and cancels every task;
         # the CLI leaves rooms itself, in its `finally` blocks.
-        self.sio = socketio.AsyncClient(reconnection=reconnection, http_session=http_session, handle_sigint=False)
+        # `ssl_context` verifies a wss:// node without a session of the caller's (which carries its own).
+        self.sio = socketio.AsyncClient(
+            reconnection=reconnection,
+            http_session=http_session,
+            handle_sigint=False,
+            websocket_extra_options={"ssl": ssl_context} if ssl_context is not None else None,
+        )
         for name in ROOM_EVENTS:
             self.sio.on(name, self._recorder(name))
         self.sio.on("connect_error", self._record_refusal)
@@ -88,7 +99,11 @@ class SimClient:
         query = urlencode({"id_user": self.id_user, "room": self.room})
         try:
             await self.sio.connect(
-                f"{self.url}?{query}", transports=["websocket"], wait_timeout=timeout_s, retry=False
+                f"{self.url}?{query}",
+                transports=["websocket"],
+                wait_timeout=timeout_s,
+                retry=False,
+                auth={"token": self.token} if self.token else None,
             )
         except socketio.exceptions.ConnectionError as exc:
             raise ClientError(self.refusal or f"cannot connect to {self.url}: {exc}") from None

@@ -127,7 +127,10 @@ class _ReconnectingClient:
         failures = 0
         connected_before = False
         while True:
-            client = WireClient(swarm.api.url, self.id_user, swarm.room, swarm.heard)
+            token = await swarm.api.token_for(self.id_user)
+            client = WireClient(
+                swarm.api.url, self.id_user, swarm.room, swarm.heard, swarm.api.ssl_context, token=token
+            )
             try:
                 async with swarm.gate, asyncio.timeout(ATTEMPT_TIMEOUT_S):
                     handshake = await client.connect()

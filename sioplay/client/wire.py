@@ -124,14 +124,25 @@ class WireClient:
     Refusals and lost connections are ClientErrors whose message says why.
     """
 
-    def __init__(self, url: str, id_user: str, room: str, heard: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        url: str,
+        id_user: str,
+        room: str,
+        heard: Callable[[], None],
+        ssl_context: ssl.SSLContext | None = None,
+        token: str | None = None,
+    ) -> None:
         parts = urlsplit(url.rstrip("/"))
         self.tls = parts.scheme == "https"
+        self.ssl_context = ssl_context
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if self.tls else 80)
         query = urlencode({"EIO": "4", "transport": "websocket", "id_user": id_user, "room": room})
         self.target = f"{parts.path}/socket.io/?{query}"
         self.heard = heard
+        # In the CONNECT packet's auth payload, never in the request line.
+        self._connect = _CONNECT + orjson.dumps({"token": token}) if token else _CONNECT
         self.handshake: dict[str, Any] | None = None
         self.last_heard = time.monotonic()
         self._silence_s = _DEFAULT_SILENCE_S
@@ -151,7 +162,7 @@ class WireClient:
         """Open, join the default namespace and wait for the handshake; ClientError with the server's refusal."""
         loop = asyncio.get_running_loop()
         try:
-            context = ssl.create_default_context() if self.tls else None
+            context = (self.ssl_context or ssl.create_default_context()) if self.tls else None
             _, self._protocol = await loop.create_connection(
                 lambda: _WireProtocol(self), self.host, self.port, ssl=context
             )
@@ -228,7 +239,7 @@ class WireClient:
         elif packet.startswith(b"0"):
             settings = orjson.loads(packet[1:])
             self._silence_s = (settings.get("pingInterval", 25000) + settings.get("pingTimeout", 20000)) / 1000
-            self._send(_CONNECT)
+            self._send(self._connect)
         elif packet.startswith(_CONNECT_ERROR):
             data = orjson.loads(packet[2:]) if len(packet) > 2 else {}
             self.end(data.get("message", "connection refused") if isinstance(data, dict) else str(data))

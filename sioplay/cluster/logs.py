@@ -19,6 +19,8 @@ from typing import IO
 
 from rich.text import Text
 
+from sioplay.common.node_names import short_node_id
+
 __all__ = [
     "LEVELS",
     "REDIS",
@@ -56,7 +58,8 @@ def log_dir(home: Path) -> Path:
 
 
 def node_log_path(home: Path, node_id: str) -> Path:
-    return log_dir(home) / f"{node_id}.log"
+    # By the local short name: `web1/node-2` logs to node-2.log.
+    return log_dir(home) / f"{short_node_id(node_id)}.log"
 
 
 def stamp(at: float | None = None) -> str:

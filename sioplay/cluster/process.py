@@ -18,7 +18,7 @@ import psutil
 
 from sioplay.cluster.logs import FileTail, tail_lines
 from sioplay.cluster.spawn import spawn_node
-from sioplay.common.health import answered_by, is_healthy, read_healthz
+from sioplay.common.health import answered_by, is_alive, is_healthy, read_healthz
 from sioplay.common.pids import ProcessRef
 from sioplay.common.urls import local_url
 from sioplay.settings import Settings
@@ -54,8 +54,11 @@ class NodeProcess:
     lines outlive the supervisor, and a node never blocks on a reader. `on_line`,
     when given (a supervisor in the foreground), is told the lines as they land.
 
-    It is `online` from its first healthy /healthz (`is_healthy`); `last_ok` is the
-    time of the latest healthy answer. It is started by `spawn_node`, as the
+    It has `answered` from its first /healthz answer that says it is alive
+    (`is_alive`), and `last_ok` is the time of the latest such answer: a node whose
+    Redis or database is down is alive, only not `ready`. It is `online` from its
+    first ready answer (`is_healthy`). `failing` holds the reasons a node that is
+    not alive gave (a task of its own died). It is started by `spawn_node`, as the
     benches and the tests start theirs; a thread of its own waits for its exit, as
     asyncio's ThreadedChildWatcher does, and hands the exit code to the event loop.
     """
@@ -72,7 +75,10 @@ class NodeProcess:
         self.started_at = 0.0  # monotonic
         self.started_wall = 0.0
         self.last_ok = 0.0
+        self.answered = False
+        self.ready = False
         self.online = False
+        self.failing: list[str] = []
         # Set when the supervisor stops this process on purpose: its exit is not a crash.
         self.expected = False
         self.kill_reason: str | None = None
@@ -148,18 +154,22 @@ class NodeProcess:
         return tail_lines(self.log_path, _TAIL_LINES)
 
     async def _probe(self, session: aiohttp.ClientSession) -> None:
-        url = local_url(self.settings.host, self.port)
+        url = local_url(self.settings.host, self.port, tls=self.settings.tls_enabled)
         while self.running:
             body = await read_healthz(session, url)
             if not self.subscribed and answered_by(body, self.pid) and (body.get("bus") or {}).get("linked"):
                 self.subscribed = True
                 self._step("subscribed")
-            if is_healthy(body, self.pid):
+            if is_alive(body, self.pid):
                 self.last_ok = time.monotonic()
-                if not self.online:
+                self.answered = True
+                self.ready = is_healthy(body, self.pid)
+                if self.ready and not self.online:
                     self.online = True
                     self._online.set()
                     self._step("healthy")
+            elif answered_by(body, self.pid):
+                self.failing = [str(failure) for failure in body.get("bus", {}).get("failures", [])] or ["not alive"]
             await asyncio.sleep(self.settings.health_interval_s if self.online else _PROBE_WHILE_LAUNCHING_S)
 
     def _step(self, step: ProbeStep) -> None:

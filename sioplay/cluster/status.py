@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,12 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from sioplay.cluster.bus_view import collect_bus_view, render_bus_view
+from sioplay.cluster.health_view import node_condition, redis_condition
 from sioplay.common.health import answered_by
 from sioplay.common.pids import ProcessRef, find
 from sioplay.common.state import ClusterState
+from sioplay.common.tls import pinned_context
 from sioplay.common.units import format_bytes, format_duration
 from sioplay.common.urls import local_url, ui_url
 
@@ -43,7 +47,7 @@ class StatusCollector:
         refs = [node.process for node in state.nodes] + [process.process for process in state.transient]
         cpu = self._cpu_percent([ref for ref in refs if ref is not None], cpu_sample_s)
         ports = {ref.pid: port for ref, port in self._ports(state) if ref is not None}
-        sockets = self._sockets(state.host, ports)
+        health = self._healthz(state, ports)
         now = time.time()
         nodes = [
             {
@@ -55,7 +59,9 @@ class StatusCollector:
                 "uptime_s": round(now - node.started_at, 1) if node.started_at and node.pid else None,
                 "cpu_percent": cpu.get(node.pid) if node.pid else None,
                 "rss_bytes": self._rss(node.process),
-                "sockets": sockets.get(node.pid) if node.pid else None,
+                "sockets": _sockets(health.get(node.pid)),
+                "condition": node_condition(node.status, health.get(node.pid)),
+                "dependencies": (health.get(node.pid) or {}).get("dependencies"),
                 "last_exit": node.last_exit,
                 "reason": node.reason,
                 "log_tail": node.log_tail,
@@ -70,7 +76,7 @@ class StatusCollector:
                 "role": process.role,
                 "cpu_percent": cpu.get(process.pid),
                 "rss_bytes": self._rss(process.process),
-                "sockets": sockets.get(process.pid),
+                "sockets": _sockets(health.get(process.pid)),
             }
             for process in state.transient
         ]
@@ -80,15 +86,18 @@ class StatusCollector:
             "phase": state.phase,
             "home": state.home,
             "public_port": state.public_port,
-            "ui_url": ui_url(state.public_port),
+            "ui_url": ui_url(state.public_port, tls=state.tls_cert is not None),
+            "tls": state.tls_cert is not None,
             "redis_url": state.redis_url,
             "redis": {
-                "embedded": state.redis is not None,
+                "embedded": state.redis is not None or state.redis_process is not None,
                 "pid": state.redis.pid if state.redis else None,
                 "binary": state.redis_binary,
                 "version": state.redis_version,
                 "authenticated": state.redis_user is not None,
                 "user": state.redis_user,
+                # The embedded Redis's supervision ({"status", "restarts", "last_exit", "reason", "started_at"}).
+                "supervision": state.redis_process,
             },
             # Written without its password by the supervisor (sqlalchemy is not imported for a status).
             "db_url": state.db_url,
@@ -99,6 +108,7 @@ class StatusCollector:
             "transient": transient,
             "error": state.error,
             "message": None,
+            "bus": collect_bus_view(state, self.health_timeout_s),
         }
 
     @staticmethod
@@ -143,27 +153,39 @@ class StatusCollector:
         except psutil.Error:
             return None
 
-    def _sockets(self, host: str, ports: dict[int, int | None]) -> dict[int, int | None]:
+    def _healthz(self, state: ClusterState, ports: dict[int, int | None]) -> dict[int, dict[str, Any]]:
+        """Each process's own /healthz answer, by pid; absent when it gave none."""
         targets = {pid: port for pid, port in ports.items() if port is not None}
         if not targets:
             return {}
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(targets), 16)) as pool:
-            futures = {pid: pool.submit(self._health, local_url(host, port)) for pid, port in targets.items()}
-        sockets: dict[int, int | None] = {}
-        for pid, future in futures.items():
-            body = future.result()
-            sockets[pid] = body.get("sockets") if answered_by(body, pid) else None
-        return sockets
+            tls = pinned_context(Path(state.tls_cert)) if state.tls_cert and Path(state.tls_cert).is_file() else None
+            futures = {
+                pid: pool.submit(self._health, local_url(state.host, port, tls=state.tls_cert is not None), tls)
+                for pid, port in targets.items()
+            }
+        return {pid: body for pid, future in futures.items() if answered_by(body := future.result(), pid)}
 
-    def _health(self, base_url: str) -> Any:
+    def _health(self, base_url: str, tls: ssl.SSLContext | None) -> Any:
         # Here, not at the top: `sioplay --help` imports this module and needs no HTTP client.
+        import urllib.error
         import urllib.request
 
         try:
-            with urllib.request.urlopen(base_url + "/healthz", timeout=self.health_timeout_s) as response:
+            with urllib.request.urlopen(base_url + "/healthz", timeout=self.health_timeout_s, context=tls) as response:
                 return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            # 503: a node that is failing still says why.
+            try:
+                return json.loads(exc.read()) if exc.code == 503 else None
+            except ValueError:
+                return None
         except (OSError, ValueError):
             return None
+
+
+def _sockets(body: dict[str, Any] | None) -> int | None:
+    return body.get("sockets") if body is not None else None
 
 
 def not_running(home: Path, state: ClusterState | None) -> dict[str, Any]:
@@ -182,6 +204,8 @@ def not_running(home: Path, state: ClusterState | None) -> dict[str, Any]:
             "cpu_percent": None,
             "rss_bytes": None,
             "sockets": None,
+            "condition": node.status,
+            "dependencies": None,
             "last_exit": node.last_exit,
             "reason": node.reason,
             "log_tail": node.log_tail,
@@ -195,6 +219,7 @@ def not_running(home: Path, state: ClusterState | None) -> dict[str, Any]:
         "version": state.redis_version if state else None,
         "authenticated": state.redis_user is not None if state else None,
         "user": state.redis_user if state else None,
+        "supervision": state.redis_process if state else None,
     }
     return {
         "running": False,
@@ -203,6 +228,7 @@ def not_running(home: Path, state: ClusterState | None) -> dict[str, Any]:
         "home": str(home),
         "public_port": state.public_port if state else None,
         "ui_url": None,
+        "tls": state.tls_cert is not None if state else None,
         "redis_url": state.redis_url if state else None,
         "redis": redis,
         "db_url": state.db_url if state else None,
@@ -229,7 +255,7 @@ def render_status(status: dict[str, Any]) -> RenderableType:
             Text(node["id"]),
             _cell(node["pid"]),
             _cell(node["port"]),
-            Text(node["status"], style=_STATUS_STYLES.get(node["status"], "")),
+            Text(node["condition"], style=_condition_style(node["condition"])),
             str(node["restarts"]),
             format_duration(node["uptime_s"]),
             _percent(node["cpu_percent"]),
@@ -257,13 +283,22 @@ def render_status(status: dict[str, Any]) -> RenderableType:
         if node["status"] in ("errored", "waiting-restart") and node["reason"]:
             details.append(Text(f"{node['id']}: {node['reason']}", style="red"))
             details.extend(Text(f"    {line}", style="dim") for line in node["log_tail"][-5:])
-    return Group(table, *details)
+    return Group(table, *render_bus_view(status.get("bus")), *details)
+
+
+def _condition_style(condition: str) -> str:
+    if condition.startswith(("degraded", "failing")):
+        return "bold yellow"
+    return _STATUS_STYLES.get(condition, "")
 
 
 def _redis_detail(redis: dict[str, Any]) -> str:
     """``embedded 7.0.15 (/usr/bin/redis-server), pid 42 · authenticated (ACL user sioplay-node)``; no secret."""
     if redis["embedded"]:
-        where = f"embedded {redis['version'] or '?'} ({redis['binary'] or '?'}), pid {redis['pid']}"
+        where = f"embedded {redis['version'] or '?'} ({redis['binary'] or '?'}), pid {_cell(redis['pid'])}"
+        condition = redis_condition(redis.get("supervision"))
+        if condition:
+            where += f", {condition}"
     else:
         where = "external"
     trust = f"authenticated (ACL user {redis['user']})" if redis["authenticated"] else "not authenticated"

@@ -30,7 +30,9 @@ from sioplay.cluster.process import LineSink, NodeProcess, describe_exit
 from sioplay.cluster.progress import ProgressLog
 from sioplay.cluster.recovery import StateFileStamp
 from sioplay.cluster.redis_server import NODE_USER, EmbeddedRedis
+from sioplay.cluster.redis_supervision import RedisWatch
 from sioplay.common.hints import command_hint
+from sioplay.common.node_names import full_node_id, matches_node, short_node_id
 from sioplay.common.pids import ProcessRef
 from sioplay.common.ports import free_port, port_is_free
 from sioplay.common.redis_endpoint import RedisEndpoint
@@ -43,6 +45,7 @@ from sioplay.common.state import (
     TransientRole,
     write_state,
 )
+from sioplay.common.tls import health_check_ssl, served_files
 from sioplay.common.units import count_of, format_bytes
 from sioplay.db import schema
 from sioplay.db.url import hide_password
@@ -90,10 +93,11 @@ class Supervisor:
         self.settings = settings.replace(db_url=settings.effective_db_url)
         self.home = settings.home
         self.policy = RestartPolicy.from_settings(settings)
-        self.slots = [Slot(f"node-{index + 1}", index) for index in range(nodes)]
+        self.slots = [Slot(full_node_id(settings.name, index + 1), index) for index in range(nodes)]
         self.phase: Phase = "starting"
         self.error: str | None = None
         self.redis: EmbeddedRedis | None = None
+        self.redis_watch: RedisWatch | None = None
         self.on_line = on_line
         self.on_running = on_running
         self._redis_ref: ProcessRef | None = None
@@ -151,8 +155,8 @@ class Supervisor:
         if self.settings.redis_url is None:
             self.redis = EmbeddedRedis(self.home / "redis", channels=f"{self.settings.cluster}:*")
             await asyncio.to_thread(self.redis.start)
-            assert self.redis.pid is not None
-            self._redis_ref = ProcessRef.of(self.redis.pid)
+            self.redis_watch = RedisWatch(self.redis, self.policy)
+            self._redis_ref = self.redis_watch.ref
             # The nodes' credential, which reaches them through their environment only.
             self.settings = self.settings.replace(redis_url=self.redis.url)
             log.info("embedded redis-server pid %d on %s", self.redis.pid, self.redis.public_url)
@@ -164,7 +168,10 @@ class Supervisor:
         self._handle_signals()
         if self._stopping:
             return False
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0))
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=1.0),
+            connector=aiohttp.TCPConnector(ssl=health_check_ssl(self.settings)),
+        )
         for slot in self.slots:
             await self._launch(slot)
         deadline = time.monotonic() + self.settings.start_timeout_s
@@ -185,16 +192,18 @@ class Supervisor:
         return True
 
     def _settled(self, slots: list[Slot], deadline: float) -> bool:
-        """True when every slot is online; raises if one is errored or time is up."""
+        """True when every slot is online and ready (start and scale return a usable cluster); raises if one is
+        errored or time is up."""
         for slot in slots:
             if slot.status == "errored":
                 raise ClusterError(f"{slot.node_id} errored: {slot.reason}")
-        if all(slot.status == "online" for slot in slots):
+        late = [slot.node_id for slot in slots if not (slot.status == "online" and slot.process and slot.process.ready)]
+        if not late:
             return True
         if time.monotonic() > deadline:
-            late = ", ".join(slot.node_id for slot in slots if slot.status != "online")
             logs = command_hint(self.home, "sioplay cluster logs")
-            raise ClusterError(f"{late} not healthy within {self.settings.start_timeout_s:g} s; see '{logs}'")
+            within = f"{self.settings.start_timeout_s:g} s"
+            raise ClusterError(f"{', '.join(late)} not healthy within {within}; see '{logs}'")
         return False
 
     async def _serve(self) -> None:
@@ -238,6 +247,8 @@ class Supervisor:
             if slot.status != "errored":
                 slot.status = "stopped"
         self._draining.clear()
+        if self.redis_watch is not None:
+            await self.redis_watch.close()
         if self.redis is not None:
             await asyncio.to_thread(self.redis.stop, self.settings.stop_timeout_s)
             self._redis_ref = None
@@ -257,6 +268,9 @@ class Supervisor:
         await asyncio.sleep(TICK_S)
         self._handle_signals()
         await self._reap()
+        if self.redis_watch is not None and not self._stopping:
+            await self.redis_watch.tick()
+            self._redis_ref = self.redis_watch.ref
         await self._restart_due()
         self._check_launching()
         self._check_health()
@@ -332,11 +346,12 @@ class Supervisor:
             process = slot.process
             if slot.status != "launching" or process is None or not process.running:
                 continue
-            if process.online:
+            # Answering is enough: a node restarted while Redis is down waits for it, alive, instead of crash-looping.
+            if process.answered:
                 slot.status = "online"
                 log.info("%s online: pid %s, port %d", slot.node_id, process.pid, process.port)
             elif now - process.started_at > self.settings.start_timeout_s:
-                process.kill(f"not healthy within {self.settings.start_timeout_s:g} s")
+                process.kill(f"no /healthz answer within {self.settings.start_timeout_s:g} s")
 
     def _check_health(self) -> None:
         now = time.monotonic()
@@ -348,9 +363,14 @@ class Supervisor:
             process = slot.process
             if slot.status != "online" or process is None or not process.running:
                 continue
+            # Only a node that does not answer, or says a task of its own died, is replaced; not one whose
+            # Redis or database is down (it is alive, not ready, and recovers by itself).
             silent = now - process.last_ok
+            if process.failing:
+                process.kill(f"failing: {'; '.join(process.failing)}")
+                continue
             if silent > self.settings.health_timeout_s:
-                process.kill(f"no healthy /healthz answer for {silent:.0f} s")
+                process.kill(f"no /healthz answer for {silent:.0f} s")
                 continue
             rss = process.rss_bytes()
             if ceiling is not None and rss is not None and rss > ceiling and not self._restart_pending(slot):
@@ -446,7 +466,7 @@ class Supervisor:
         if nodes == before:
             return f"already {count_of(before, 'node')}"
         if nodes > before:
-            added = [Slot(f"node-{index + 1}", index) for index in range(before, nodes)]
+            added = [Slot(full_node_id(self.settings.name, index + 1), index) for index in range(before, nodes)]
             self.slots.extend(added)
             for slot in added:
                 await self._launch(slot)
@@ -465,7 +485,7 @@ class Supervisor:
 
     def _slot(self, node_id: str) -> Slot:
         for slot in self.slots:
-            if slot.node_id == node_id:
+            if matches_node(slot.node_id, node_id):
                 return slot
         raise ClusterError(f"no node {node_id!r}; the nodes are {', '.join(slot.node_id for slot in self.slots)}")
 
@@ -519,7 +539,9 @@ class Supervisor:
             port = slot.port
         else:
             port = base + slot.index if base is not None else free_port(host)
-        process = NodeProcess(self.settings, slot.node_id, port, node_log_path(self.home, slot.node_id), self.on_line)
+        process = NodeProcess(
+            self.settings, slot.node_id, port, node_log_path(self.home, short_node_id(slot.node_id)), self.on_line
+        )
         process.on_step = lambda process, step: self.progress.note(process.node_id, step, process.pid)
         assert self._session is not None
         await process.start(self._session)
@@ -553,6 +575,8 @@ class Supervisor:
             redis_binary=self.redis.binary.path if self.redis and self.redis.binary else None,
             redis_version=self.redis.binary.version_text if self.redis and self.redis.binary else None,
             redis_user=self._redis_user(),
+            redis_process=self.redis_watch.as_json() if self.redis_watch is not None else None,
+            tls_cert=str(served[0].resolve()) if (served := served_files(self.settings)) else None,
         )
 
     def _redis_url(self) -> str | None:

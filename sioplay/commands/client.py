@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Annotated, Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.text import Text
 
-from sioplay.client.target import DEFAULT_TIMEOUT_S, resolve_url
+from sioplay.client.target import DEFAULT_TIMEOUT_S, Target, resolve_target
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
+from sioplay.commands._tls import CaOption
 from sioplay.errors import ClientError
 from sioplay.node.validation import validate_room
+
+if TYPE_CHECKING:
+    from sioplay.client.credentials import Credentials
 
 # The Socket.IO client and aiohttp are imported by the commands that use them: `sioplay --help` and the
 # cluster commands do without.
@@ -41,6 +46,16 @@ TimeoutOption = Annotated[
     typer.Option("--timeout", min=0.1, help="Give up on an HTTP request or a handshake after this many seconds."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON for scripts instead of tables and text.")]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        help="JWT to connect and write with; default: minted from the state directory's cluster secret when the "
+        "cluster runs with --auth token. \\[env: SIOPLAY_TOKEN]",
+        envvar="SIOPLAY_TOKEN",
+        show_default=False,
+    ),
+]
 ForOption = Annotated[
     float | None,
     typer.Option("--for", min=0, help="Stop after this many seconds (default: until Ctrl-C).", show_default=False),
@@ -66,16 +81,20 @@ def join(
     url: UrlOption = None,
     node: NodeOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
+    token: TokenOption = None,
+    ca: CaOption = None,
 ) -> None:
     """Join ROOM as one simulated client and print the room's events as they arrive."""
     from sioplay.client import join as join_room
+    from sioplay.client.credentials import Credentials
     from sioplay.client.http import open_api
 
-    base = resolve_url(state_of(ctx).settings.home, url, node)
+    home = state_of(ctx).settings.home
+    target = _target(ctx, url, node, ca)
     printer = join_room.JsonEventPrinter() if as_json else join_room.TextEventPrinter(console)
 
     async def run() -> None:
-        async with open_api(base, timeout) as api:
+        async with open_api(target.url, timeout, Credentials(home, token), target.ssl) as api:
             await join_room.join(api, room, user, printer, rename_to=name, duration=duration)
 
     _run(run())
@@ -100,6 +119,7 @@ def who(
     url: UrlOption = None,
     node: NodeOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
+    ca: CaOption = None,
 ) -> None:
     """Who is in ROOM, across all nodes, with names; partial answers are marked (and exit 3 with --strict)."""
     from sioplay.client.http import open_api
@@ -110,9 +130,9 @@ def who(
     validate_room(room)
     if watch and strict:
         raise ClientError("--strict is for one answer: leave out --watch")
-    base = resolve_url(state_of(ctx).settings.home, url, node)
+    target = _target(ctx, url, node, ca)
     if not watch:
-        roster_body = _run(_fetch_once(base, room, timeout))
+        roster_body = _run(_fetch_once(target, room, timeout))
         if as_json:
             print_json(group_by_user(roster_body) if group else roster_body)
         else:
@@ -122,7 +142,7 @@ def who(
         return
 
     async def run_watch() -> None:
-        async with open_api(base, timeout) as api:
+        async with open_api(target.url, timeout, target.ssl) as api:
             if as_json:
                 await RosterWatch(api, room, JsonLinesDisplay(err_console), refresh).run(duration)
             elif console.is_terminal:
@@ -134,12 +154,12 @@ def who(
     _run(run_watch())
 
 
-async def _fetch_once(base: str, room: str, timeout_s: float) -> dict[str, Any]:
+async def _fetch_once(target: Target, room: str, timeout_s: float) -> dict[str, Any]:
     from sioplay.client.http import open_api
     from sioplay.client.names import NameCache
     from sioplay.client.roster_view import fetch_roster
 
-    async with open_api(base, timeout_s) as api:
+    async with open_api(target.url, timeout_s, target.ssl) as api:
         return await fetch_roster(api, NameCache(api), room)
 
 
@@ -154,28 +174,35 @@ def rename(
     url: UrlOption = None,
     node: NodeOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
+    token: TokenOption = None,
+    ca: CaOption = None,
 ) -> None:
     """Change a user's name and, with --room, tell that room as the browser page does."""
-    base = resolve_url(state_of(ctx).settings.home, url, node)
-    told = _run(_rename(base, user, name, room, timeout))
+    from sioplay.client.credentials import Credentials
+
+    home = state_of(ctx).settings.home
+    target = _target(ctx, url, node, ca)
+    told = _run(_rename(target, user, name, room, timeout, Credentials(home, token)))
     line = f"renamed {user} to {name!r}"
     line += f" and told room {room!r} (via {told})" if told else " (no room told: give --room to announce it)"
     console.print(Text(line), highlight=False, soft_wrap=True)
 
 
-async def _rename(base: str, user: str, name: str, room: str | None, timeout_s: float) -> str | None:
+async def _rename(
+    target: Target, user: str, name: str, room: str | None, timeout_s: float, credentials: Credentials
+) -> str | None:
     """The node that relayed the identity-change, if a room was told."""
     from sioplay.client.http import open_api
     from sioplay.client.join import announce_rename
     from sioplay.client.sim import SimClient
 
-    async with open_api(base, timeout_s) as api:
+    async with open_api(target.url, timeout_s, credentials, target.ssl) as api:
         if room is None:
             await api.rename(user, name)
             return None
         await api.health()
         # Connect first: a refused user or room then changes nothing.
-        client = SimClient(api.url, user, room, http_session=api.session)
+        client = SimClient(api.url, user, room, http_session=api.session, token=await api.token_for(user))
         handshake = await client.connect(timeout_s=api.timeout_s)
         try:
             await announce_rename(api, client, name)
@@ -207,24 +234,28 @@ def swarm(
     ] = 600.0,
     url: UrlOption = None,
     node: NodeOption = None,
+    token: TokenOption = None,
+    ca: CaOption = None,
 ) -> None:
     """Hold --clients simulated clients in ROOM from one process: progress, a live summary, then a table per node."""
     from sioplay.client import swarm as swarming
+    from sioplay.client.credentials import Credentials
     from sioplay.client.http import open_api
     from sioplay.client.swarm_view import SwarmDisplay, summary_table
 
-    base = resolve_url(state_of(ctx).settings.home, url, node)
+    home = state_of(ctx).settings.home
+    target = _target(ctx, url, node, ca)
     ids = swarming.parse_users(users)
     swarming.raise_open_files_limit(clients)
     shown_on = err_console if as_json else console
     title = f"swarm in {room}"
 
     async def run() -> dict[str, Any]:
-        async with open_api(base) as api:
+        async with open_api(target.url, credentials=Credentials(home, token), ssl_context=target.ssl) as api:
             await swarming.preflight(api, room, ids)
             crowd = swarming.Swarm(api, room, ids, clients, ramp=ramp, concurrency=concurrency)
             stop = asyncio.Event()
-            with swarming.stop_on_signals(stop), SwarmDisplay(shown_on, title, base) as display:
+            with swarming.stop_on_signals(stop), SwarmDisplay(shown_on, title, target.url) as display:
                 return await swarming.run(
                     crowd, stop=stop, connect_timeout_s=connect_timeout, duration=duration, tick=display
                 )
@@ -233,12 +264,16 @@ def swarm(
     if as_json:
         print_json(summary)
     else:
-        console.print(summary_table(summary, title, base))
+        console.print(summary_table(summary, title, target.url))
     if summary["connected"] < clients:
         raise ClientError(
             f"only {summary['connected']} of {clients} clients were connected at the end "
             f"(errors: {summary['errors']}, last: {summary['last_error'] or 'none'})"
         )
+
+
+def _target(ctx: typer.Context, url: str | None, node: str | None, ca: Path | None) -> Target:
+    return resolve_target(state_of(ctx).settings.replace(tls_ca=ca), url, node)
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -31,6 +31,7 @@ from sioplay.cluster.recovery import ORPHANS_EXIT_CODE, Orphan, current_state, o
 from sioplay.cluster.status import StatusCollector, not_running, render_status
 from sioplay.commands import monit
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
+from sioplay.commands._tls import TlsCertOption, TlsKeyOption, TlsOption, prepare_server_tls
 from sioplay.commands.logs_view import LogsRequest, show_logs
 from sioplay.common.exposure import exposure_warning
 from sioplay.common.hints import command_hint
@@ -92,6 +93,10 @@ def start(
     ] = None,
     db_url: Annotated[str | None, typer.Option("--db-url", help="SQLAlchemy URL of the user database.")] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Cluster name, namespaces Redis channels.")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="This host's part of the cluster: its nodes are NAME/node-N; default: node-N."),
+    ] = None,
     max_memory: Annotated[
         str | None,
         typer.Option("--max-memory", help="Restart a node gracefully above this RSS, e.g. 200MB (1024-based)."),
@@ -100,12 +105,26 @@ def start(
         int | None,
         typer.Option("--node-port-base", help="node-N listens on BASE+N-1 of its own; default: free ports."),
     ] = None,
+    auth: Annotated[
+        str | None,
+        typer.Option("--auth", help="none: trust the id_user a client sends (default); token: a signed JWT proves it."),
+    ] = None,
+    auth_public_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--auth-public-key",
+            help="PEM public key (RSA or EC P-256) tokens are checked with; default: HS256 with the cluster's secret.",
+        ),
+    ] = None,
     foreground: Annotated[
         bool, typer.Option("--foreground", "-f", help="Stay attached with merged logs; Ctrl-C stops the cluster.")
     ] = False,
     node: Annotated[
         str | None, typer.Option("--node", help="Start only this node of the running cluster, stopped with --node.")
     ] = None,
+    tls: TlsOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
 ) -> None:
     """Start Redis, the database and N nodes on one public port; return once every node is healthy."""
     if node is not None:
@@ -118,11 +137,18 @@ def start(
         redis_url=redis_url,
         db_url=db_url,
         cluster=cluster,
+        name=name,
         max_memory_bytes=parse_bytes(max_memory) if max_memory else None,
         node_port_base=node_port_base,
+        auth=auth,
+        auth_public_key=auth_public_key.resolve() if auth_public_key else None,
+        tls=tls,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     settings.validate()
-    warning = exposure_warning(settings.host)
+    prepare_server_tls(settings, console)
+    warning = exposure_warning(settings.host, settings.auth)
     if warning is not None:
         err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if foreground:

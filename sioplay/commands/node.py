@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from sioplay.commands._common import handles_errors, state_of
+from sioplay.commands._tls import TlsCertOption, TlsKeyOption, TlsOption, prepare_server_tls
 from sioplay.common.exposure import exposure_warning
 from sioplay.common.state import private_home
 from sioplay.log import configure_node_logging
@@ -43,6 +44,17 @@ def run(
     ] = None,
     db_url: Annotated[str | None, typer.Option("--db-url", help="SQLAlchemy URL of the user database.")] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Cluster name.")] = None,
+    auth: Annotated[
+        str | None,
+        typer.Option("--auth", help="none: trust the id_user a client sends (default); token: a signed JWT proves it."),
+    ] = None,
+    auth_public_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--auth-public-key",
+            help="PEM public key (RSA or EC P-256) tokens are checked with; default: HS256 with the cluster's secret.",
+        ),
+    ] = None,
     host: Annotated[
         str | None,
         typer.Option("--host", help="Address to listen on; default: 127.0.0.1 (this machine only)."),
@@ -51,17 +63,31 @@ def run(
         Path | None,
         typer.Option("--log-file", help="Log here (rotated by log_max_bytes, log_backups) instead of stderr."),
     ] = None,
+    tls: TlsOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
 ) -> None:
     """Run one node in the foreground until SIGTERM or Ctrl-C; logs go to stderr, or to --log-file."""
     from sioplay.node.app import run_node
 
-    settings = state_of(ctx).settings.replace(redis_url=redis_url, db_url=db_url, cluster=cluster, host=host)
+    settings = state_of(ctx).settings.replace(
+        redis_url=redis_url,
+        db_url=db_url,
+        cluster=cluster,
+        host=host,
+        auth=auth,
+        auth_public_key=auth_public_key,
+        tls=tls,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+    )
     settings.validate()
     # What this node makes (the SQLite database, its -wal and -shm, the cluster secret) is its owner's only.
     os.umask(0o077)
     private_home(settings.home)
+    prepare_server_tls(settings, None)
     configure_node_logging(node_id, settings.log_level, log_file, settings.log_max_bytes, settings.log_backups)
-    warning = exposure_warning(settings.host)
+    warning = exposure_warning(settings.host, settings.auth)
     if warning is not None:
         log.warning("%s", warning)
     asyncio.run(run_node(settings, node_id=node_id, port=port, public_port=public_port))

@@ -17,12 +17,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def exposure_warning(host: str) -> str | None:
-    """What listening on `host` exposes, or None on loopback."""
-    if is_loopback(host):
+def exposure_warning(host: str, auth: str = "none") -> str | None:
+    """What listening on `host` exposes, or None on loopback or when tokens prove who clients are."""
+    if is_loopback(host) or auth == "token":
         return None
     return (
         f"listening on {host or 'every address'}, beyond this machine's loopback, without authentication: "
         "anyone who reaches these ports can join any room as any user and rename anyone. "
-        "'--host 127.0.0.1' keeps the cluster local."
+        "'--host 127.0.0.1' keeps the cluster local, '--auth token' makes clients prove who they are."
     )

@@ -1,4 +1,9 @@
-"""When a node's /healthz answer says it is healthy: one judgement for the supervisor, status, benches and tests."""
+"""When a node's /healthz answer says it is alive, or ready: one judgement for the supervisor, status, benches, tests.
+
+Alive (the supervisor keeps it) is any answer from the process itself that does not
+say a task of its own died; ready (it serves new clients) is what `ready` says. An
+answer from before readiness existed is ready when Redis answers and the bus is linked.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ if TYPE_CHECKING:
     # `cluster status` judges answers without aiohttp; only the supervisor's reads need it.
     import aiohttp
 
-__all__ = ["answered_by", "is_healthy", "read_healthz"]
+__all__ = ["answered_by", "is_alive", "is_healthy", "read_healthz"]
 
 
 def answered_by(healthz_body: Any, pid: int | None) -> bool:
@@ -16,21 +21,28 @@ def answered_by(healthz_body: Any, pid: int | None) -> bool:
     return isinstance(healthz_body, dict) and pid is not None and healthz_body.get("pid") == pid
 
 
+def is_alive(healthz_body: Any, pid: int | None) -> bool:
+    """Process `pid` answered, and none of its own background tasks died."""
+    return answered_by(healthz_body, pid) and healthz_body.get("alive", True) is True
+
+
 def is_healthy(healthz_body: Any, pid: int | None) -> bool:
-    """Process `pid` answered, reaches Redis, and hears itself on the cluster bus."""
-    if not answered_by(healthz_body, pid):
+    """Process `pid` answered and is ready: Redis, the database and the cluster bus all work for it."""
+    if not is_alive(healthz_body, pid):
         return False
+    if "ready" in healthz_body:
+        return healthz_body["ready"] is True
     redis, bus = healthz_body.get("redis"), healthz_body.get("bus")
     return isinstance(redis, dict) and bool(redis.get("ok")) and isinstance(bus, dict) and bool(bus.get("linked"))
 
 
 async def read_healthz(session: aiohttp.ClientSession, base_url: str) -> Any:
-    """The decoded body of a 200 answer from `base_url`/healthz; None for any other answer or none."""
+    """The decoded body of `base_url`/healthz (200: alive, 503: failing); None for any other answer or none."""
     import aiohttp
 
     try:
         async with session.get(base_url + "/healthz") as response:
-            if response.status != 200:
+            if response.status not in (200, 503):
                 return None
             return await response.json()
     except (aiohttp.ClientError, TimeoutError, ValueError):

@@ -8,6 +8,7 @@ supervisor still lives (same pid and create time).
 
     {"cluster", "phase", "public_port", "host", "redis_url" (never with its password), "db_url", "started_at",
      "redis_binary", "redis_version", "redis_user",
+     "redis_process" (the embedded Redis's status and restarts), "tls_cert",
      "supervisor": {"pid", "create_time"}, "redis": {"pid", "create_time"} | null,
      "nodes": [{"id", "pid", "create_time", "port", "status", "restarts", "started_at",
                 "last_exit", "reason", "log_tail"}],
@@ -23,6 +24,7 @@ from typing import Any, Literal, get_args
 
 import orjson
 
+from sioplay.common.node_names import matches_node
 from sioplay.common.pids import ProcessRef, alive
 from sioplay.errors import ClusterError
 
@@ -114,9 +116,13 @@ class ClusterState:
     redis_binary: str | None = None
     redis_version: str | None = None
     redis_user: str | None = None
+    # The embedded Redis under supervision: {"status", "restarts", "last_exit", "reason", "started_at"}.
+    redis_process: dict[str, Any] | None = None
+    # The certificate the nodes serve (HTTPS and WSS); None: plain HTTP.
+    tls_cert: str | None = None
 
     def node(self, node_id: str) -> NodeRecord | None:
-        return next((node for node in self.nodes if node.id == node_id), None)
+        return next((node for node in self.nodes if matches_node(node.id, node_id)), None)
 
     def node_processes(self) -> list[ProcessRef]:
         """The node processes this supervisor started and recorded, the transient ones included."""

@@ -1,4 +1,4 @@
-"""The user database: models, async engines, Alembic migrations and the store the nodes use."""
+"""The user database: models, async engines, Alembic migrations, the store the nodes use, and its liveness check."""
 
 from sioplay.db.engine import create_engine, database_errors
 from sioplay.db.models import SEED_USERS, User, UserRecord, validate_name

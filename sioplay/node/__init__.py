@@ -14,5 +14,9 @@
 - ``roster_parts``: each node's part of a room, kept sorted and serialized until the room changes
 - ``routes``: every HTTP route (users, rosters, health and metrics, the page)
 - ``metrics``: the counters behind /healthz and /metrics
+- ``readiness``: alive vs ready: Redis, the database and the bus checked, new clients refused while one is down
+- ``connections``: every TCP connection before aiohttp sees it (a cap per address, a header deadline)
+- ``listeners``: the listening sockets, plain or TLS, with a deadline for the TLS handshake
+- ``origins``: which page origins may open a websocket, with the scheme the node really serves
 - ``patches``: every reach into python-socketio, engine.io or aiohttp internals, checked and reported
 """

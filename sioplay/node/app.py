@@ -13,21 +13,27 @@ from aiohttp import web
 
 from sioplay.common.cluster_secret import load_or_create_secret, parse_secret
 from sioplay.common.redis_endpoint import RedisEndpoint
+from sioplay.common.tls import server_context
 from sioplay.db.store import UserStore
 from sioplay.errors import ClusterError
 from sioplay.node import patches
+from sioplay.node.auth import TokenVerifier
 from sioplay.node.bus import ClusterBus, new_instance_id
 from sioplay.node.bus_message import validate_node_id
 from sioplay.node.cluster_roster import LocalAnswers, RosterService
 from sioplay.node.connections import ConnectionGuard, GuardedRunner
+from sioplay.node.listeners import listen
 from sioplay.node.manager import ClusterRedisManager
 from sioplay.node.metrics import Metrics
+from sioplay.node.origins import same_origin
+from sioplay.node.readiness import Readiness
 from sioplay.node.redis_wire import RedisPublisher, Subscription
 from sioplay.node.room_events import RoomEvents
 from sioplay.node.roster_parts import RoomCaches
 from sioplay.node.routes import add_routes, middlewares
 from sioplay.node.signing import MessageSigner
 from sioplay.node.sockets import LocalSockets
+from sioplay.node.token_sessions import TokenSessions
 from sioplay.settings import Settings
 from sioplay.tasks import cancel_and_wait
 
@@ -52,11 +58,14 @@ class Node:
         self.store = UserStore(settings.effective_db_url)
         self.metrics = Metrics()
         endpoint = RedisEndpoint.from_url(settings.redis_url or DEFAULT_REDIS_URL)
-        signer = MessageSigner(
+        secret = (
             parse_secret(settings.cluster_secret, "SIOPLAY_CLUSTER_SECRET")
             if settings.cluster_secret
             else load_or_create_secret(settings.home)
         )
+        signer = MessageSigner(secret)
+        # Checked at start: a key file that cannot be read stops the node, not its first client.
+        self.verifier = TokenVerifier(settings, secret) if settings.auth == "token" else None
         # One connection carries every PUBLISH of this node, the bus's and Socket.IO's, a tick's worth per write;
         # one more carries every channel it listens on.
         self.publisher = RedisPublisher(endpoint, signer)
@@ -95,9 +104,21 @@ class Node:
             max_http_buffer_size=settings.max_http_body_bytes,
             logger=False,
             engineio_logger=False,
+            cors_allowed_origins=same_origin,
         )
         self.patches = patches.install(self.sio, self.manager, settings, self.metrics.refused)
-        self.events = RoomEvents(self.sio, self.store, self.sockets, node_id, settings, self.metrics.refused)
+        self.readiness = Readiness(self)
+        self.tokens = None if self.verifier is None else TokenSessions(self.sio, self.verifier, namespace="/")
+        self.events = RoomEvents(
+            self.sio,
+            self.store,
+            self.sockets,
+            node_id,
+            settings,
+            self.metrics.refused,
+            self.readiness.refusal,
+            tokens=self.tokens,
+        )
         self.manager.on_connected = self.events.handle_connected
         self.events.register()
         self.connections = ConnectionGuard(
@@ -111,32 +132,41 @@ class Node:
         self.sio.attach(self.app)
         add_routes(self.app, self)
         self._runner: GuardedRunner | None = None
-        self._sites: list[web.TCPSite] = []
+        self._listeners: list[asyncio.Server] = []
+        self.tls = server_context(settings)
 
     async def start(self) -> None:
         # Subscribed before listening: a client landing here must hear, and be heard by, the other nodes at once.
         patches.initialize_manager_early(self.sio, self.patches)
         self.subscription.start()
         self.bus.start()
+        if self.tokens is not None:
+            self.tokens.expiry.start()
         if not await self._wait_subscribed(self.settings.roster_timeout_s):
             log.warning("node %s: Redis subscriptions not ready; listening anyway, they keep retrying", self.node_id)
+        await self.readiness.check()
+        self.readiness.start()
         self._runner = GuardedRunner(self.app, self.connections, handle_signals=False, access_log=None)
         await self._runner.setup()
-        host = self.settings.host
-        sites = [web.TCPSite(self._runner, host, self.port)]
-        if self.public_port is not None:
-            # The kernel spreads connections over every node bound here.
-            sites.append(web.TCPSite(self._runner, host, self.public_port, reuse_port=True))
-        for site in sites:
-            await site.start()
-            # Only sites that listen are stopped again, also when the next one cannot.
-            self._sites.append(site)
+        # The kernel spreads connections to the public port over every node bound there.
+        for port, shared in ((self.port, False), *(((self.public_port, True),) if self.public_port else ())):
+            listener = await listen(
+                self._runner,
+                self.settings.host,
+                port,
+                ssl_context=self.tls,
+                handshake_timeout_s=self.settings.header_timeout_s,
+                reuse_port=shared,
+            )
+            # Only listeners that listen are closed again, also when the next one cannot.
+            self._listeners.append(listener)
         log.info(
-            "node %s listening on port %d%s (cluster %r)",
+            "node %s listening on port %d%s (cluster %r, %s)",
             self.node_id,
             self.port,
             f" and public port {self.public_port}" if self.public_port else "",
             self.settings.cluster,
+            "HTTPS" if self.tls else "HTTP",
         )
 
     async def _wait_subscribed(self, timeout_s: float) -> bool:
@@ -156,8 +186,9 @@ class Node:
         with this node's listeners closed they land on another node.
         """
         log.info("node %s stopping: %d sockets to drop", self.node_id, len(self.sockets))
-        for site in self._sites:
-            await site.stop()
+        await self.readiness.stop()
+        for listener in self._listeners:
+            listener.close()
         if not await self.bus.stop(LISTENER_STOP_TIMEOUT_S):
             log.warning("node %s: the bus heartbeat did not stop", self.node_id)
         patches.abort_all_connections(self.sio)
@@ -169,6 +200,8 @@ class Node:
             log.warning(
                 "node %s: sockets still open after %.1f s, closing anyway", self.node_id, self.settings.shutdown_grace_s
             )
+        if self.tokens is not None:
+            await self.tokens.expiry.stop()
         await self.sio.shutdown()
         # python-socketio sets `thread` when it initialises the manager, which may not have happened yet.
         listener = getattr(self.manager, "thread", None)

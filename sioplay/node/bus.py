@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -30,6 +31,7 @@ from typing import Any
 
 from sioplay.errors import BusError
 from sioplay.node.bus_message import REPLY_KINDS, REQUEST_KINDS, BusMessage, Kind, decode, encode
+from sioplay.node.id_conflicts import IdConflicts
 from sioplay.node.membership import Membership, Peer
 from sioplay.node.metrics import Metrics
 from sioplay.node.redis_wire import RedisPublisher, Subscription
@@ -78,13 +80,16 @@ class _Pending:
     done: asyncio.Event
     replies: dict[str, PeerReply] = dataclasses.field(default_factory=dict)
     gone: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Replies from processes refused for an id another instance holds (instance -> node id).
+    refused: dict[str, str] = dataclasses.field(default_factory=dict)
     # Peers declared down before the request (instance -> node id, the most recent last).
     presumed_down: dict[str, str] = dataclasses.field(default_factory=dict)
     subscribers: int = 0
 
     def _unheard(self) -> int:
         """Subscribers that neither answered nor are expected peers."""
-        return self.subscribers - len(self.replies) - sum(1 for i in self.expected if i not in self.replies)
+        waited = sum(1 for instance in self.expected if instance not in self.replies)
+        return self.subscribers - len(self.replies) - len(self.refused) - waited
 
     def settle(self) -> None:
         if all(instance in self.replies for instance in self.expected) and self._unheard() <= len(self.presumed_down):
@@ -93,6 +98,7 @@ class _Pending:
     def missing(self) -> list[str]:
         names = [node for instance, node in self.expected.items() if instance not in self.replies]
         names += [node for instance, node in self.gone.items() if instance not in self.replies]
+        names += [f"{node} (duplicate id)" for node in self.refused.values()]
         unheard = self._unheard()
         if unheard > 0:
             down = list(self.presumed_down.values())[-unheard:]
@@ -132,6 +138,7 @@ class ClusterBus:
         self.direct_channel = f"{self.channel}:{self.instance}"
         self.silence_s = settings.heartbeat_interval_s * settings.heartbeat_misses
         self.membership = Membership(self.silence_s, on_gone=self._peer_gone)
+        self.conflicts = IdConflicts(self.silence_s)
         self.handlers = dict(handlers)
         self.presence = presence
         self.started_at = clock()
@@ -176,7 +183,7 @@ class ClusterBus:
 
     def _announce(self) -> None:
         if not self._leaving:
-            self._in_background(self._publish(self.channel, "hello", {"sockets": self.presence()}))
+            self._in_background(self._publish(self.channel, "hello", self._presence_body()))
 
     async def say_goodbye(self) -> None:
         try:
@@ -265,13 +272,17 @@ class ClusterBus:
             self._unheard_since = None
             return
         if message.kind == "goodbye":
+            self.conflicts.forget(message.instance)
             self.membership.gone(message.instance, "goodbye")
             return
+        if self._refused(message, now):
+            return
         if message.kind in ("hello", "heartbeat"):
-            is_new = self.membership.seen(message.origin, message.instance, now, message.body.get("sockets"))
+            body = message.body
+            is_new = self.membership.seen(message.origin, message.instance, now, body.get("sockets"), body.get("pid"))
             if message.kind == "hello" or is_new:
                 # Let a newcomer know about this node now rather than at its next heartbeat.
-                self._in_background(self._publish(self.channel, "heartbeat", {"sockets": self.presence()}))
+                self._in_background(self._publish(self.channel, "heartbeat", self._presence_body()))
         elif message.instance in self.membership:
             # Only presence messages make a member; anything else is merely a sign of life.
             self.membership.seen(message.origin, message.instance, now)
@@ -279,6 +290,18 @@ class ClusterBus:
             self._answer(message)
         elif message.kind in REPLY_KINDS:
             self._collect(message)
+
+    def _refused(self, message: BusMessage, now: float) -> bool:
+        """Whether `message` comes from a process that announces an id another live instance holds."""
+        holder = self.instance if message.origin == self.node_id else self.membership.holder(message.origin)
+        if holder is None or holder == message.instance:
+            return False
+        self.conflicts.refuse(message.origin, message.instance, holder, now)
+        pending = self._pending.get(message.request_id or "") if message.kind in REPLY_KINDS else None
+        if pending is not None:
+            pending.refused[message.instance] = message.origin
+            pending.settle()
+        return True
 
     def _answer(self, message: BusMessage) -> None:
         handler = self.handlers.get(message.kind)
@@ -310,7 +333,7 @@ class ClusterBus:
     async def _beat(self) -> None:
         while True:
             try:
-                await self._publish(self.channel, "heartbeat", {"sockets": self.presence()})
+                await self._publish(self.channel, "heartbeat", self._presence_body())
                 if self._unheard_since is None:
                     self._unheard_since = self.clock()
             except OSError as exc:
@@ -324,6 +347,9 @@ class ClusterBus:
                 # silence of the others proves nothing.
                 self.membership.touch_all(now)
             await asyncio.sleep(self.settings.heartbeat_interval_s)
+
+    def _presence_body(self) -> dict[str, int]:
+        return {"sockets": self.presence(), "pid": os.getpid()}
 
     async def _publish(self, channel: str, kind: Kind, body: dict[str, Any], request_id: str | None = None) -> int:
         message = BusMessage(kind=kind, origin=self.node_id, instance=self.instance, body=body, request_id=request_id)

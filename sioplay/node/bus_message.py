@@ -102,6 +102,9 @@ def _check_presence(body: dict[str, Any]) -> None:
     sockets = body.get("sockets", 0)
     if not isinstance(sockets, int) or isinstance(sockets, bool) or sockets < 0:
         raise BusError("sockets must be a non-negative integer")
+    pid = body.get("pid", 1)
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**32:
+        raise BusError("pid must be a positive integer")
 
 
 def _nothing(body: dict[str, Any]) -> None:

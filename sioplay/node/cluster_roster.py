@@ -38,9 +38,12 @@ class Completeness:
     @classmethod
     def of(cls, node_id: str, outcome: QueryOutcome, unusable: Sequence[str] = ()) -> Completeness:
         """`unusable`: nodes that answered with nothing this query could use; they count as missing."""
-        answered = sorted({node_id, *(reply.node_id for reply in outcome.replies)} - set(unusable))
+        # A list, not a set: each instance that answered counts, even if two were to share an id.
+        answered = sorted([node_id, *(reply.node_id for reply in outcome.replies if reply.node_id not in unusable)])
         missing = sorted({*outcome.missing, *unusable})
-        return cls(answered, missing, outcome.expected + 1, outcome.took_ms, outcome.error)
+        # Every node named, answered or missing, is expected: never "3 of 3 answered; no answer from node-4".
+        expected = max(outcome.expected + 1, len(answered) + len(missing))
+        return cls(answered, missing, expected, outcome.took_ms, outcome.error)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

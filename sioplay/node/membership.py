@@ -25,6 +25,7 @@ class Peer:
     instance: str
     last_seen: float
     sockets: int = 0
+    pid: int | None = None  # as the peer announced it; on another host it names a process there
 
 
 class Membership:
@@ -34,7 +35,7 @@ class Membership:
         self._peers: dict[str, Peer] = {}
         self._down: OrderedDict[str, str] = OrderedDict()
 
-    def seen(self, node_id: str, instance: str, now: float, sockets: int | None = None) -> bool:
+    def seen(self, node_id: str, instance: str, now: float, sockets: int | None = None, pid: int | None = None) -> bool:
         """Record a sign of life; True when this peer is new."""
         self._down.pop(instance, None)
         peer = self._peers.get(instance)
@@ -44,6 +45,8 @@ class Membership:
         peer.last_seen = max(peer.last_seen, now)
         if sockets is not None:
             peer.sockets = sockets
+        if pid is not None:
+            peer.pid = pid
         return is_new
 
     def gone(self, instance: str, reason: str) -> Peer | None:
@@ -69,6 +72,10 @@ class Membership:
         """Forgive the silence of every peer: our own link was down, not theirs."""
         for peer in self._peers.values():
             peer.last_seen = now
+
+    def holder(self, node_id: str) -> str | None:
+        """The instance of the live peer that goes by `node_id`, if any."""
+        return next((peer.instance for peer in self._peers.values() if peer.node_id == node_id), None)
 
     def peers(self) -> list[Peer]:
         return sorted(self._peers.values(), key=lambda peer: (peer.node_id, peer.instance))

@@ -1,4 +1,4 @@
-"""Every place where sioplay reaches into python-socketio, python-engineio or aiohttp internals.
+"""Every place where sioplay reaches into python-socketio, python-engineio, aiohttp or asyncio internals.
 
 Each patch names the private target it needs and checks, before applying,
 that the target is still there and still has the shape it was written for.
@@ -45,6 +45,14 @@ The patches, and why each exists:
   malformed request as one line, not a traceback. It takes the place of
   ``aiohttp.web_server.RequestHandler``, the class ``web.Server`` builds for
   each connection. Off, those answers stay aiohttp's text.
+- ``tls-read-buffer``: asyncio gives every TLS connection a 256 KiB buffer
+  for the data it decrypts (``asyncio.sslproto.SSLProtocol.max_size``): a
+  `--tls dev` join storm of 600 clients on 2 nodes cost 323 KiB of node memory
+  per client (46 without TLS) and took 13 s instead of 6. Here it reads at most
+  one TLS record (16 KiB) at a time; the read loop takes what is there until the
+  TLS object has no more, so only the number of reads per burst changes. With
+  it, the same storm: 83 KiB per client, 4.3 s (5.0 s without TLS). Off, TLS
+  costs the memory.
 
 Also here, so that no other module touches engine.io's tables: the session of
 a connected socket (`connected_session`) and aborting a connection
@@ -60,6 +68,7 @@ import logging
 import re
 import socket
 import sys
+from asyncio import sslproto
 from collections.abc import Callable
 from typing import Any
 
@@ -103,6 +112,7 @@ APPLICABLE: tuple[str, ...] = (
     "room-broadcast",
     "early-manager",
     "json-parse-errors",
+    "tls-read-buffer",
 )
 # engine.io packet types a client may send first in a text frame: open to noop.
 _ENGINEIO_TYPES = frozenset("0123456")
@@ -459,6 +469,21 @@ def _request_handler_target() -> str | None:
     return None
 
 
+# asyncio's TLS read buffer ---------------------------------------------------------------
+
+
+# The largest plaintext of one TLS record (RFC 8446 5.1).
+TLS_READ_BUFFER_BYTES = 16 * 1024
+
+
+def _tls_buffer_target() -> str | None:
+    if not isinstance(getattr(sslproto.SSLProtocol, "max_size", None), int):
+        return "asyncio.sslproto.SSLProtocol.max_size"
+    if "bytearray(self.max_size)" not in inspect.getsource(sslproto.SSLProtocol.__init__):
+        return "asyncio SSLProtocol.__init__ sizing its buffer by max_size"
+    return None
+
+
 # Engine.io's tables ----------------------------------------------------------------------
 
 
@@ -604,4 +629,6 @@ def install(
     check("early-manager", _early_manager_target(sio))
     if check("json-parse-errors", _request_handler_target()):
         web_server.RequestHandler = JsonErrorRequestHandler
+    if check("tls-read-buffer", _tls_buffer_target()):
+        sslproto.SSLProtocol.max_size = TLS_READ_BUFFER_BYTES
     return PatchReport(tuple(active), inactive)

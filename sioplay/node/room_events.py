@@ -11,10 +11,11 @@ from typing import Any
 import socketio
 
 from sioplay.db.store import UserStore
-from sioplay.errors import DatabaseError, UnknownUserError, ValidationError
+from sioplay.errors import DatabaseError, TokenError, UnknownUserError, ValidationError
 from sioplay.node.patches import connected_session
 from sioplay.node.rate_limit import TokenBuckets
 from sioplay.node.sockets import LocalSocket, LocalSockets
+from sioplay.node.token_sessions import REFRESH_EVENT, TokenSessions
 from sioplay.node.validation import connect_params, watch_params
 from sioplay.settings import Settings
 
@@ -40,12 +41,18 @@ class RoomEvents:
         node_id: str,
         settings: Settings,
         on_refused: Callable[[str], None],
+        not_ready: Callable[[], str | None] = lambda: None,
+        tokens: TokenSessions | None = None,
     ) -> None:
         self.sio = sio
+        # Why the node takes no new client now (a dependency is down: see node/readiness.py); None when it does.
+        self.not_ready = not_ready
         self.store = store
         self.sockets = sockets
         self.node_id = node_id
         self.on_refused = on_refused
+        # None: `--auth none`, the client's own id_user is trusted.
+        self.tokens = tokens
         # One bucket per socket: a client's burst of identity-change would otherwise make every page in the
         # room fetch that user and the roster again, once per event.
         self._identity_changes = TokenBuckets(settings.identity_change_rate_per_s, settings.identity_change_burst)
@@ -57,6 +64,8 @@ class RoomEvents:
         self.sio.on("disconnect", self.handle_disconnect, namespace=NAMESPACE)
         self.sio.on("identity-change", self.handle_identity_change, namespace=NAMESPACE)
         self.sio.on("connect", self.handle_watch_connect, namespace=WATCH_NAMESPACE)
+        if self.tokens is not None:
+            self.sio.on(REFRESH_EVENT, self.tokens.handle_refresh, namespace=NAMESPACE)
 
     async def handle_watch_connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
         try:
@@ -79,10 +88,13 @@ class RoomEvents:
         Nothing is registered here but the session: the socket joins its room
         and is announced in `handle_connected`, once its CONNECT went out.
         """
+        refusal = self.not_ready()
+        if refusal is not None:
+            self.on_refused("not ready")
+            raise socketio.exceptions.ConnectionRefusedError(refusal)
         try:
-            id_user, room = connect_params(environ.get("QUERY_STRING", ""), auth)
-            await self._check_user(id_user)
-            await self.sio.save_session(sid, {"id_user": id_user, "room": room}, namespace=NAMESPACE)
+            session = await self._identify(sid, environ.get("QUERY_STRING", ""), auth)
+            await self.sio.save_session(sid, session, namespace=NAMESPACE)
         except (ValidationError, UnknownUserError) as exc:
             raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
         except DatabaseError as exc:
@@ -91,6 +103,19 @@ class RoomEvents:
         except Exception:
             log.exception("refusing %s: unexpected error in the connect handler", sid)
             raise socketio.exceptions.ConnectionRefusedError("internal server error") from None
+
+    async def _identify(self, sid: str, query_string: str, auth: object) -> dict[str, Any]:
+        """The session of a connecting socket: its id_user and room, and with a token until when it holds."""
+        if self.tokens is None:
+            id_user, room = connect_params(query_string, auth)
+            await self._check_user(id_user)
+            return {"id_user": id_user, "room": room}
+        claims, room = self.tokens.admit(sid, query_string, auth)
+        try:
+            await self._check_user(claims.id_user)
+        except UnknownUserError:
+            raise TokenError(f"unknown user {claims.id_user}") from None
+        return {"id_user": claims.id_user, "room": room, "expires_at": claims.expires_at}
 
     async def _check_user(self, id_user: str) -> None:
         """UnknownUserError unless the user exists; users seen recently are not looked up again.
@@ -118,6 +143,8 @@ class RoomEvents:
         try:
             await self.sio.enter_room(sid, entry.room, namespace=namespace)
             self.sockets.add(entry)
+            if self.tokens is not None:
+                self.tokens.started(sid, session["expires_at"])
             log.info("socket %s connected as id_user %s in room %r", sid, entry.id_user, entry.room)
             await self.sio.emit(
                 "handshake",
@@ -135,6 +162,8 @@ class RoomEvents:
 
     async def handle_disconnect(self, sid: str, reason: object = None) -> None:
         self._identity_changes.forget(sid)
+        if self.tokens is not None:
+            self.tokens.forget(sid)
         entry = self.sockets.remove(sid)
         if entry is None:
             return

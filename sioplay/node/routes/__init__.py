@@ -42,7 +42,7 @@ async def no_sniffing(request: web.Request, response: web.StreamResponse) -> Non
 def add_routes(app: web.Application, node: Node) -> None:
     """The routes of `node`; `/{room}/users` last, as it matches any first path segment."""
     app.on_response_prepare.append(no_sniffing)
-    app.add_routes(user_routes(node.store))
+    app.add_routes(user_routes(node.store, node.verifier))
     app.add_routes(ui_routes())
     app.add_routes(ops_routes(node))
     app.add_routes(roster_routes(node.roster, node.settings.roster_timeout_s))

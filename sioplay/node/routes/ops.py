@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -16,35 +15,49 @@ if TYPE_CHECKING:
 
 __all__ = ["ops_routes"]
 
-REDIS_PING_TIMEOUT_S = 1.0
+
+def id_conflicts(node: Node) -> list[dict[str, str]]:
+    """The processes refused for announcing an id that another live instance holds (see node/id_conflicts.py)."""
+    return [
+        {"node": conflict.node_id, "instance": conflict.instance, "holder": conflict.holder}
+        for conflict in node.bus.conflicts.active(node.bus.clock())
+    ]
 
 
 def ops_routes(node: Node) -> list[web.RouteDef]:
     async def health(request: web.Request) -> web.Response:
-        redis_state: dict[str, Any]
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(REDIS_PING_TIMEOUT_S):
-                await node.publisher.ping()
-            redis_state = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
-        except (OSError, TimeoutError) as exc:
-            redis_state = {"ok": False, "error": str(exc) or type(exc).__name__}
+        """200 while the node is alive, ready or not (`ready`, `dependencies`); 503 once a task of its own died."""
+        readiness = node.readiness
+        await readiness.check()
+        dependencies = readiness.as_json()
+        redis = dependencies["redis"]
         return json_response(
             {
                 "node": node.node_id,
                 "pid": os.getpid(),
                 "cluster": node.settings.cluster,
+                # What a client must bring (common/cluster_auth.py reads it): never the key itself.
+                "auth": {
+                    "mode": node.settings.auth,
+                    "algorithm": node.verifier.algorithm if node.verifier is not None else None,
+                },
                 "uptime_s": round(time.monotonic() - node.started_at, 3),
+                "alive": readiness.alive,
+                "ready": readiness.ready,
+                "refusing_connections": readiness.refusal(),
+                "dependencies": dependencies,
                 "sockets": len(node.sockets),
-                "redis": redis_state,
+                "redis": {key: redis[key] for key in ("ok", "error", "latency_ms") if key in redis},
                 "bus": {
                     "linked": node.bus.linked,
                     "peers": len(node.bus.membership),
-                    "failures": [f for f in (node.bus.failure, node.subscription.failure) if f is not None],
+                    "failures": readiness.failures,
+                    "id_conflicts": id_conflicts(node),
                 },
                 "patches": node.patches.as_json(),
                 "metrics": node.metrics.as_json(),
-            }
+            },
+            status=200 if readiness.alive else 503,
         )
 
     async def metrics(request: web.Request) -> web.Response:
@@ -58,6 +71,7 @@ def ops_routes(node: Node) -> list[web.RouteDef]:
                 "node": node.node_id,
                 "instance": node.bus.instance,
                 "self": True,
+                "pid": os.getpid(),
                 "sockets": len(node.sockets),
                 "last_seen_s": 0.0,
             }
@@ -67,12 +81,20 @@ def ops_routes(node: Node) -> list[web.RouteDef]:
                 "node": peer.node_id,
                 "instance": peer.instance,
                 "self": False,
+                "pid": peer.pid,
                 "sockets": peer.sockets,
                 "last_seen_s": round(now - peer.last_seen, 3),
             }
             for peer in node.bus.live_nodes()
         ]
-        return json_response({"cluster": node.settings.cluster, "linked": node.bus.linked, "nodes": nodes})
+        return json_response(
+            {
+                "cluster": node.settings.cluster,
+                "linked": node.bus.linked,
+                "nodes": nodes,
+                "id_conflicts": id_conflicts(node),
+            }
+        )
 
     return [
         web.get("/healthz", health),

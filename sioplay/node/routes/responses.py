@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import hdrs, web
 
+from sioplay.db.liveness import FileChangedError
 from sioplay.errors import DatabaseError, UnknownUserError, ValidationError
 
 __all__ = ["error_body", "error_response", "json_errors", "json_response", "read_json_object"]
@@ -76,6 +77,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(400, str(exc))
     except UnknownUserError as exc:
         return error_response(404, str(exc))
+    except FileChangedError as exc:
+        # Says which file and what happened to it, never where it is.
+        log.error("%s %s: %s", request.method, request.path, exc)
+        return error_response(503, f"user database unavailable: {exc}")
     except DatabaseError as exc:
         log.error("%s %s: %s", request.method, request.path, exc)
         return error_response(503, "user database unavailable")

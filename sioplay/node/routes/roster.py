@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from sioplay.common.node_counts import answer_summary
 from sioplay.errors import ValidationError
 from sioplay.node.cluster_roster import Completeness, RoomRoster, RoomsSummary, RosterService
 from sioplay.node.roster_parts import Entry
@@ -22,6 +23,10 @@ from sioplay.node.validation import validate_room
 __all__ = ["completeness_headers", "room_body", "rooms_body", "roster_routes", "socket_list_json"]
 
 
+def summary_of(completeness: Completeness) -> str:
+    return answer_summary(len(completeness.answered), completeness.expected, completeness.missing)
+
+
 def completeness_headers(completeness: Completeness) -> dict[str, str]:
     headers = {
         "X-Sioplay-Complete": "true" if completeness.complete else "false",
@@ -29,6 +34,7 @@ def completeness_headers(completeness: Completeness) -> dict[str, str]:
         "X-Sioplay-Nodes-Answered": str(len(completeness.answered)),
         "X-Sioplay-Nodes-Missing": ",".join(completeness.missing),
         "X-Sioplay-Took-Ms": f"{completeness.took_ms:.3f}",
+        "X-Sioplay-Nodes-Summary": summary_of(completeness),
     }
     if completeness.error:
         headers["X-Sioplay-Error"] = completeness.error.encode("ascii", "replace").decode()[:200]
@@ -40,6 +46,7 @@ def nodes_json(completeness: Completeness) -> dict[str, Any]:
         "expected": completeness.expected,
         "answered": completeness.answered,
         "missing": completeness.missing,
+        "summary": summary_of(completeness),
     }
     if completeness.error:
         nodes["error"] = completeness.error

@@ -1,8 +1,12 @@
 // The page of /ui/{room}: a file of its own, as the page's Content-Security-Policy runs no inline script.
 // The room and the id_user come from the page's data- attributes, escaped there by the node.
+// A token (`--auth token` clusters) comes in the URL's fragment, `#token=…`, which no request line carries; the page
+// sends it in the Socket.IO `auth` payload and in its PUT's Authorization header.
 (() => {
   const room = document.body.dataset.room;
   const idUser = document.body.dataset.idUser;
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  const mintHint = " (a new one: sioplay token --user " + idUser + " --page " + room + ")";
   const $ = (id) => document.getElementById(id);
   const names = new Map();
   // The least time between two GET /users/{id} for one user's identity changes: a burst of them costs two.
@@ -117,11 +121,10 @@
       $("partial").textContent = "Completeness unknown: the answer carried no roster headers.";
       return;
     }
-    const missing = (headers.get("X-Sioplay-Nodes-Missing") || "").split(",").filter(Boolean);
+    // The node writes the count (common/node_counts.py), so the page says it as `who` and the JSON do.
     const error = headers.get("X-Sioplay-Error");
-    $("partial").textContent = "Partial list: " + headers.get("X-Sioplay-Nodes-Answered") + " of " +
-      headers.get("X-Sioplay-Nodes-Expected") + " nodes answered" +
-      (missing.length ? "; no answer from " + missing.join(", ") : "") + (error ? " (" + error + ")" : "") + ".";
+    $("partial").textContent = "Partial list: " + headers.get("X-Sioplay-Nodes-Summary") +
+      (error ? " (" + error + ")" : "") + ".";
   }
 
   async function showMe(force) {
@@ -130,7 +133,22 @@
     if (document.activeElement !== $("name-input")) $("name-input").value = name;
   }
 
-  const socket = io({ transports: ["websocket"], query: { id_user: idUser, room } });
+  function showRefusal(text) {
+    $("refusal").textContent = text;
+    $("refusal").classList.remove("hidden");
+  }
+
+  // What a refusal means for this page: the server says why; the page says what to do about a token.
+  function explain(message) {
+    if (message === "token required") {
+      return "This cluster requires a token, and this page has none" + mintHint + ".";
+    }
+    if (message === "token expired") return "Connection refused: the token expired" + mintHint + ".";
+    if (token && /token|signature/.test(message)) return "Connection refused: the token was refused: " + message + mintHint + ".";
+    return "Connection refused: " + message;
+  }
+
+  const socket = io({ transports: ["websocket"], query: { id_user: idUser, room }, auth: token ? { token } : {} });
 
   socket.on("connect", () => { $("save").disabled = false; });
   socket.on("handshake", (hs) => {
@@ -145,8 +163,7 @@
       setState("reconnecting", "reconnecting…");
     } else {
       setState("refused", "refused");
-      $("refusal").textContent = "Connection refused: " + err.message;
-      $("refusal").classList.remove("hidden");
+      showRefusal(explain(err.message));
       $("live").classList.add("hidden");
       $("my-name").textContent = "–";
     }
@@ -155,6 +172,9 @@
     $("save").disabled = true;
     setState(socket.active ? "reconnecting" : "error", socket.active ? "reconnecting…" : "disconnected (" + reason + ")");
   });
+  socket.on("token-expired", () => {
+    showRefusal("The token expired: the node closed this page's connection" + mintHint + ".");
+  });
   socket.on("socket-connected", () => refresh());
   socket.on("socket-disconnected", () => refresh());
   socket.on("identity-change", (msg) => rehydrate(msg.id_user));
@@ -162,13 +182,14 @@
   $("rename").addEventListener("submit", async (event) => {
     event.preventDefault();
     const name = $("name-input").value.trim();
+    const headers = { "Content-Type": "application/json" };
+    if (token) headers.Authorization = "Bearer " + token;
     const res = await fetch("/users/" + encodeURIComponent(idUser), {
-      method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ name }),
+      method: "PUT", headers, body: JSON.stringify({ name }),
     });
     if (res.status !== 204) {
       const body = await res.json().catch(() => ({ error: res.statusText }));
-      $("refusal").textContent = "Could not save the name: " + body.error;
-      $("refusal").classList.remove("hidden");
+      showRefusal("Could not save the name: " + body.error + (res.status === 401 ? mintHint : ""));
       return;
     }
     $("refusal").classList.add("hidden");

@@ -1,0 +1,84 @@
+"""The rest of the cluster as the bus sees it, for `cluster status`: other hosts' nodes and id conflicts.
+
+This supervisor knows its own nodes in full (state file, psutil, /healthz); the nodes of
+other supervisors are known only from their heartbeats, which one of our nodes relays
+through its ``/cluster`` route: host, node, pid (on its own host), sockets, last heartbeat.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+from rich.console import RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from sioplay.common.state import ClusterState
+from sioplay.common.urls import local_url
+
+__all__ = ["collect_bus_view", "render_bus_view"]
+
+
+def collect_bus_view(state: ClusterState, timeout_s: float) -> dict[str, Any]:
+    """{"seen_from", "others", "id_conflicts"} from the first of our nodes that answers, or {"error"}."""
+    own = {node.id for node in state.nodes}
+    for node in state.nodes:
+        if node.status != "online" or node.port is None:
+            continue
+        try:
+            with urllib.request.urlopen(local_url(state.host, node.port) + "/cluster", timeout=timeout_s) as response:
+                body = json.loads(response.read())
+        except (OSError, ValueError):
+            continue
+        others = [
+            {
+                "host": _host_of(peer["node"]),
+                "node": peer["node"],
+                "instance": peer["instance"],
+                "pid": peer.get("pid"),
+                "sockets": peer.get("sockets"),
+                "last_heartbeat_s": peer.get("last_seen_s"),
+            }
+            for peer in body.get("nodes", [])
+            if not peer.get("self") and peer.get("node") not in own
+        ]
+        return {"seen_from": node.id, "others": others, "id_conflicts": body.get("id_conflicts", [])}
+    return {"error": "no node of this host answered /cluster", "others": [], "id_conflicts": []}
+
+
+def _host_of(node_id: str) -> str:
+    host, slash, _ = node_id.partition("/")
+    return host if slash else "-"
+
+
+def render_bus_view(view: dict[str, Any] | None) -> list[RenderableType]:
+    parts: list[RenderableType] = []
+    if view is None:
+        return parts
+    if view.get("error"):
+        parts.append(Text(f"other hosts: unknown ({view['error']})", style="yellow"))
+    if view["others"]:
+        table = Table(title=Text(f"other hosts, as {view['seen_from']} hears them"), title_justify="left")
+        for column in ("host", "node", "pid", "sockets", "last heartbeat"):
+            table.add_column(column, justify="left" if column in ("host", "node") else "right")
+        for peer in view["others"]:
+            seen = peer["last_heartbeat_s"]
+            table.add_row(
+                peer["host"],
+                peer["node"],
+                "-" if peer["pid"] is None else str(peer["pid"]),
+                "-" if peer["sockets"] is None else str(peer["sockets"]),
+                "-" if seen is None else f"{seen:.1f} s ago",
+            )
+        parts.append(table)
+    for conflict in view["id_conflicts"]:
+        parts.append(
+            Text(
+                f"id conflict: {conflict['node']} is announced by instance {conflict['instance']} while "
+                f"{conflict['holder']} holds it; give each supervisor its own --name",
+                style="bold red",
+            )
+        )
+    return parts
