@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 __all__ = ["Throttle", "configure_cli_logging", "configure_node_logging"]
 
@@ -41,11 +44,43 @@ class _NodeIdFilter(logging.Filter):
         return True
 
 
-def configure_node_logging(node_id: str, level: str = "INFO") -> None:
-    """Plain lines on stderr, every record stamped with the node id (the supervisor adds time and prefix)."""
-    handler = logging.StreamHandler(sys.stderr)
+class _NodeLogFile(logging.handlers.RotatingFileHandler):
+    """The node's own rotated log; its stdout and stderr follow the current file, so that what is printed rather
+    than logged (a traceback Python writes itself) lands there too, and no write of the node waits for a reader."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(path, maxBytes=max_bytes, backupCount=backups)
+        self._redirect_output()
+
+    def doRollover(self) -> None:  # noqa: N802 - the name logging gives it
+        super().doRollover()
+        self._redirect_output()
+
+    def _redirect_output(self) -> None:
+        if self.stream is None:
+            return
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        for fd in (1, 2):
+            os.dup2(self.stream.fileno(), fd)
+
+
+def configure_node_logging(
+    node_id: str, level: str = "INFO", log_file: Path | None = None, max_bytes: int = 0, backups: int = 0
+) -> None:
+    """One line per record: ISO time, level, node id and pid, logger, message; in `log_file` (rotated past
+    `max_bytes`) when given, else on stderr. The time leads, so that `cluster logs` merges files in time order."""
+    handler: logging.Handler = (
+        logging.StreamHandler(sys.stderr) if log_file is None else _NodeLogFile(log_file, max_bytes, backups)
+    )
     handler.addFilter(_NodeIdFilter(node_id))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(node_id)s] %(name)s: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s.%(msecs)03d %(levelname)s %(node_id)s pid=%(process)d %(name)s: %(message)s",
+            datefmt="%Y-%m-%dT%H:%M:%S",
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -26,7 +26,9 @@ __all__ = [
     "REDIS",
     "SUPERVISOR",
     "LogFile",
+    "FileTail",
     "LogLine",
+    "append_line",
     "configure_supervisor_logging",
     "flush",
     "follow",
@@ -39,6 +41,7 @@ __all__ = [
     "node_log_path",
     "redis_log_path",
     "stamp",
+    "tail_lines",
 ]
 
 SUPERVISOR = "supervisor"
@@ -62,6 +65,13 @@ def node_log_path(home: Path, node_id: str) -> Path:
 def stamp(at: float | None = None) -> str:
     moment = datetime.datetime.fromtimestamp(time.time() if at is None else at)
     return moment.isoformat(timespec="milliseconds")
+
+
+def append_line(path: Path, text: str) -> None:
+    """One stamped line at the end of a file another process writes and rotates (a node's own log)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as file:
+        file.write(f"{stamp()} {text}\n".encode(errors="replace"))
 
 
 class LogFile:
@@ -196,9 +206,26 @@ def _tail(path: Path, lines: int) -> list[str]:
     return text[-lines:]
 
 
+def tail_lines(path: Path, lines: int) -> list[str]:
+    return _tail(path, lines)
+
+
+def _stamped(source: str, raws: list[str], at: str = "") -> list[LogLine]:
+    """Lines of one file; an unstamped one (a traceback's) takes the time of the line before, to merge with it."""
+    parsed = []
+    for raw in raws:
+        line = LogLine.parse(source, raw)
+        if line.at:
+            at = line.at
+        else:
+            line = dataclasses.replace(line, at=at)
+        parsed.append(line)
+    return parsed
+
+
 def merged_tail(sources: list[tuple[str, Path]], lines: int) -> list[LogLine]:
     """The last `lines` lines of every source, merged in time order (pm2 logs --merge-logs)."""
-    merged = [LogLine.parse(source, raw) for source, path in sources for raw in _tail(path, lines)]
+    merged = [line for source, path in sources for line in _stamped(source, _tail(path, lines))]
     merged.sort(key=lambda line: line.at)
     return merged
 
@@ -209,13 +236,13 @@ def follow(
     poll_s: float = 0.2,
 ) -> Iterator[LogLine]:
     """Lines appended to the sources from now on, like ``tail -F``: through rotation, and files that appear later."""
-    tails = {path: _Tail(source, path, from_end=True) for source, path in sources()}
+    tails = {path: FileTail(source, path, from_end=True) for source, path in sources()}
     try:
         while not should_stop():
             for source, path in sources():
                 tail = tails.get(path)
                 if tail is None:
-                    tail = tails[path] = _Tail(source, path, from_end=False)
+                    tail = tails[path] = FileTail(source, path, from_end=False)
                 yield from tail.read()
             time.sleep(poll_s)
     finally:
@@ -223,13 +250,14 @@ def follow(
             tail.close()
 
 
-class _Tail:
+class FileTail:
     """One followed file; it keeps the old file open across a rotation until it has read it to the end."""
 
     def __init__(self, source: str, path: Path, from_end: bool) -> None:
         self.source = source
         self.path = path
         self._pending = b""
+        self._at = ""
         self._file = self._open(from_end)
 
     def _open(self, from_end: bool) -> IO[bytes] | None:
@@ -254,8 +282,10 @@ class _Tail:
             self._file = self._open(from_end=False)
             data += self._file.read() if self._file is not None else b""
         *lines, self._pending = (self._pending + data).split(b"\n")
-        for raw in lines:
-            yield LogLine.parse(self.source, raw.decode(errors="replace"))
+        parsed = _stamped(self.source, [raw.decode(errors="replace") for raw in lines], self._at)
+        if parsed:
+            self._at = parsed[-1].at
+        yield from parsed
 
     def _rotated(self) -> bool:
         assert self._file is not None

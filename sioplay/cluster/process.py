@@ -1,9 +1,8 @@
-"""One node process under the supervisor: its output pumped line by line, its /healthz polled."""
+"""One node process under the supervisor: it logs to its own file, its /healthz is polled."""
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import signal
@@ -11,11 +10,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 import aiohttp
 import psutil
 
+from sioplay.cluster.logs import FileTail, tail_lines
 from sioplay.cluster.spawn import spawn_node
 from sioplay.common.health import answered_by, is_alive, is_healthy, read_healthz
 from sioplay.common.pids import ProcessRef
@@ -30,10 +31,8 @@ LineSink = Callable[[str, str], None]  # (node id, line)
 # The steps of a starting node that its health probe sees (see cluster/progress.py).
 ProbeStep = Literal["subscribed", "healthy"]
 
-_READ_CHUNK = 64 * 1024
-# A line longer than this is cut: a runaway node must not grow the supervisor's memory.
-_MAX_LINE = 64 * 1024
 _PROBE_WHILE_LAUNCHING_S = 0.05
+_FOLLOW_S = 0.1
 _TAIL_LINES = 8
 
 
@@ -51,6 +50,10 @@ def describe_exit(returncode: int | None) -> str:
 class NodeProcess:
     """A `sioplay node run` child in its own session, so that a terminal's Ctrl-C reaches only the supervisor.
 
+    It writes its own rotated log at `log_path`, stdout and stderr included: its
+    lines outlive the supervisor, and a node never blocks on a reader. `on_line`,
+    when given (a supervisor in the foreground), is told the lines as they land.
+
     It has `answered` from its first /healthz answer that says it is alive
     (`is_alive`), and `last_ok` is the time of the latest such answer: a node whose
     Redis or database is down is alive, only not `ready`. It is `online` from its
@@ -60,10 +63,13 @@ class NodeProcess:
     asyncio's ThreadedChildWatcher does, and hands the exit code to the event loop.
     """
 
-    def __init__(self, settings: Settings, node_id: str, port: int, on_line: LineSink) -> None:
+    def __init__(
+        self, settings: Settings, node_id: str, port: int, log_path: Path, on_line: LineSink | None = None
+    ) -> None:
         self.settings = settings
         self.node_id = node_id
         self.port = port
+        self.log_path = log_path
         self.on_line = on_line
         self.ref: ProcessRef | None = None
         self.started_at = 0.0  # monotonic
@@ -79,12 +85,10 @@ class NodeProcess:
         # Told "subscribed" once the node hears itself on the cluster bus, and "healthy" once it is online.
         self.on_step: Callable[[NodeProcess, ProbeStep], None] | None = None
         self.subscribed = False
-        self.tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         self._process: subprocess.Popen[bytes] | None = None
         self._returncode: int | None = None
         self._exited = asyncio.Event()
         self._online = asyncio.Event()
-        self._output: asyncio.ReadTransport | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -100,14 +104,19 @@ class NodeProcess:
         return self._process is not None and not self._exited.is_set()
 
     async def start(self, session: aiohttp.ClientSession) -> None:
-        self._process = process = spawn_node(
-            self.settings,
-            self.node_id,
-            self.port,
-            subprocess.PIPE,
-            public_port=self.settings.public_port,
-            own_session=True,
-        )
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        follower = FileTail(self.node_id, self.log_path, from_end=True) if self.on_line is not None else None
+        # Append: the supervisor's lifecycle lines share the file, and a crash's traceback lands after them.
+        with self.log_path.open("ab") as output:
+            self._process = process = spawn_node(
+                self.settings,
+                self.node_id,
+                self.port,
+                output,
+                public_port=self.settings.public_port,
+                own_session=True,
+                log_file=self.log_path,
+            )
         self.started_at, self.started_wall = time.monotonic(), time.time()
         try:
             self.ref = ProcessRef.of(process.pid)
@@ -115,13 +124,9 @@ class NodeProcess:
             self.ref = ProcessRef(process.pid, self.started_wall)
         loop = asyncio.get_running_loop()
         threading.Thread(target=self._wait_exit, args=(loop,), name=f"{self.node_id}-exit", daemon=True).start()
-        assert process.stdout is not None
-        reader = asyncio.StreamReader()
-        self._output, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), process.stdout)
-        self._tasks = [
-            asyncio.create_task(self._pump(reader), name=f"{self.node_id}-output"),
-            asyncio.create_task(self._probe(session), name=f"{self.node_id}-health"),
-        ]
+        self._tasks = [asyncio.create_task(self._probe(session), name=f"{self.node_id}-health")]
+        if follower is not None:
+            self._tasks.append(asyncio.create_task(self._follow(follower), name=f"{self.node_id}-follow"))
 
     def _wait_exit(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self._process is not None
@@ -134,24 +139,19 @@ class NodeProcess:
         self._returncode = code
         self._exited.set()
 
-    async def _pump(self, reader: asyncio.StreamReader) -> None:
-        pending = b""
-        while chunk := await reader.read(_READ_CHUNK):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            if len(pending) > _MAX_LINE:
-                lines.append(pending)
-                pending = b""
-            for line in lines:
-                self._emit(line)
-        if pending:
-            self._emit(pending)
+    async def _follow(self, follower: FileTail) -> None:
+        assert self.on_line is not None
+        try:
+            while True:
+                for line in follower.read():
+                    self.on_line(self.node_id, line.text)
+                await asyncio.sleep(_FOLLOW_S)
+        finally:
+            follower.close()
 
-    def _emit(self, raw: bytes) -> None:
-        line = raw.decode(errors="replace").rstrip("\r")
-        self.tail.append(line)
-        # The pid tells the old and the new process of one node apart in its one log file (rolling restarts).
-        self.on_line(self.node_id, f"pid={self.pid} {line}")
+    def tail(self) -> list[str]:
+        """The last lines of its log: what a crash report shows."""
+        return tail_lines(self.log_path, _TAIL_LINES)
 
     async def _probe(self, session: aiohttp.ClientSession) -> None:
         url = local_url(self.settings.host, self.port, tls=self.settings.tls_enabled)
@@ -229,16 +229,8 @@ class NodeProcess:
             code = await self.wait(5.0)
         return code
 
-    async def close(self, timeout_s: float = 1.0) -> None:
-        """Stop polling, and let the output of an exited process drain for up to `timeout_s`."""
-        pump, probe = self._tasks or (None, None)
-        if probe is not None:
-            probe.cancel()
-        if pump is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                async with asyncio.timeout(timeout_s):
-                    await asyncio.shield(pump)
-            pump.cancel()
+    async def close(self) -> None:
+        """Stop polling its health and following its log."""
+        for task in self._tasks:
+            task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._output is not None:
-            self._output.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import IO
 
 from sioplay.settings import Settings
@@ -20,6 +21,7 @@ def spawn_node(
     *,
     public_port: int | None = None,
     own_session: bool = False,
+    log_file: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """`sioplay node run` for `node_id` on `port`, with the environment of `settings`, stdout and stderr to `output`.
 
@@ -27,13 +29,16 @@ def spawn_node(
     that a reader sees each line as it is written. `own_session` keeps a terminal's
     Ctrl-C from reaching the node: the supervisor stops its nodes itself. The
     Redis URL, which holds the nodes' password, is in the environment, never in
-    the arguments: those are in every user's process list.
+    the arguments: those are in every user's process list. With `log_file`, the node
+    logs there itself, rotating it, and `output` should be that file opened to append.
     """
     # Every setting is in the environment: an empty config, not a sioplay.toml that the working directory may hold.
     args = [sys.executable, "-m", "sioplay", "--config", os.devnull]
     args += ["node", "run", "--node-id", node_id, "--port", str(port)]
     if public_port is not None:
         args += ["--public-port", str(public_port)]
+    if log_file is not None:
+        args += ["--log-file", str(log_file)]
     env = {**settings.child_env(), "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         args,

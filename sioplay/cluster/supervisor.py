@@ -22,7 +22,7 @@ import aiohttp
 
 from sioplay.cluster import control
 from sioplay.cluster.control import Request
-from sioplay.cluster.logs import LogFile, node_log_path
+from sioplay.cluster.logs import append_line, node_log_path
 from sioplay.cluster.node_count import MAX_NODES
 from sioplay.cluster.policy import Crash, RestartPolicy
 from sioplay.cluster.preflight import supervisor_lock
@@ -109,7 +109,6 @@ class Supervisor:
         self._queue: collections.deque[Request] = collections.deque()
         self._operation: asyncio.Task[None] | None = None
         self._draining: list[NodeProcess] = []
-        self._logs: dict[str, LogFile] = {}
         self.progress = ProgressLog(self.home)
         self._session: aiohttp.ClientSession | None = None
         self._next_health_check = 0.0
@@ -255,8 +254,6 @@ class Supervisor:
             self._redis_ref = None
         if self._session is not None:
             await self._session.close()
-        for file in self._logs.values():
-            file.close()
         self.phase = "failed" if self.error else "stopped"
         self._save()
         log.info("cluster %r %s", self.settings.cluster, self.phase)
@@ -317,7 +314,7 @@ class Supervisor:
         now = time.monotonic()
         slot.crashes.append(Crash(at=now, uptime_s=now - process.started_at))
         slot.last_exit = describe_exit(process.returncode)
-        slot.log_tail = list(process.tail)
+        slot.log_tail = process.tail()
         why = f"exited with {slot.last_exit}" + (f" ({process.kill_reason})" if process.kill_reason else "")
         verdict = self.policy.decide(slot.crashes, now)
         self.progress.note(slot.node_id, "failed", process.pid, why)
@@ -542,7 +539,9 @@ class Supervisor:
             port = slot.port
         else:
             port = base + slot.index if base is not None else free_port(host)
-        process = NodeProcess(self.settings, slot.node_id, port, self._write_line)
+        process = NodeProcess(
+            self.settings, slot.node_id, port, node_log_path(self.home, short_node_id(slot.node_id)), self.on_line
+        )
         process.on_step = lambda process, step: self.progress.note(process.node_id, step, process.pid)
         assert self._session is not None
         await process.start(self._session)
@@ -551,22 +550,9 @@ class Supervisor:
         self._note(process, f"started on port {port} and public port {self.settings.public_port}")
         return process
 
-    def _write_line(self, node_id: str, line: str) -> None:
-        self._log_file(node_id).write(line)
-        if self.on_line is not None:
-            self.on_line(node_id, line)
-
     def _note(self, process: NodeProcess, event: str) -> None:
         """A lifecycle line in the node's own log, as pm2 writes 'App [x] exited with code 1'."""
-        self._log_file(process.node_id).write(f"[supervisor] pid {process.pid} {event}")
-
-    def _log_file(self, node_id: str) -> LogFile:
-        log_file = self._logs.get(node_id)
-        if log_file is None:
-            log_file = self._logs[node_id] = LogFile(
-                node_log_path(self.home, short_node_id(node_id)), self.settings.log_max_bytes, self.settings.log_backups
-            )
-        return log_file
+        append_line(process.log_path, f"[supervisor] pid {process.pid} {event}")
 
     # State -------------------------------------------------------------------------------
 

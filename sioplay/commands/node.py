@@ -59,11 +59,15 @@ def run(
         str | None,
         typer.Option("--host", help="Address to listen on; default: 127.0.0.1 (this machine only)."),
     ] = None,
+    log_file: Annotated[
+        Path | None,
+        typer.Option("--log-file", help="Log here (rotated by log_max_bytes, log_backups) instead of stderr."),
+    ] = None,
     tls: TlsOption = None,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
 ) -> None:
-    """Run one node in the foreground until SIGTERM or Ctrl-C; logs go to stderr."""
+    """Run one node in the foreground until SIGTERM or Ctrl-C; logs go to stderr, or to --log-file."""
     from sioplay.node.app import run_node
 
     settings = state_of(ctx).settings.replace(
@@ -82,7 +86,7 @@ def run(
     os.umask(0o077)
     private_home(settings.home)
     prepare_server_tls(settings, None)
-    configure_node_logging(node_id, settings.log_level)
+    configure_node_logging(node_id, settings.log_level, log_file, settings.log_max_bytes, settings.log_backups)
     warning = exposure_warning(settings.host, settings.auth)
     if warning is not None:
         log.warning("%s", warning)
