@@ -28,7 +28,8 @@ def test_join_rename_and_swarm_mint_their_own_tokens(token_cluster: Cluster) -> 
         home, "join", "Maths", "--user", "2", "--name", "Marie", "--for", "0.2", "--json", "--url", token_cluster.url
     )
     assert joined.exit_code == 0, joined.output
-    assert [json.loads(line)["event"] for line in joined.stdout.splitlines()] == ["handshake", "roster", "renamed", "left"]
+    events = [json.loads(line)["event"] for line in joined.stdout.splitlines()]
+    assert events == ["handshake", "roster", "renamed", "left"]
     renamed = cli(home, "rename", "--user", "3", "--name", "Mikey", "--room", "Maths", "--url", token_cluster.url)
     assert renamed.exit_code == 0, renamed.output
     assert http_json(token_cluster.url + "/users/3")[1]["name"] == "Mikey"
