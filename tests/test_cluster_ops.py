@@ -132,7 +132,8 @@ async def test_describe_shows_one_node_in_full(clusters: Clusters) -> None:
     assert body["id"] == "node-2" and body["pid"] == node.pid and body["port"] == node.port
     assert body["public_port"] == cluster.settings.public_port and body["status"] == "online"
     command = f"node run --node-id node-2 --port {node.port} --public-port {cluster.settings.public_port}"
-    assert " ".join(body["command"]).endswith(command), body["command"]
+    log_file = cluster.home / "logs" / "node-2.log"
+    assert " ".join(body["command"]).endswith(f"{command} --log-file {log_file}"), body["command"]
     assert body["sockets"] == 1 and body["rss_bytes"] > 10_000_000
     assert body["logs"][0] == str(cluster.home / "logs" / "node-2.log")
     assert any(f"pid {node.pid} started on port {node.port}" in event["event"] for event in body["history"])
