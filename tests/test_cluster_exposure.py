@@ -80,7 +80,7 @@ def test_listening_beyond_loopback_warns_before_anything_starts(clusters: Cluste
             node.kill()
             node.wait()
     assert node.returncode == 1, output
-    assert f"WARNING [node-x] sioplay.commands.node: listening on 0.0.0.0, {WARNING}" in output, output
+    assert f"WARNING node-x pid={node.pid} sioplay.commands.node: listening on 0.0.0.0, {WARNING}" in output, output
     assert f"cannot listen on port {settings.public_port}" in output.strip().splitlines()[-1]
 
 

@@ -269,7 +269,7 @@ def _report_not_running(home: Path, state: ClusterState | None, as_json: bool, l
         )
         return
     if state is not None and left:
-        err_console.print(orphans_message(home, state, left), highlight=False)
+        err_console.print(orphans_message(home, state, left), highlight=False, soft_wrap=True)
         return
     err_console.print(f"no cluster is running from {home}", highlight=False)
     if state is not None and state.error:
