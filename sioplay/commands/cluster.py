@@ -28,6 +28,7 @@ from sioplay.cluster.node_count import MAX_NODES, scale_target
 from sioplay.cluster.recovery import ORPHANS_EXIT_CODE, Orphan, current_state, orphans, orphans_message
 from sioplay.cluster.status import StatusCollector, not_running, render_status
 from sioplay.commands import monit
+from sioplay.commands._auth import AuthOption, AuthPublicKeyOption
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
 from sioplay.commands._tls import TlsCertOption, TlsKeyOption, TlsOption, prepare_server_tls
 from sioplay.commands.logs_view import LogsRequest, show_logs
@@ -106,17 +107,8 @@ def start(
         int | None,
         typer.Option("--node-port-base", help="node-N listens on BASE+N-1 of its own; default: free ports."),
     ] = None,
-    auth: Annotated[
-        str | None,
-        typer.Option("--auth", help="none: trust the id_user a client sends (default); token: a signed JWT proves it."),
-    ] = None,
-    auth_public_key: Annotated[
-        Path | None,
-        typer.Option(
-            "--auth-public-key",
-            help="PEM public key (RSA or EC P-256) tokens are checked with; default: HS256 with the cluster's secret.",
-        ),
-    ] = None,
+    auth: AuthOption = None,
+    auth_public_key: AuthPublicKeyOption = None,
     foreground: Annotated[
         bool, typer.Option("--foreground", "-f", help="Stay attached with merged logs; Ctrl-C stops the cluster.")
     ] = False,

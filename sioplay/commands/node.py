@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from sioplay.commands._auth import AuthOption, AuthPublicKeyOption
 from sioplay.commands._common import handles_errors, state_of
 from sioplay.commands._tls import TlsCertOption, TlsKeyOption, TlsOption, prepare_server_tls
 from sioplay.common.exposure import exposure_warning
@@ -44,17 +45,8 @@ def run(
     ] = None,
     db_url: Annotated[str | None, typer.Option("--db-url", help="SQLAlchemy URL of the user database.")] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Cluster name.")] = None,
-    auth: Annotated[
-        str | None,
-        typer.Option("--auth", help="none: trust the id_user a client sends (default); token: a signed JWT proves it."),
-    ] = None,
-    auth_public_key: Annotated[
-        Path | None,
-        typer.Option(
-            "--auth-public-key",
-            help="PEM public key (RSA or EC P-256) tokens are checked with; default: HS256 with the cluster's secret.",
-        ),
-    ] = None,
+    auth: AuthOption = None,
+    auth_public_key: AuthPublicKeyOption = None,
     host: Annotated[
         str | None,
         typer.Option("--host", help="Address to listen on; default: 127.0.0.1 (this machine only)."),
