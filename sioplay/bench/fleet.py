@@ -20,7 +20,7 @@ from sioplay.client.swarm import raise_open_files_limit
 from sioplay.cluster.dev_ca import ensure_dev_certificate
 from sioplay.cluster.redis_server import EmbeddedRedis
 from sioplay.cluster.spawn import spawn_node
-from sioplay.common.cluster_secret import load_or_create_secret, parse_secret
+from sioplay.common.cluster_secret import settings_secret
 from sioplay.common.health import is_healthy, read_healthz
 from sioplay.common.ports import free_port
 from sioplay.common.tls import pinned_context, served_files
@@ -66,12 +66,9 @@ class Fleet:
                 raise ConfigError(
                     "a bench mints its clients' tokens with the cluster's secret: run it without a public key"
                 )
-            secret = (
-                parse_secret(self.settings.cluster_secret, "SIOPLAY_CLUSTER_SECRET")
-                if self.settings.cluster_secret
-                else load_or_create_secret(self.settings.home)
+            self._tokens[id_user] = mint_token(
+                settings_secret(self.settings), id_user, ttl_s=min(self.settings.auth_max_ttl_s, _TOKEN_TTL_S)
             )
-            self._tokens[id_user] = mint_token(secret, id_user, ttl_s=min(self.settings.auth_max_ttl_s, _TOKEN_TTL_S))
         return self._tokens[id_user]
 
     def node_pids(self) -> list[int]:

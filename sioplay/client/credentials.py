@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sioplay.common.cluster_secret import SECRET_FILE, parse_secret
+from sioplay.common.cluster_secret import existing_secret
 from sioplay.common.tokens import SECRET_ALGORITHM, mint_token
 from sioplay.errors import ClientError
 
@@ -49,11 +49,9 @@ class Credentials:
             raise ClientError(
                 f"the cluster at {api.url} checks tokens with a public key: give --token (minted by its key holder)"
             )
-        path = self.home / SECRET_FILE
-        try:
-            text = path.read_text()
-        except OSError:
+        secret, path = existing_secret(self.home)
+        if secret is None:
             raise ClientError(
                 f"the cluster at {api.url} runs with --auth token and {path} is not readable: give --token"
-            ) from None
-        return parse_secret(text, str(path))
+            )
+        return secret

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import typer
 
 from sioplay.commands._common import console, handles_errors, print_json, state_of
-from sioplay.common.cluster_secret import SECRET_FILE, parse_secret
+from sioplay.common.cluster_secret import existing_secret
 from sioplay.errors import ClientError, ConfigError
 from sioplay.settings import Settings
 
@@ -108,12 +108,10 @@ def _signing_key(settings: Settings, target: Target, private_key: Path | None) -
         raise ConfigError(
             "this cluster checks tokens with a public key: mint with --private-key (the key pair's private half)"
         )
-    path = settings.home / SECRET_FILE
-    try:
-        text = path.read_text()
-    except OSError:
-        raise ConfigError(f"no cluster secret in {path}: start the cluster from this state directory first") from None
-    return parse_secret(text, str(path))
+    secret, path = existing_secret(settings.home)
+    if secret is None:
+        raise ConfigError(f"no cluster secret in {path}: start the cluster from this state directory first")
+    return secret
 
 
 def _running_algorithm(target: Target) -> str | None:

@@ -9,11 +9,15 @@ one through ``SIOPLAY_CLUSTER_SECRET``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sioplay.common.secret_file import SECRET_BYTES, read_or_create_secret
 from sioplay.errors import ConfigError
 
-__all__ = ["SECRET_FILE", "load_or_create_secret", "parse_secret"]
+if TYPE_CHECKING:
+    from sioplay.settings import Settings
+
+__all__ = ["SECRET_FILE", "existing_secret", "load_or_create_secret", "parse_secret", "settings_secret"]
 
 SECRET_FILE = "cluster-secret"
 
@@ -33,3 +37,23 @@ def load_or_create_secret(home: Path) -> bytes:
     """The secret of the state directory `home`, made (0600) if it has none yet."""
     path = home / SECRET_FILE
     return parse_secret(read_or_create_secret(path), str(path))
+
+
+def settings_secret(settings: Settings) -> bytes:
+    """The secret a node of `settings` signs with: ``SIOPLAY_CLUSTER_SECRET`` if given, else its state directory's."""
+    if settings.cluster_secret:
+        return parse_secret(settings.cluster_secret, "SIOPLAY_CLUSTER_SECRET")
+    return load_or_create_secret(settings.home)
+
+
+def existing_secret(home: Path) -> tuple[bytes | None, Path]:
+    """The secret of a cluster started from `home` and where it was looked for; None if it is not readable there.
+
+    Clients never make one: a secret they made would sign tokens no node accepts.
+    """
+    path = home / SECRET_FILE
+    try:
+        text = path.read_text()
+    except OSError:
+        return None, path
+    return parse_secret(text, str(path)), path

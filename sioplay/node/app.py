@@ -11,7 +11,7 @@ import time
 import socketio
 from aiohttp import web
 
-from sioplay.common.cluster_secret import load_or_create_secret, parse_secret
+from sioplay.common.cluster_secret import settings_secret
 from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.common.tls import server_context
 from sioplay.db.store import UserStore
@@ -58,11 +58,7 @@ class Node:
         self.store = UserStore(settings.effective_db_url)
         self.metrics = Metrics()
         endpoint = RedisEndpoint.from_url(settings.redis_url or DEFAULT_REDIS_URL)
-        secret = (
-            parse_secret(settings.cluster_secret, "SIOPLAY_CLUSTER_SECRET")
-            if settings.cluster_secret
-            else load_or_create_secret(settings.home)
-        )
+        secret = settings_secret(settings)
         signer = MessageSigner(secret)
         # Checked at start: a key file that cannot be read stops the node, not its first client.
         self.verifier = TokenVerifier(settings, secret) if settings.auth == "token" else None
