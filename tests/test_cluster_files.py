@@ -11,7 +11,7 @@ import pytest
 
 from sioplay.cluster import control
 from sioplay.cluster.control import Request
-from sioplay.cluster.logs import LogFile, follow, format_line, log_sources, merged_tail
+from sioplay.cluster.logs import LogFile, LogLine, follow, format_line, log_sources, merged_tail
 from sioplay.common.pids import ProcessRef, alive
 from sioplay.common.state import (
     ClusterState,
@@ -128,6 +128,10 @@ def test_merged_view_is_in_time_order_with_prefixes(tmp_path: Path) -> None:
     merged = merged_tail(log_sources(tmp_path), lines=10)
     assert [line.text for line in merged] == ["INFO start", "one", "two", "three", "four"]
     assert format_line(merged[2]).plain == "10:00:01 node-2     | two"
+    node_line = LogLine.parse("node-2", "2024-05-01T10:00:04.000 INFO web1/node-2 pid=7 sioplay.node: up")
+    assert format_line(node_line).plain == "10:00:04 node-2     | INFO pid=7 sioplay.node: up"
+    other = LogLine.parse("node-2", "2024-05-01T10:00:05.000 INFO web1/node-20 pid=7 x: y")
+    assert format_line(other).plain.endswith("| INFO web1/node-20 pid=7 x: y")
     assert [line.text for line in merged_tail(log_sources(tmp_path), lines=1)] == ["INFO start", "two", "three", "four"]
 
 

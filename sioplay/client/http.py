@@ -18,7 +18,9 @@ from sioplay.errors import ClientError
 __all__ = ["DEFAULT_TIMEOUT_S", "Api", "open_api"]
 
 
-NOT_RUNNING_HINT = "is a cluster running? start one with 'sioplay cluster start', or give --url"
+NOT_RUNNING_HINT = (
+    "is a cluster running? start one with 'sioplay cluster start', give its state directory with --home, or give --url"
+)
 
 
 class Api:

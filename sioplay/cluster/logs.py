@@ -305,8 +305,17 @@ def format_line(line: LogLine, width: int = 10) -> Text:
     text = Text()
     text.append(f"{line.at[11:19] or '--:--:--'} ", style="dim")
     text.append(f"{line.source:<{width}} |", style=colour)
-    text.append(f" {line.text}")
+    text.append(f" {_without_source(line)}")
     return text
+
+
+def _without_source(line: LogLine) -> str:
+    """A node's line without its node id: the file keeps it (each line says whose it is), the column shows it."""
+    level, _, rest = line.text.partition(" ")
+    node_id, _, after = rest.partition(" ")
+    if node_id == line.source or node_id.endswith(f"/{line.source}"):
+        return f"{level} {after}"
+    return line.text
 
 
 def _colour(source: str) -> str:

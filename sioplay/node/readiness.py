@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 REDIS_PING_TIMEOUT_S = 0.5
 ANSWER_WITHIN_S = 0.5
 DEPENDENCIES = ("redis", "database", "bus")
+NOT_CHECKED = "not checked yet"
 
 
 @dataclasses.dataclass(slots=True)
@@ -62,7 +63,7 @@ class Readiness:
     def __init__(self, node: Node) -> None:
         self.node = node
         started = time.time()
-        self.dependencies = {name: Dependency(False, started, "not checked yet") for name in DEPENDENCIES}
+        self.dependencies = {name: Dependency(False, started, NOT_CHECKED) for name in DEPENDENCIES}
         self._task: asyncio.Task[None] | None = None
         self._database_check: asyncio.Future[None] | None = None
         self.failure: str | None = None
@@ -136,11 +137,13 @@ class Readiness:
     def _set(self, name: str, error: str | None, latency_ms: float | None = None) -> None:
         dependency = self.dependencies[name]
         ok = error is None
+        # A dependency found up at the first check was never away, and one found down then (the bus before its
+        # first heartbeat comes back) is not news yet: only changes after it are logged.
         if ok != dependency.ok:
             now = time.time()
-            if ok:
+            if ok and dependency.error != NOT_CHECKED:
                 log.info("%s is back after %.1f s", name, now - dependency.since)
-            elif dependency.error != "not checked yet":
+            elif not ok:
                 log.warning("%s is down: %s; refusing new connections until it is back", name, error)
             dependency.ok, dependency.since = ok, now
         dependency.error = error
