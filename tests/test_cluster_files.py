@@ -11,7 +11,7 @@ import pytest
 
 from sioplay.cluster import control
 from sioplay.cluster.control import Request
-from sioplay.cluster.logs import LogFile, LogLine, follow, format_line, log_sources, merged_tail
+from sioplay.cluster.logs import LogLine, follow, format_line, log_sources, merged_tail
 from sioplay.common.pids import ProcessRef, alive
 from sioplay.common.state import (
     ClusterState,
@@ -24,6 +24,7 @@ from sioplay.common.state import (
 )
 from sioplay.common.units import format_bytes, format_duration, parse_bytes
 from sioplay.errors import ClusterError, ConfigError
+from tests.log_files import LogFile
 
 
 def a_state(home: Path, phase: str = "running") -> ClusterState:
@@ -104,17 +105,6 @@ def test_asking_a_dead_supervisor_fails_fast(tmp_path: Path) -> None:
     state.supervisor = ProcessRef(2**22 + 12345, 1.0)
     with pytest.raises(ClusterError, match="stopped before answering"):
         control.ask(tmp_path, state, Request("scale", nodes=2), timeout=5)
-
-
-def test_log_files_rotate_by_size(tmp_path: Path) -> None:
-    log = LogFile(tmp_path / "node-1.log", max_bytes=200, backups=2)
-    for index in range(30):
-        log.write(f"line {index:02d}")
-    log.close()
-    names = sorted(path.name for path in tmp_path.iterdir())
-    assert names == ["node-1.log", "node-1.log.1", "node-1.log.2"]
-    assert all(path.stat().st_size <= 200 for path in tmp_path.iterdir())
-    assert (tmp_path / "node-1.log").read_text().splitlines()[-1].endswith(" line 29")
 
 
 def test_merged_view_is_in_time_order_with_prefixes(tmp_path: Path) -> None:

@@ -9,11 +9,12 @@ import psutil
 from typer.testing import CliRunner
 
 from sioplay.cli import app
-from sioplay.cluster.logs import LogFile, node_log_path, redis_log_path
+from sioplay.cluster.logs import node_log_path, redis_log_path
 from sioplay.common.pids import ProcessRef
 from sioplay.common.state import ClusterState, NodeRecord, write_state
 from tests.cluster_fixtures import Clusters
 from tests.helpers import wait_until
+from tests.log_files import LogFile
 
 
 def _logs(home: Path, *args: str) -> tuple[int, str]:
