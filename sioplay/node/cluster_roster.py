@@ -18,6 +18,7 @@ from sioplay.node.bus_message import BusMessage
 from sioplay.node.metrics import Metrics
 from sioplay.node.roster_parts import Entry, LocalPart, MergedRoster, RemotePart, RoomCaches, merge, sorted_entries
 from sioplay.node.roster_protocol import rooms_reply, roster_reply, roster_request, unchanged_reply
+from sioplay.node.single_flight import SingleFlight
 from sioplay.node.sockets import LocalSockets
 
 __all__ = ["Completeness", "LocalAnswers", "RoomRoster", "RoomsSummary", "RosterService"]
@@ -95,15 +96,27 @@ class LocalAnswers:
 
 
 class RosterService:
-    """Answers for this node's clients: this node's part, and one request to all the others."""
+    """Answers for this node's clients: this node's part, and one request to all the others.
+
+    Concurrent queries for one room share bus requests (`SingleFlight`): a query
+    is answered from a request sent after it arrived, never from one already out.
+    """
 
     def __init__(self, bus: ClusterBus, local: LocalAnswers, metrics: Metrics) -> None:
         self.bus = bus
         self.local = local
         self.metrics = metrics
         self.caches = local.caches
+        self._flights: SingleFlight[tuple[str, float], RoomRoster] = SingleFlight(self._ask_roster)
 
     async def roster(self, room: str, timeout_s: float) -> RoomRoster:
+        result = await self._flights.call((room, timeout_s), timeout_s)
+        self._count(self.metrics, result.completeness, rooms=False)
+        return result
+
+    async def _ask_roster(self, key: tuple[str, float], timeout_s: float) -> RoomRoster:
+        room = key[0]
+        self.metrics.roster_bus_requests += 1
         cache = self.caches[room]
         # What `have` promises is resolved against these parts, whatever other queries keep meanwhile.
         held = dict(cache.remote)
@@ -125,7 +138,6 @@ class RosterService:
         if merged is None or merged.signature != signature:
             merged = cache.merged = MergedRoster(signature, merge(local.entries, parts.values()))
         completeness = Completeness.of(self.bus.node_id, outcome, unresolved)
-        self._count(self.metrics, completeness, rooms=False)
         return RoomRoster(room, merged.entries, completeness, merged.serialized)
 
     @staticmethod

@@ -12,6 +12,8 @@ __all__ = ["Metrics"]
 @dataclasses.dataclass(slots=True)
 class Metrics:
     roster_queries: int = 0
+    # Bus requests made for roster queries: fewer than the queries when concurrent ones shared one.
+    roster_bus_requests: int = 0
     rooms_queries: int = 0
     partial_answers: int = 0
     timeouts: int = 0
@@ -35,6 +37,7 @@ class Metrics:
     def as_json(self) -> dict[str, Any]:
         return {
             "roster_queries": self.roster_queries,
+            "roster_bus_requests": self.roster_bus_requests,
             "rooms_queries": self.rooms_queries,
             "partial_answers": self.partial_answers,
             "timeouts": self.timeouts,
@@ -54,6 +57,8 @@ class Metrics:
         lines = [
             "# TYPE sioplay_roster_queries_total counter",
             f"sioplay_roster_queries_total{{{label}}} {self.roster_queries}",
+            "# TYPE sioplay_roster_bus_requests_total counter",
+            f"sioplay_roster_bus_requests_total{{{label}}} {self.roster_bus_requests}",
             "# TYPE sioplay_rooms_queries_total counter",
             f"sioplay_rooms_queries_total{{{label}}} {self.rooms_queries}",
             "# TYPE sioplay_partial_answers_total counter",
