@@ -53,10 +53,6 @@ class SingleFlight(Generic[K, T]):
                 self._queued[key] = flight
         return await asyncio.shield(flight)
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._running) + len(self._queued)
-
     async def _fly(self, key: K, previous: asyncio.Task[T] | None, deadline: float) -> T:
         me = asyncio.current_task()
         assert me is not None
