@@ -52,9 +52,8 @@ async def _clients(url: str) -> None:
 
 
 class _ClientProcess:
-    def __init__(self, url: str, clients: int) -> None:
+    def __init__(self, url: str) -> None:
         self.url = url
-        self.clients = clients
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -90,10 +89,6 @@ class _ClientProcess:
             await self.process.wait()
 
 
-def _settle() -> None:
-    gc.collect()
-
-
 async def _measure(clients: int, top: int) -> None:
     raise_open_files_limit(clients + WARM)
     with tempfile.TemporaryDirectory(prefix="sioplay-retained-") as tmp:
@@ -105,17 +100,17 @@ async def _measure(clients: int, top: int) -> None:
             await schema.reset(settings.effective_db_url)
             node = Node(settings, "node-1", free_port())
             await node.start()
-            fleet = _ClientProcess(f"http://127.0.0.1:{node.port}", clients)
+            fleet = _ClientProcess(f"http://127.0.0.1:{node.port}")
             try:
                 await fleet.start()
                 await fleet.grow_to(WARM)
-                _settle()
+                gc.collect()
                 tracemalloc.start(FRAMES)
                 before, rss_before = tracemalloc.take_snapshot(), rss_bytes([os.getpid()])
                 await fleet.grow_to(WARM + clients)
                 # Let the joins' broadcasts drain: what stays is what each connection holds.
                 await asyncio.sleep(2)
-                _settle()
+                gc.collect()
                 after, rss_after = tracemalloc.take_snapshot(), rss_bytes([os.getpid()])
                 tracemalloc.stop()
                 _report(before, after, clients, rss_after - rss_before, top)
@@ -126,19 +121,18 @@ async def _measure(clients: int, top: int) -> None:
             redis.stop()
 
 
-def _report(
-    before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, clients: int, rss_growth: int, top: int
-) -> None:
+def _report(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, clients: int, rss_growth: int, top: int) -> None:
     ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
     before, after = before.filter_traces(ignore), after.filter_traces(ignore)
     total = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     count = sum(stat.count_diff for stat in after.compare_to(before, "filename"))
-    print(f"clients {clients}: Python heap {total / clients / 1024:.2f} KiB and {count / clients:.1f} blocks per client;")
-    print(f"  RSS growth {rss_growth / clients / 1024:.2f} KiB per client")
+    print(f"{clients} clients: Python heap {total / clients / 1024:.2f} KiB, {count / clients:.1f} blocks per client")
+    print(f"RSS growth {rss_growth / clients / 1024:.2f} KiB per client (tracemalloc's own included)")
     print(f"\nby line (KiB per client, blocks per client), top {top}:")
     for stat in after.compare_to(before, "lineno")[:top]:
         frame = stat.traceback[0]
-        print(f"  {stat.size_diff / clients / 1024:7.3f} {stat.count_diff / clients:6.1f}  {_short(frame.filename)}:{frame.lineno}")
+        where = f"{_short(frame.filename)}:{frame.lineno}"
+        print(f"  {stat.size_diff / clients / 1024:7.3f} {stat.count_diff / clients:6.1f}  {where}")
     print(f"\nby traceback (KiB per client), top {top}:")
     for stat in after.compare_to(before, "traceback")[:top]:
         print(f"  {stat.size_diff / clients / 1024:7.3f} {stat.count_diff / clients:6.1f}")

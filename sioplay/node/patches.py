@@ -86,6 +86,7 @@ from sioplay.node.routes.responses import error_body
 from sioplay.settings import Settings
 
 __all__ = [
+    "Connection",
     "CorkedTransport",
     "JsonErrorRequestHandler",
     "PatchReport",
@@ -95,6 +96,7 @@ __all__ = [
     "abort_all_connections",
     "abort_connection",
     "connected_session",
+    "connection_of",
     "initialize_manager_early",
     "install",
 ]
@@ -120,8 +122,10 @@ _ENGINEIO_TYPES = frozenset("0123456")
 _REFUSAL_LOG_EVERY_S = 10.0
 
 RefusedSink = Callable[[str], None]
-# Marks, in a connection's environ, that it was refused: it lives and goes with the connection.
-_REFUSED = "sioplay.refused"
+# Where a connection's environ keeps its `Connection`: it lives and goes with the connection.
+_CONNECTION = "sioplay.connection"
+# What of a websocket's environ stays after its upgrade: what python-socketio's connect handlers read.
+_KEPT_ENVIRON = ("QUERY_STRING",)
 NOT_APPLICABLE: dict[str, str] = {} if QUEUE_SOCKET_PAYS else {"queue-socket": "not needed on Python 3.12+"}
 
 
@@ -230,6 +234,7 @@ def _websocket_driver(
             raw_socket = request.transport.get_extra_info("socket") if request.transport else None
             if send_buffer_bytes is not None and raw_socket is not None:
                 raw_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
+            _keep_connection_only(environ)
             self.environ = environ
             await self.handler(self)
             return self._sock
@@ -497,12 +502,44 @@ def connected_session(sio: socketio.AsyncServer, sid: str, namespace: str) -> di
     return session
 
 
+@dataclasses.dataclass(slots=True)
+class Connection:
+    """What the node needs of a client's connection once it is a websocket, kept in place of its request.
+
+    python-socketio keeps each connection's environ until it ends; engine.io's
+    has every header copied and the aiohttp request. After the upgrade the
+    environ keeps this and the query string only (`_keep_connection_only`).
+    """
+
+    transport: asyncio.BaseTransport | None
+    remote: str | None
+    refused: bool = False
+
+
+def connection_of(environ: dict[str, Any]) -> Connection | None:
+    """The `Connection` of the connection `environ` describes (made from its request the first time); None if gone."""
+    connection: Connection | None = environ.get(_CONNECTION)
+    if connection is None and (request := environ.get("aiohttp.request")) is not None:
+        connection = environ[_CONNECTION] = Connection(request.transport, request.remote)
+    return connection
+
+
+def _keep_connection_only(environ: dict[str, Any]) -> None:
+    """Empty a websocket's environ in place (engine.io's frames hold the same dict) but for its `Connection`."""
+    kept = {key: environ[key] for key in _KEPT_ENVIRON if key in environ}
+    connection = connection_of(environ)
+    environ.clear()
+    environ.update(kept)
+    environ[_CONNECTION] = connection
+
+
 def abort_connection(sio: socketio.AsyncServer, eio_sid: str) -> bool:
     """Drop engine.io connection `eio_sid` at once (no CLOSE frame); False when it has none."""
-    request = sio.environ.get(eio_sid, {}).get("aiohttp.request")
-    if request is None or request.transport is None:
+    environ = sio.environ.get(eio_sid)
+    connection = connection_of(environ) if environ is not None else None
+    if connection is None or connection.transport is None:
         return False
-    request.transport.abort()
+    connection.transport.abort()
     return True
 
 
@@ -533,23 +570,29 @@ class ClientGuard:
         self.on_refused(reason)
         more = self._throttle.allow(reason)
         if more is not None:
-            request = environ.get("aiohttp.request")
-            who = str(request.remote) if request is not None else "a client"
+            connection = connection_of(environ)
+            who = connection.remote if connection is not None and connection.remote else "a client"
             log.warning("closed the connection of %s: %s%s", who, reason, more)
 
     def _refuse_session(self, eio_sid: str, reason: str) -> None:
         environ = self.sio.environ.get(eio_sid)
-        if environ is None or environ.get(_REFUSED):
+        connection = connection_of(environ) if environ is not None else None
+        if environ is None or connection is None or connection.refused:
             # Frames it sent before the abort are still being read: it was refused once.
             return
-        environ[_REFUSED] = True
+        connection.refused = True
         self.refuse(environ, reason)
         abort_connection(self.sio, eio_sid)
+
+    def _refused(self, eio_sid: str) -> bool:
+        environ = self.sio.environ.get(eio_sid)
+        connection = environ.get(_CONNECTION) if environ is not None else None
+        return connection is not None and connection.refused
 
     def wrap_message(self, handle: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
         async def guarded(eio_sid: str, data: Any) -> None:
             # Socket.IO packet types 5 and 6 announce binary attachments, which the contract has none of.
-            if self.sio.environ.get(eio_sid, {}).get(_REFUSED):
+            if self._refused(eio_sid):
                 return
             if not isinstance(data, str) or data[:1] in ("5", "6"):
                 self._refuse_session(eio_sid, "binary packet")
