@@ -33,6 +33,10 @@ The patches, and why each exists:
   the connect timeout is closed, as Node's socket.io does after 45 s. It wraps
   the ``message`` and ``connect`` handlers python-socketio registers with
   engine.io, and the driver's ``wait``.
+- ``send-queue``: each socket's send queue is a `SendQueue`, which makes its
+  parts only while they are in use, instead of an ``asyncio.Queue``, whose four
+  deques cost 3 KiB per connection for as long as it lasts; it takes the place
+  of the engine.io server's ``create_queue``, which each socket calls once.
 - ``early-manager``: the client manager subscribed before the node listens,
   by setting ``AsyncServer.manager_initialized`` first; if that flag moved,
   python-socketio would initialise the manager a second time (two listeners,
@@ -75,7 +79,7 @@ from typing import Any
 import socketio
 from aiohttp import WSMsgType, hdrs, web, web_protocol, web_server
 from aiohttp.http_exceptions import HttpProcessingError
-from engineio import async_server, async_socket, exceptions
+from engineio import async_server, async_socket, base_socket, exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 from socketio import packet as sio_packet
@@ -83,6 +87,7 @@ from socketio.async_manager import AsyncManager
 
 from sioplay.log import Throttle
 from sioplay.node.routes.responses import error_body
+from sioplay.node.send_queue import SendQueue
 from sioplay.settings import Settings
 
 __all__ = [
@@ -111,6 +116,7 @@ APPLICABLE: tuple[str, ...] = (
     "corked-writes",
     "client-guard",
     *(("queue-socket",) if QUEUE_SOCKET_PAYS else ()),
+    "send-queue",
     "room-broadcast",
     "early-manager",
     "json-parse-errors",
@@ -311,6 +317,17 @@ def _queue_socket_target() -> str | None:
         return "engineio.async_socket.AsyncSocket"
     if "self.queue.get()" not in inspect.getsource(_ENGINEIO_SOCKET.poll):
         return "engineio AsyncSocket.poll on self.queue"
+    return None
+
+
+# The send queue --------------------------------------------------------------------------
+
+
+def _send_queue_target(sio: socketio.AsyncServer) -> str | None:
+    if not callable(getattr(sio.eio, "create_queue", None)):
+        return "engineio AsyncServer.create_queue"
+    if "self.server.create_queue()" not in inspect.getsource(base_socket.BaseSocket.__init__):
+        return "engineio BaseSocket.__init__ taking its queue from server.create_queue()"
     return None
 
 
@@ -668,6 +685,8 @@ def install(
     inactive.update(NOT_APPLICABLE)
     if QUEUE_SOCKET_PAYS and check("queue-socket", _queue_socket_target()):
         async_server.async_socket.AsyncSocket = QueueSocket
+    if check("send-queue", _send_queue_target(sio)):
+        sio.eio.create_queue = SendQueue
     manager.enabled = check("room-broadcast", _broadcast_target())
     check("early-manager", _early_manager_target(sio))
     if check("json-parse-errors", _request_handler_target()):
