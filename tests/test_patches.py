@@ -21,8 +21,10 @@ async def test_every_patch_is_active_on_the_pinned_versions(settings: Settings) 
     websocket_driver = node.sio.eio._async["websocket"]
     assert issubclass(websocket_driver, patches.engineio_aiohttp.WebSocket) and websocket_driver.corked
     assert node.manager.enabled, "room emits take the queue path"
-    if patches.QUEUE_SOCKET_PAYS:
-        assert async_server.async_socket.AsyncSocket is patches.QueueSocket
+    socket_class = async_server.async_socket.AsyncSocket
+    assert issubclass(socket_class, patches.LeanSocket), "a timer for the next ping, frames read in the handler"
+    assert issubclass(socket_class, patches.QueueSocket) == patches.QUEUE_SOCKET_PAYS
+    assert node.sio.eio.create_queue is patches.SendQueue
     assert web_server.RequestHandler is patches.JsonErrorRequestHandler, "aiohttp's own errors answer JSON"
 
 

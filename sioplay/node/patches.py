@@ -33,6 +33,9 @@ The patches, and why each exists:
   the connect timeout is closed, as Node's socket.io does after 45 s. It wraps
   the ``message`` and ``connect`` handlers python-socketio registers with
   engine.io, and the driver's ``wait``.
+- ``lean-socket``: two tasks fewer per connected socket (`LeanSocket`): the
+  next ping is a timer instead of a sleeping task, and frames are read in the
+  connection's own task instead of one more task under ``wait_for``.
 - ``send-queue``: each socket's send queue is a `SendQueue`, which makes its
   parts only while they are in use, instead of an ``asyncio.Queue``, whose four
   deques cost 3 KiB per connection for as long as it lasts; it takes the place
@@ -72,6 +75,7 @@ import logging
 import re
 import socket
 import sys
+import time
 from asyncio import sslproto
 from collections.abc import Callable
 from typing import Any
@@ -94,6 +98,7 @@ __all__ = [
     "Connection",
     "CorkedTransport",
     "JsonErrorRequestHandler",
+    "LeanSocket",
     "PatchReport",
     "RefusedSink",
     "QueueSocket",
@@ -116,6 +121,7 @@ APPLICABLE: tuple[str, ...] = (
     "corked-writes",
     "client-guard",
     *(("queue-socket",) if QUEUE_SOCKET_PAYS else ()),
+    "lean-socket",
     "send-queue",
     "room-broadcast",
     "early-manager",
@@ -309,15 +315,115 @@ class QueueSocket(_ENGINEIO_SOCKET):  # type: ignore[misc,valid-type]
         return packets
 
 
-def _queue_socket_target() -> str | None:
-    # engine.io looks the class up in this module on every connection, and polls `self.queue`.
+class LeanSocket(_ENGINEIO_SOCKET):  # type: ignore[misc,valid-type]
+    """engine.io's socket, holding two tasks fewer for as long as it is connected.
+
+    engine.io sleeps towards each socket's next ping in a task of its own, and
+    reads each websocket frame in one more task, awaited with a `wait_for`, that
+    is pending all the time the client is quiet. Here the next ping is a timer,
+    and the frames are read in the connection's own task under
+    `asyncio.timeout`: same ping interval, same read timeout, same handling of
+    each packet; the writer task is engine.io's. A socket upgraded from
+    long-polling (which the node does not serve) keeps engine.io's handler.
+    """
+
+    def schedule_ping(self) -> None:
+        # engine.io's rule: a new ping only once the previous one was answered.
+        if self.last_ping:
+            self.last_ping = None
+            asyncio.get_running_loop().call_later(self.server.ping_interval, self._ping_due)
+
+    def _ping_due(self) -> None:
+        if not self.closing and not self.closed:
+            # Just set, so the ping-timeout check of `send` cannot close the socket here: the packet is queued.
+            self.last_ping = time.time()
+            self.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
+
+    async def _websocket_handler(self, ws: Any) -> None:
+        if self.connected:
+            await super()._websocket_handler(ws)
+            return
+        self.connected = True
+        self.upgraded = True
+        writer = asyncio.ensure_future(self._write_packets(ws))
+        read_timeout_s = self.server.ping_interval + self.server.ping_timeout
+        cancelled = False
+        while True:
+            try:
+                async with asyncio.timeout(read_timeout_s):
+                    data = await ws.wait()
+                if data and len(data) > self.server.max_http_buffer_size:
+                    raise ValueError("packet is too large")
+            except asyncio.CancelledError:
+                cancelled = True
+                break
+            except Exception:  # noqa: BLE001 - closed, silent past the timeout or too large: engine.io ends it
+                break
+            if data is None:
+                break
+            try:
+                await self.receive(eio_packet.Packet(encoded_packet=data))
+            except exceptions.UnknownPacketError:
+                pass
+            except exceptions.SocketIsClosedError:
+                break
+            except Exception:
+                self.server.logger.exception("Unknown receive error")
+        # As engine.io ends a session: the writer drains and closes, then the disconnect handlers run.
+        await self.queue.put(None)
+        await writer
+        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _write_packets(self, ws: Any) -> None:
+        while True:
+            try:
+                packets = await self.poll()
+            except exceptions.QueueEmpty:
+                break
+            if not packets:
+                break
+            try:
+                for packet in packets:
+                    await ws.send(packet.encode())
+            except Exception:  # noqa: BLE001 - a failed send ends the writer, as in engine.io
+                break
+        await ws.close()
+
+
+# The socket classes `install` built, by the patches in them: the same class for the same patches.
+_SOCKET_CLASSES: dict[tuple[type, ...], type] = {}
+
+
+def _socket_class(mixins: tuple[type, ...]) -> type:
+    if mixins not in _SOCKET_CLASSES:
+        _SOCKET_CLASSES[mixins] = mixins[0] if len(mixins) == 1 else type("PatchedSocket", mixins, {})
+    return _SOCKET_CLASSES[mixins]
+
+
+def _socket_module_target() -> str | None:
+    # engine.io looks the class up in this module on every connection.
     if getattr(async_server, "async_socket", None) is not async_socket:
         return "engineio.async_server.async_socket"
-    if getattr(async_socket, "AsyncSocket", None) not in (_ENGINEIO_SOCKET, QueueSocket):
+    if getattr(async_socket, "AsyncSocket", None) not in (_ENGINEIO_SOCKET, *_SOCKET_CLASSES.values()):
         return "engineio.async_socket.AsyncSocket"
+    return None
+
+
+def _queue_socket_target() -> str | None:
     if "self.queue.get()" not in inspect.getsource(_ENGINEIO_SOCKET.poll):
         return "engineio AsyncSocket.poll on self.queue"
-    return None
+    return _socket_module_target()
+
+
+def _lean_socket_target() -> str | None:
+    if "start_background_task(self._send_ping)" not in inspect.getsource(_ENGINEIO_SOCKET.schedule_ping):
+        return "engineio AsyncSocket.schedule_ping starting _send_ping"
+    handler = inspect.getsource(_ENGINEIO_SOCKET._websocket_handler)
+    if not all(part in handler for part in ("self.connected", "writer()", "self.receive(pkt)", "self.queue.put(None)")):
+        return "engineio AsyncSocket._websocket_handler(ws)"
+    return _socket_module_target()
 
 
 # The send queue --------------------------------------------------------------------------
@@ -683,8 +789,12 @@ def install(
         )
         sio.eio._async = {**sio.eio._async, "websocket": driver}
     inactive.update(NOT_APPLICABLE)
-    if QUEUE_SOCKET_PAYS and check("queue-socket", _queue_socket_target()):
-        async_server.async_socket.AsyncSocket = QueueSocket
+    mixins = (
+        *((QueueSocket,) if QUEUE_SOCKET_PAYS and check("queue-socket", _queue_socket_target()) else ()),
+        *((LeanSocket,) if check("lean-socket", _lean_socket_target()) else ()),
+    )
+    if mixins:
+        async_server.async_socket.AsyncSocket = _socket_class(mixins)
     if check("send-queue", _send_queue_target(sio)):
         sio.eio.create_queue = SendQueue
     manager.enabled = check("room-broadcast", _broadcast_target())
