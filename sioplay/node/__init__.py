@@ -19,4 +19,5 @@
 - ``listeners``: the listening sockets, plain or TLS, with a deadline for the TLS handshake
 - ``origins``: which page origins may open a websocket, with the scheme the node really serves
 - ``patches``: every reach into python-socketio, engine.io or aiohttp internals, checked and reported
+- ``send_queue``: a socket's send queue that holds nothing while idle (installed by the ``send-queue`` patch)
 """

@@ -63,7 +63,10 @@ The patches, and why each exists:
 
 Also here, so that no other module touches engine.io's tables: the session of
 a connected socket (`connected_session`) and aborting a connection
-(`abort_connection`).
+(`abort_connection`). python-socketio keeps each connection's environ until it
+ends; with the ``websocket-driver`` patch, once the websocket is open it holds
+a `Connection` (transport, peer address, refused mark) and the query string
+only, not engine.io's copy of every header and the aiohttp request.
 """
 
 from __future__ import annotations
@@ -300,19 +303,24 @@ class QueueSocket(_ENGINEIO_SOCKET):  # type: ignore[misc,valid-type]
                 raise exceptions.QueueEmpty() from None
         else:
             first = queue.get_nowait()
+        return _with_queued(queue, first)
+
+
+def _with_queued(queue: Any, first: Any) -> list[Any]:
+    """`first`, taken from `queue`, and every packet queued after it up to the end-of-stream marker."""
+    queue.task_done()
+    if first is None:
+        return []
+    packets = [first]
+    while not queue.empty():
+        packet = queue.get_nowait()
         queue.task_done()
-        if first is None:
-            return []
-        packets = [first]
-        while not queue.empty():
-            packet = queue.get_nowait()
-            queue.task_done()
-            if packet is None:
-                # The end-of-stream marker stays for the next poll, as engine.io does.
-                queue.put_nowait(None)
-                break
-            packets.append(packet)
-        return packets
+        if packet is None:
+            # The end-of-stream marker stays for the next poll, as engine.io does.
+            queue.put_nowait(None)
+            break
+        packets.append(packet)
+    return packets
 
 
 class LeanSocket(_ENGINEIO_SOCKET):  # type: ignore[misc,valid-type]
@@ -323,8 +331,10 @@ class LeanSocket(_ENGINEIO_SOCKET):  # type: ignore[misc,valid-type]
     is pending all the time the client is quiet. Here the next ping is a timer,
     and the frames are read in the connection's own task under
     `asyncio.timeout`: same ping interval, same read timeout, same handling of
-    each packet; the writer task is engine.io's. A socket upgraded from
-    long-polling (which the node does not serve) keeps engine.io's handler.
+    each packet. The writer task is engine.io's, but waits for packets without
+    a timer of its own: the reader's timeout ends the session, and the writer
+    with it. A socket upgraded from long-polling (which the node does not
+    serve) keeps engine.io's handler.
     """
 
     def schedule_ping(self) -> None:
@@ -346,8 +356,20 @@ class LeanSocket(_ENGINEIO_SOCKET):  # type: ignore[misc,valid-type]
         self.connected = True
         self.upgraded = True
         writer = asyncio.ensure_future(self._write_packets(ws))
-        read_timeout_s = self.server.ping_interval + self.server.ping_timeout
         cancelled = False
+        try:
+            cancelled = await self._read_packets(ws)
+        finally:
+            # As engine.io ends a session: the writer drains and closes, then the disconnect handlers run.
+            await self.queue.put(None)
+            await writer
+            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _read_packets(self, ws: Any) -> bool:
+        """Read and handle packets until the connection ends; True if it ended because this task was cancelled."""
+        read_timeout_s = self.server.ping_interval + self.server.ping_timeout
         while True:
             try:
                 async with asyncio.timeout(read_timeout_s):
@@ -355,33 +377,25 @@ class LeanSocket(_ENGINEIO_SOCKET):  # type: ignore[misc,valid-type]
                 if data and len(data) > self.server.max_http_buffer_size:
                     raise ValueError("packet is too large")
             except asyncio.CancelledError:
-                cancelled = True
-                break
+                return True
             except Exception:  # noqa: BLE001 - closed, silent past the timeout or too large: engine.io ends it
-                break
+                return False
             if data is None:
-                break
+                return False
             try:
                 await self.receive(eio_packet.Packet(encoded_packet=data))
             except exceptions.UnknownPacketError:
                 pass
             except exceptions.SocketIsClosedError:
-                break
+                return False
             except Exception:
                 self.server.logger.exception("Unknown receive error")
-        # As engine.io ends a session: the writer drains and closes, then the disconnect handlers run.
-        await self.queue.put(None)
-        await writer
-        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
-        if cancelled:
-            raise asyncio.CancelledError
 
     async def _write_packets(self, ws: Any) -> None:
         while True:
-            try:
-                packets = await self.poll()
-            except exceptions.QueueEmpty:
-                break
+            # No timeout on this wait (engine.io's poll has one): the reader's ends the session, and queues the
+            # end-of-stream marker this wait ends on.
+            packets = _with_queued(self.queue, await self.queue.get())
             if not packets:
                 break
             try:
