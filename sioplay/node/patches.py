@@ -396,14 +396,21 @@ class LeanSocket(_ENGINEIO_SOCKET):  # type: ignore[misc,valid-type]
             # No timeout on this wait (engine.io's poll has one): the reader's ends the session, and queues the
             # end-of-stream marker this wait ends on.
             packets = _with_queued(self.queue, await self.queue.get())
-            if not packets:
+            if not packets or not await _sent(ws, packets):
                 break
-            try:
-                for packet in packets:
-                    await ws.send(packet.encode())
-            except Exception:  # noqa: BLE001 - a failed send ends the writer, as in engine.io
-                break
+            # Not kept while waiting for the next: a quiet socket would hold its last frames.
+            del packets
         await ws.close()
+
+
+async def _sent(ws: Any, packets: list[Any]) -> bool:
+    """Send `packets` on `ws`; False if one could not be sent (the writer ends, as engine.io's does)."""
+    try:
+        for packet in packets:
+            await ws.send(packet.encode())
+    except Exception:  # noqa: BLE001 - whatever failed, the connection is done
+        return False
+    return True
 
 
 # The socket classes `install` built, by the patches in them: the same class for the same patches.
