@@ -7,7 +7,7 @@ import logging
 import pytest
 import socketio
 from aiohttp import web_server
-from engineio import async_server
+from engineio import async_server, async_socket
 
 from sioplay.node import patches
 from sioplay.node.app import Node
@@ -78,5 +78,21 @@ async def test_aiohttp_errors_stay_text_when_its_request_handler_moved(
     assert web_server.RequestHandler is not patches.JsonErrorRequestHandler
     assert [record.getMessage() for record in caplog.records] == [
         "patch json-parse-errors is off: aiohttp.web_server.RequestHandler not found "
+        "(installed versions differ from those pinned)"
+    ]
+
+
+async def test_engineios_socket_stays_when_its_ping_and_handler_moved(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Restored after the test: install sets the class engine.io builds each socket from.
+    monkeypatch.setattr(async_socket, "AsyncSocket", async_socket.AsyncSocket)
+    monkeypatch.setattr(patches._ENGINEIO_SOCKET, "schedule_ping", lambda self: None)
+    with caplog.at_level(logging.WARNING, logger="sioplay.node.patches"):
+        node = Node(settings, "node-p", port=1)
+    assert "lean-socket" not in node.patches.active
+    assert not issubclass(async_socket.AsyncSocket, patches.LeanSocket)
+    assert [record.getMessage() for record in caplog.records] == [
+        "patch lean-socket is off: engineio AsyncSocket.schedule_ping starting _send_ping not found "
         "(installed versions differ from those pinned)"
     ]
