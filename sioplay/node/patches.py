@@ -390,6 +390,9 @@ class LeanSocket(_ENGINEIO_SOCKET):  # type: ignore[misc,valid-type]
                 return False
             except Exception:
                 self.server.logger.exception("Unknown receive error")
+            # One packet per turn of the loop, as engine.io's task per read gave: a burst of buffered frames
+            # would otherwise start all its handlers before any socket's writer could send.
+            await asyncio.sleep(0)
 
     async def _write_packets(self, ws: Any) -> None:
         while True:
