@@ -60,6 +60,13 @@ class Settings:
     heartbeat_interval_s: float = 1.0
     heartbeat_misses: int = 3
     roster_timeout_s: float = 2.0
+    # How a node answers "who is in room X": "ask" asks every other node per query; "replica" keeps the other
+    # nodes' parts from their join/leave deltas and answers from memory while every part is known current
+    # (node/roster_replicas.py). Every node of a cluster should run the same mode.
+    roster_mode: str = "ask"
+    # Tests only: a replica-mode node that skips publishing its part deltas (its heartbeats still tell its
+    # part's version), to prove that the other nodes notice within a heartbeat and fetch its part.
+    test_skip_part_deltas: bool = False
     bus_max_message_bytes: int = 4 * 1024 * 1024
     max_http_body_bytes: int = 64 * 1024
     # Packets queued for one socket that is not reading; past this it is disconnected.
@@ -217,6 +224,8 @@ class Settings:
             raise ConfigError(f"SIOPLAY_AUTH must be 'none' or 'token', not {self.auth!r}")
         if self.auth_max_ttl_s <= 0 or not 0 <= self.auth_leeway_s <= 60:
             raise ConfigError("SIOPLAY_AUTH_MAX_TTL_S must be positive and SIOPLAY_AUTH_LEEWAY_S 0-60 s")
+        if self.roster_mode not in ("ask", "replica"):
+            raise ConfigError(f"SIOPLAY_ROSTER_MODE (--roster) must be 'ask' or 'replica', not {self.roster_mode!r}")
         if self.heartbeat_misses < 1:
             raise ConfigError(f"SIOPLAY_HEARTBEAT_MISSES must be at least 1, not {self.heartbeat_misses}")
         if self.tls not in ("off", "dev"):

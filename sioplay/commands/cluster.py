@@ -30,6 +30,7 @@ from sioplay.cluster.status import StatusCollector, not_running, render_status
 from sioplay.commands import monit
 from sioplay.commands._auth import AuthOption, AuthPublicKeyOption
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
+from sioplay.commands._roster import RosterOption
 from sioplay.commands._tls import TlsCertOption, TlsKeyOption, TlsOption, prepare_server_tls
 from sioplay.commands.logs_view import LogsRequest, show_logs
 from sioplay.common.exposure import exposure_warning
@@ -115,6 +116,7 @@ def start(
     node: Annotated[
         str | None, typer.Option("--node", help="Start only this node of the running cluster, stopped with --node.")
     ] = None,
+    roster: RosterOption = None,
     tls: TlsOption = None,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
@@ -135,6 +137,7 @@ def start(
         node_port_base=node_port_base,
         auth=auth,
         auth_public_key=auth_public_key.resolve() if auth_public_key else None,
+        roster_mode=roster,
         tls=tls,
         tls_cert=tls_cert,
         tls_key=tls_key,

@@ -26,6 +26,7 @@ from sioplay.node.listeners import listen
 from sioplay.node.manager import ClusterRedisManager
 from sioplay.node.metrics import Metrics
 from sioplay.node.origins import same_origin
+from sioplay.node.part_feed import PartFeed
 from sioplay.node.readiness import Readiness
 from sioplay.node.redis_wire import RedisPublisher, Subscription
 from sioplay.node.room_events import RoomEvents
@@ -74,6 +75,8 @@ class Node:
         )
         instance = new_instance_id()
         self.local_answers = LocalAnswers(self.sockets, RoomCaches(), node_id, instance)
+        replica = settings.roster_mode == "replica"
+        sockets = self.sockets
         self.bus = ClusterBus(
             self.publisher,
             self.subscription,
@@ -82,9 +85,14 @@ class Node:
             instance,
             self.metrics,
             handlers=self.local_answers.handlers(),
-            presence=self.sockets.__len__,
+            presence=sockets.__len__,
+            part_seq=(lambda: sockets.changes) if replica else None,
         )
-        self.roster = RosterService(self.bus, self.local_answers, self.metrics)
+        self.roster = RosterService(self.bus, self.local_answers, self.metrics, replica=replica)
+        # The `replica` mode: every join and leave goes to the other nodes as a delta of this node's part.
+        self.part_feed = PartFeed(self.bus, self.metrics, skip=settings.test_skip_part_deltas) if replica else None
+        if self.part_feed is not None:
+            self.sockets.on_change = self.part_feed.changed
         self.manager = ClusterRedisManager(
             self.publisher,
             self.subscription,
@@ -114,6 +122,7 @@ class Node:
             self.metrics.refused,
             self.readiness.refusal,
             tokens=self.tokens,
+            part_feed=self.part_feed,
         )
         self.manager.on_connected = self.events.handle_connected
         self.events.register()

@@ -27,7 +27,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from sioplay.errors import BusError
 from sioplay.node.bus_message import REPLY_KINDS, REQUEST_KINDS, BusMessage, Kind, decode, encode
@@ -39,12 +39,28 @@ from sioplay.node.roster_protocol import REPLY_KIND
 from sioplay.settings import Settings
 from sioplay.tasks import cancel_and_wait, report_death
 
-__all__ = ["ClusterBus", "PeerReply", "QueryOutcome", "RequestHandler", "new_instance_id"]
+__all__ = ["ClusterBus", "PartListener", "PeerReply", "QueryOutcome", "RequestHandler", "new_instance_id"]
 
 log = logging.getLogger(__name__)
 
 # A request's body in, this node's reply body out.
 RequestHandler = Callable[[BusMessage], dict[str, Any]]
+
+
+class PartListener(Protocol):
+    """What the `replica` roster mode hears of the other nodes' parts (see `roster_replicas`)."""
+
+    def presence(self, node_id: str, instance: str, seq: int | None, now: float) -> None:
+        """A member's hello or heartbeat; `seq` is its part's version, None if it publishes no deltas."""
+
+    def delta(self, message: BusMessage, now: float) -> None:
+        """A member's part-delta."""
+
+    def gone(self, instance: str) -> None:
+        """A member left (goodbye) or was declared silent."""
+
+    def relinked(self) -> None:
+        """This node's subscription was (re)established: whatever it held may have missed messages."""
 
 
 def new_instance_id() -> str:
@@ -126,6 +142,7 @@ class ClusterBus:
         handlers: Mapping[str, RequestHandler],
         presence: Callable[[], int],
         clock: Callable[[], float] = time.monotonic,
+        part_seq: Callable[[], int] | None = None,
     ) -> None:
         self.publisher = publisher
         self.subscription = subscription
@@ -141,6 +158,14 @@ class ClusterBus:
         self.conflicts = IdConflicts(self.silence_s)
         self.handlers = dict(handlers)
         self.presence = presence
+        # The version of this node's part, sent with every presence message by a node that publishes its deltas.
+        self.part_seq = part_seq
+        self.parts: PartListener | None = None
+        # Subscribers of the bus channel at the last heartbeat that are neither this node nor a member: nodes
+        # declared down that Redis still counts, or not yet heard. An answer without asking cannot account for them.
+        self.unaccounted = 0
+        # When `unaccounted` was last counted (a heartbeat's PUBLISH answered); None before the first.
+        self.counted_at: float | None = None
         self.started_at = clock()
         self._heard_self_at: float | None = None
         self._unheard_since: float | None = None
@@ -182,6 +207,8 @@ class ClusterBus:
         return stopped
 
     def _announce(self) -> None:
+        if self.parts is not None:
+            self.parts.relinked()
         if not self._leaving:
             self._in_background(self._publish(self.channel, "hello", self._presence_body()))
 
@@ -221,26 +248,54 @@ class ClusterBus:
             return self._outcome_without_bus(peers, started, "not connected to the cluster bus (Redis)")
         if not peers and started - self.started_at > self.silence_s:
             return QueryOutcome(replies=[], expected=0, missing=[], took_ms=self._ms_since(started))
-        request_id = uuid.uuid4().hex
         pending = _Pending(expected=peers, done=asyncio.Event(), presumed_down=self.membership.down())
+        # PUBLISH counts this node's own subscription too.
+        return await self._exchange(self.channel, pending, kind, body, timeout_s, started, direct=False)
+
+    async def request_one(self, peer: Peer, kind: Kind, body: dict[str, Any], timeout_s: float) -> QueryOutcome:
+        """Ask one member only, on its own channel; the others never hear of it."""
+        started = self.clock()
+        expected = {peer.instance: peer.node_id}
+        if not self.linked:
+            return self._outcome_without_bus(expected, started, "not connected to the cluster bus (Redis)")
+        pending = _Pending(expected=expected, done=asyncio.Event())
+        channel = f"{self.channel}:{peer.instance}"
+        return await self._exchange(channel, pending, kind, body, timeout_s, started, direct=True)
+
+    async def _exchange(
+        self,
+        channel: str,
+        pending: _Pending,
+        kind: Kind,
+        body: dict[str, Any],
+        timeout_s: float,
+        started: float,
+        direct: bool,
+    ) -> QueryOutcome:
+        """Publish a request on `channel` and collect into `pending`.
+
+        On the bus channel PUBLISH counts this node's own subscription too; on a
+        node's own channel it counts only that node, and none means it cannot answer.
+        """
+        request_id = uuid.uuid4().hex
         self._pending[request_id] = pending
         try:
             async with asyncio.timeout(timeout_s):
-                receivers = await self._publish(self.channel, kind, body, request_id)
-                # PUBLISH counts this node's own subscription too.
-                pending.subscribers = max(int(receivers) - 1, 0)
+                receivers = await self._publish(channel, kind, body, request_id)
+                pending.subscribers = max(int(receivers) - (0 if direct else 1), 0)
                 pending.settle()
-                await pending.done.wait()
+                if pending.subscribers > 0 or not direct:
+                    await pending.done.wait()
         except TimeoutError:
             self.metrics.timeouts += 1
         except OSError as exc:
             self.metrics.bus_errors += 1
-            return self._outcome_without_bus(peers, started, f"Redis unavailable: {exc}")
+            return self._outcome_without_bus(pending.expected, started, f"Redis unavailable: {exc}")
         finally:
             del self._pending[request_id]
         return QueryOutcome(
             replies=list(pending.replies.values()),
-            expected=max(len(peers), pending.subscribers),
+            expected=max(len(pending.expected), pending.subscribers),
             missing=pending.missing(),
             took_ms=self._ms_since(started),
         )
@@ -280,12 +335,16 @@ class ClusterBus:
         if message.kind in ("hello", "heartbeat"):
             body = message.body
             is_new = self.membership.seen(message.origin, message.instance, now, body.get("sockets"), body.get("pid"))
+            if self.parts is not None:
+                self.parts.presence(message.origin, message.instance, body.get("seq"), now)
             if message.kind == "hello" or is_new:
                 # Let a newcomer know about this node now rather than at its next heartbeat.
                 self._in_background(self._publish(self.channel, "heartbeat", self._presence_body()))
         elif message.instance in self.membership:
             # Only presence messages make a member; anything else is merely a sign of life.
             self.membership.seen(message.origin, message.instance, now)
+            if message.kind == "part-delta" and self.parts is not None:
+                self.parts.delta(message, now)
         if message.kind in REQUEST_KINDS:
             self._answer(message)
         elif message.kind in REPLY_KINDS:
@@ -322,6 +381,8 @@ class ClusterBus:
 
     def _peer_gone(self, peer: Peer, reason: str) -> None:
         log.info("node %s (%s) left the cluster: %s", peer.node_id, peer.instance, reason)
+        if self.parts is not None:
+            self.parts.gone(peer.instance)
         for pending in self._pending.values():
             if pending.expected.pop(peer.instance, None) is not None and peer.instance not in pending.replies:
                 pending.gone[peer.instance] = peer.node_id
@@ -332,8 +393,9 @@ class ClusterBus:
 
     async def _beat(self) -> None:
         while True:
+            receivers: int | None = None
             try:
-                await self._publish(self.channel, "heartbeat", self._presence_body())
+                receivers = await self._publish(self.channel, "heartbeat", self._presence_body())
                 if self._unheard_since is None:
                     self._unheard_since = self.clock()
             except OSError as exc:
@@ -346,10 +408,20 @@ class ClusterBus:
                 # Our own messages are not getting through (or not yet read), so the
                 # silence of the others proves nothing.
                 self.membership.touch_all(now)
+            if receivers is not None:
+                self.unaccounted = max(receivers - 1 - len(self.membership), 0)
+                self.counted_at = now
             await asyncio.sleep(self.settings.heartbeat_interval_s)
 
     def _presence_body(self) -> dict[str, int]:
-        return {"sockets": self.presence(), "pid": os.getpid()}
+        body = {"sockets": self.presence(), "pid": os.getpid()}
+        if self.part_seq is not None:
+            body["seq"] = self.part_seq()
+        return body
+
+    async def publish_event(self, kind: Kind, body: dict[str, Any]) -> int:
+        """Publish a message every node hears that is neither presence nor a request (a part-delta)."""
+        return await self._publish(self.channel, kind, body)
 
     async def _publish(self, channel: str, kind: Kind, body: dict[str, Any], request_id: str | None = None) -> int:
         message = BusMessage(kind=kind, origin=self.node_id, instance=self.instance, body=body, request_id=request_id)

@@ -8,7 +8,7 @@ or refused with a BusError that says why (the listener counts and drops it).
      "request_id": "9a…", "body": {"room": "Maths", "have": {"7c…": 41}}}
 
 Presence (hello, heartbeat, goodbye) is checked here; the request and reply
-bodies of the roster protocol in `roster_protocol`.
+bodies of the roster protocol, and part deltas, in `roster_protocol`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,18 @@ PROTOCOL_VERSION = 2
 NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}(?:/[A-Za-z0-9][A-Za-z0-9_.-]{0,62})?")
 REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
-Kind = Literal["hello", "heartbeat", "goodbye", "roster-request", "roster-reply", "rooms-request", "rooms-reply"]
+Kind = Literal[
+    "hello",
+    "heartbeat",
+    "goodbye",
+    "roster-request",
+    "roster-reply",
+    "rooms-request",
+    "rooms-reply",
+    "part-request",
+    "part-reply",
+    "part-delta",
+]
 KINDS: frozenset[str] = frozenset(get_args(Kind))
 REQUEST_KINDS = frozenset(REPLY_KIND)
 REPLY_KINDS = frozenset(REPLY_KIND.values())
@@ -105,6 +116,10 @@ def _check_presence(body: dict[str, Any]) -> None:
     pid = body.get("pid", 1)
     if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**32:
         raise BusError("pid must be a positive integer")
+    # The version of the sender's part, from a node that publishes its part deltas (the `replica` roster mode).
+    seq = body.get("seq", 0)
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise BusError("seq must be a non-negative integer")
 
 
 def _nothing(body: dict[str, Any]) -> None:

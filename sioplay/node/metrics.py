@@ -14,6 +14,9 @@ class Metrics:
     roster_queries: int = 0
     # Bus requests made for roster queries: fewer than the queries when concurrent ones shared one.
     roster_bus_requests: int = 0
+    # The `replica` mode: queries answered from the replicas without asking, and whole parts fetched.
+    roster_replica_answers: int = 0
+    roster_replica_fetches: int = 0
     rooms_queries: int = 0
     partial_answers: int = 0
     timeouts: int = 0
@@ -38,6 +41,8 @@ class Metrics:
         return {
             "roster_queries": self.roster_queries,
             "roster_bus_requests": self.roster_bus_requests,
+            "roster_replica_answers": self.roster_replica_answers,
+            "roster_replica_fetches": self.roster_replica_fetches,
             "rooms_queries": self.rooms_queries,
             "partial_answers": self.partial_answers,
             "timeouts": self.timeouts,
