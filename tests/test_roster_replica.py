@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from sioplay.client.sim import SimClient
+from sioplay.errors import ConfigError
 from sioplay.settings import Settings
 from tests.helpers import NodeHandle, async_http_json, async_wait_until, http_json, wait_until
 
@@ -216,3 +217,11 @@ async def test_a_frozen_node_is_named_missing_once_declared_down(three_replicas,
     await async_wait_until(lambda: exact_everywhere([a, b], expected), 10, "node-c to be heard again")
     # Once a heartbeat counts node-c as a member again and its part is fetched, node-a asks nobody.
     await async_wait_until(lambda: answered_from_replicas(a), 10, "node-a to answer from its replicas again")
+
+
+def test_the_mode_is_checked_and_reaches_supervised_nodes(clusters) -> None:
+    with pytest.raises(ConfigError, match="SIOPLAY_ROSTER_MODE"):
+        Settings.from_env(environ={"SIOPLAY_ROSTER_MODE": "gossip"})
+    cluster = clusters.start(nodes=2, roster_mode="replica")
+    for node in cluster.state().nodes:
+        assert http_json(cluster.node_url(node) + "/healthz")[1]["roster"]["mode"] == "replica"
