@@ -140,7 +140,7 @@ class RosterService:
         return result
 
     async def _replica_roster(self, key: tuple[str, float], timeout_s: float) -> RoomRoster:
-        """From the replicas if every other node's is current once the barrier is back; else asked."""
+        """From the replicas once the barrier is back; the nodes whose replica is not current are asked."""
         room = key[0]
         started = self.bus.clock()
         try:
@@ -149,18 +149,31 @@ class RosterService:
                 await self.bus.subscription.barrier()
         except (OSError, TimeoutError):
             return await self._ask_roster(key, self._remaining(started, timeout_s))
-        found = self._replica_parts(room)
-        if found is None:
+        split = self._replica_parts(room)
+        if split is None:
             return await self._ask_roster(key, self._remaining(started, timeout_s))
-        self.metrics.roster_replica_answers += 1
-        merged = self._merged(room, self.local.local_part(room), {peer.instance: part for peer, part in found})
-        answered = sorted([self.bus.node_id, *(peer.node_id for peer, _ in found)])
+        current, stale = split
+        parts = {peer.instance: part for peer, part in current}
+        answered = [self.bus.node_id, *(peer.node_id for peer, _ in current)]
+        missing: list[str] = []
+        if stale:
+            asked = await self._ask_some(room, stale, self._remaining(started, timeout_s))
+            for peer, part in asked:
+                if part is None:
+                    missing.append(peer.node_id)
+                else:
+                    parts[peer.instance] = part
+                    answered.append(peer.node_id)
+        else:
+            self.metrics.roster_replica_answers += 1
+        merged = self._merged(room, self.local.local_part(room), parts)
         took_ms = round((self.bus.clock() - started) * 1000, 3)
-        completeness = Completeness(answered, [], len(answered), took_ms, None)
+        completeness = Completeness(sorted(answered), sorted(missing), len(answered) + len(missing), took_ms, None)
         return RoomRoster(room, merged.entries, completeness, merged.serialized)
 
-    def _replica_parts(self, room: str) -> list[tuple[Peer, RemotePart]] | None:
-        """Every live node's current part of `room`, or None if one is not current or a subscriber is unknown."""
+    def _replica_parts(self, room: str) -> tuple[list[tuple[Peer, RemotePart]], list[Peer]] | None:
+        """The live nodes with their current part of `room`, and those whose replica is not current;
+        None when the heartbeats cannot vouch for who is subscribed (then every node is asked)."""
         assert self.replicas is not None
         bus = self.bus
         if not bus.linked or bus.unaccounted > 0 or bus.counted_at is None:
@@ -168,16 +181,34 @@ class RosterService:
         if bus.counted_at <= self.replicas.relinked_at:
             # Who is subscribed is known only from a heartbeat counted since the subscription came back.
             return None
-        found: list[tuple[Peer, RemotePart]] = []
-        missing = False
+        current: list[tuple[Peer, RemotePart]] = []
+        stale: list[Peer] = []
         for peer in bus.live_nodes():
-            # Every one is looked at, so that each part not current is fetched now, not at the next query.
+            # Each part not current is fetched in the background by `part()`, for the next queries.
             part = self.replicas.part(peer.instance, room)
             if part is None:
-                missing = True
+                stale.append(peer)
             else:
-                found.append((peer, part))
-        return None if missing else found
+                current.append((peer, part))
+        return current, stale
+
+    async def _ask_some(self, room: str, peers: list[Peer], timeout_s: float) -> list[tuple[Peer, RemotePart | None]]:
+        """Ask only `peers` for their part of `room`, each on its own channel; None for one that did not answer."""
+        self.metrics.roster_bus_requests += 1
+        cache = self.caches[room]
+        held = dict(cache.remote)
+
+        async def ask(peer: Peer) -> tuple[Peer, RemotePart | None]:
+            mine = held.get(peer.instance)
+            have = {} if mine is None else {peer.instance: mine.version}
+            outcome = await self.bus.request_one(peer, "roster-request", roster_request(room, have), timeout_s)
+            reply = next((reply for reply in outcome.replies if reply.instance == peer.instance), None)
+            part = None if reply is None else self._remote_part(reply, room, mine)
+            if part is not None:
+                cache.keep_remote(peer.instance, part)
+            return peer, part
+
+        return list(await asyncio.gather(*(ask(peer) for peer in peers)))
 
     def _remaining(self, started: float, timeout_s: float) -> float:
         return max(timeout_s - (self.bus.clock() - started), 0.001)
