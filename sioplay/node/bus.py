@@ -2,8 +2,9 @@
 
 Channels, namespaced by the cluster name:
 
-- ``{cluster}:bus`` carries what every node hears: hello, heartbeat, goodbye, requests;
-- ``{cluster}:bus:{instance}`` carries the replies meant for one node process only.
+- ``{cluster}:bus`` carries what every node hears: hello, heartbeat, goodbye, requests, part deltas;
+- ``{cluster}:bus:{instance}`` carries the replies meant for one node process only, and the requests asked
+  of that process alone (`request_one`, the `replica` roster mode's fetches and asks).
 
 A request is published once for the whole cluster. PUBLISH returns how many
 subscribers received it, so the requesting node knows how many nodes must
