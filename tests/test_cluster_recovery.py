@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -11,12 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from sioplay.cli import app
+from sioplay.client.sim import DISCONNECT, SimClient
 from sioplay.cluster.recovery import ORPHANS_EXIT_CODE, lock_holder
-from sioplay.common.pids import find
-from sioplay.common.state import read_state, state_path
+from sioplay.common.pids import ProcessRef, find
+from sioplay.common.state import NodeRecord, is_running, read_state, state_path
 from sioplay.settings import Settings
-from tests.cluster_fixtures import Clusters, RunningCluster, alive_refs
-from tests.helpers import wait_until
+from tests.cluster_fixtures import Clusters, RunningCluster, alive_refs, complete_maths_users
+from tests.helpers import async_wait_until, wait_until
 
 
 def sioplay(settings: Settings, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -94,3 +96,72 @@ def _readable(cluster: RunningCluster) -> bool:
         return read_state(cluster.home) is not None
     except Exception:
         return False
+
+
+async def test_start_adopts_what_a_dead_supervisor_left_running(clusters: Clusters) -> None:
+    cluster = clusters.start(nodes=2)
+    before = cluster.state()
+    client = SimClient(cluster.node_url(before.nodes[0]), "1", "Maths")
+    await client.connect()
+    sid = client.sid
+    try:
+        await asyncio.to_thread(_kill_supervisor, cluster)
+        # No --nodes: as many as the dead supervisor ran.
+        result = await asyncio.to_thread(sioplay, cluster.settings, "cluster", "start")
+        assert result.returncode == 0, result.stderr + result.stdout
+        assert "adopted" in result.stdout, result.stdout
+        after = await asyncio.to_thread(cluster.state)
+        assert after.supervisor != before.supervisor and is_running(after)
+        assert [node.process for node in after.nodes] == [node.process for node in before.nodes]
+        assert after.redis == before.redis
+        assert [node.status for node in after.nodes] == ["online", "online"]
+        # Nothing was restarted: the client kept its connection, and the other node still sees it.
+        assert client.connected and client.sid == sid
+        assert not [event for event in client.events if event.name == DISCONNECT]
+        assert await complete_maths_users(cluster, after.nodes[1]) == {"1"}
+
+        # A node it adopted is supervised as its own: killed, it is restarted on its port.
+        adopted = after.nodes[1]
+        await asyncio.to_thread(_kill, adopted.process)
+        restarted = await async_wait_until(
+            lambda: _replaced_online(cluster, adopted.id, adopted.pid), 20, f"{adopted.id} restarted"
+        )
+        assert restarted.port == adopted.port and restarted.restarts == adopted.restarts + 1
+        assert "an unknown code (adopted)" in (restarted.last_exit or ""), restarted
+    finally:
+        await client.disconnect()
+
+    final = await asyncio.to_thread(cluster.stop)
+    assert final.phase == "stopped"
+    left = {*before.processes(), *after.processes(), *(await asyncio.to_thread(cluster.state)).processes()}
+    assert alive_refs(left) == []
+
+
+def test_start_refuses_to_adopt_with_other_settings(clusters: Clusters) -> None:
+    cluster = clusters.start(nodes=2)
+    before = cluster.state()
+    _kill_supervisor(cluster)
+
+    other_port = cluster.settings.replace(public_port=cluster.settings.public_port + 1)
+    result = sioplay(other_port, "cluster", "start", "--nodes", "2")
+    assert result.returncode == 1
+    line = result.stderr.strip()
+    assert f"public port {cluster.settings.public_port} (this start: {other_port.public_port})" in line, line
+    assert "sioplay cluster stop" in line, line
+    # Refused, they go on serving as they were.
+    assert len(alive_refs(set(before.processes()))) == len(before.processes())
+    assert sioplay(cluster.settings, "cluster", "stop").returncode == 0
+    assert alive_refs(set(before.processes())) == []
+
+
+def _kill(ref: ProcessRef | None) -> None:
+    assert ref is not None
+    process = find(ref)
+    assert process is not None
+    process.kill()
+    psutil.wait_procs([process], timeout=5)
+
+
+def _replaced_online(cluster: RunningCluster, node_id: str, old_pid: int | None) -> NodeRecord | None:
+    node = cluster.node(node_id)
+    return node if node.pid not in (None, old_pid) and node.status == "online" else None

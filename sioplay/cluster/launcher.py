@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from sioplay.cluster.preflight import check_can_start, clean_up_after
-from sioplay.cluster.recovery import lock_holder, read_state_or_none
+from sioplay.cluster.recovery import Orphan, lock_holder, orphaned_state, read_state_or_none
 from sioplay.common.hints import command_hint
 from sioplay.common.pids import ProcessRef, find
 from sioplay.common.state import LIVE_PHASES, ClusterState, cluster_dir, is_running, private_home, read_state
@@ -31,7 +31,16 @@ if TYPE_CHECKING:
     # Only its type: the CLI starts a supervisor detached without importing it (aiohttp, SQLAlchemy).
     from sioplay.cluster.supervisor import Supervisor
 
-__all__ = ["Started", "Stopped", "run_attached", "running_state", "start_detached", "stop_cluster", "supervisor_output"]
+__all__ = [
+    "Started",
+    "Stopped",
+    "adoptable_nodes",
+    "run_attached",
+    "running_state",
+    "start_detached",
+    "stop_cluster",
+    "supervisor_output",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +55,7 @@ _STOP_MARGIN_S = 10.0
 class Started:
     state: ClusterState
     supervisor: subprocess.Popen[bytes]
+    adopted: list[Orphan]  # what a dead supervisor had left running, supervised again by this one
 
 
 def supervisor_output(home: Path) -> Path:
@@ -54,7 +64,7 @@ def supervisor_output(home: Path) -> Path:
 
 def start_detached(settings: Settings, nodes: int) -> Started:
     """Spawn `sioplay cluster supervise` in its own session; return once every node is online."""
-    check_can_start(settings, nodes)
+    adopted = check_can_start(settings, nodes)
     private_home(settings.home)
     output = supervisor_output(settings.home)
     output.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -71,10 +81,17 @@ def start_detached(settings: Settings, nodes: int) -> Started:
             start_new_session=True,
         )
     try:
-        return Started(_wait_running(settings, supervisor), supervisor)
+        return Started(_wait_running(settings, supervisor), supervisor, adopted)
     except KeyboardInterrupt:
         supervisor.send_signal(signal.SIGTERM)
         raise
+
+
+def adoptable_nodes(home: Path) -> int | None:
+    """How many nodes the dead supervisor of `home` ran, while processes of it still run: a start without
+    `--nodes` adopts that many; None when there is nothing to adopt."""
+    state = orphaned_state(home)
+    return len(state.nodes) if state is not None else None
 
 
 def run_attached(supervisor: Supervisor) -> int:

@@ -1,4 +1,8 @@
-"""What must hold before a cluster starts: no cluster running from this home, the ports free, a Redis that answers."""
+"""What must hold before a cluster starts: no cluster running from this home, the ports free, a Redis that answers.
+
+A dead supervisor's processes still running from this home are adopted by the start (see `cluster/adopted.py`)
+when they run with the settings it asks for; otherwise the start is refused and they keep serving.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,14 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from sioplay.cluster.recovery import lock_path, record_lock_holder
+from sioplay.cluster.recovery import (
+    Orphan,
+    adoption_conflicts,
+    adoption_refused,
+    lock_path,
+    orphans,
+    record_lock_holder,
+)
 from sioplay.common.hints import command_hint
 from sioplay.common.pids import ProcessRef, terminate
 from sioplay.common.ports import port_is_free, port_owner
@@ -28,22 +39,31 @@ MIN_REDIS_VERSION = (5, 0)
 _REDIS_CHECK_TIMEOUT_S = 3.0
 
 
-def check_can_start(settings: Settings, nodes: int) -> None:
-    """Refuse if a cluster runs from `settings.home` or a port is taken; clean up after a dead supervisor."""
+def check_can_start(settings: Settings, nodes: int) -> list[Orphan]:
+    """Refuse if a cluster runs from `settings.home` or a port is taken; return the processes of a dead supervisor
+    that the start will adopt (the ports they hold are theirs), or none."""
     state = read_state(settings.home)
+    adopted: list[Orphan] = []
     if state is not None:
         if is_running(state):
             raise ClusterError(
                 f"a cluster is already running from {settings.home} (supervisor pid {state.supervisor.pid}); "
                 f"'{command_hint(settings.home, 'sioplay cluster stop')}' stops it"
             )
-        clean_up_after(settings.home, state, settings.stop_timeout_s)
-    _check_port(settings.public_port, settings.host, "public port", "choose another with --port")
+        adopted = orphans(state)
+        if adopted and (conflicts := adoption_conflicts(state, settings)):
+            raise ClusterError(adoption_refused(settings.home, state, adopted, conflicts))
+        if not adopted:
+            clean_up_after(settings.home, state, settings.stop_timeout_s)
     if settings.redis_url is not None:
         check_redis(settings.redis_url)
+    if adopted:
+        return adopted
+    _check_port(settings.public_port, settings.host, "public port", "choose another with --port")
     if settings.node_port_base is not None:
         for port in range(settings.node_port_base, settings.node_port_base + nodes):
             _check_port(port, settings.host, "node port", "choose other node ports with --node-port-base")
+    return []
 
 
 def check_redis(url: str, timeout_s: float = _REDIS_CHECK_TIMEOUT_S) -> str | None:

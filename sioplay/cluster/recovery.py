@@ -5,6 +5,7 @@ whether a supervisor lives: the kernel holds its flock for exactly the superviso
 life, and the supervisor writes its own pid and create time into it. So `stop` and
 `status` can always find a live supervisor, even with `state.json` corrupt or deleted,
 and a dead supervisor's processes are found from the last state it wrote (the orphans).
+The next `cluster start` adopts them when it would run them as they run (`adoption_conflicts`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ from pathlib import Path
 
 import orjson
 
+from sioplay.common.node_names import full_node_id
 from sioplay.common.pids import ProcessRef, alive
+from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.common.state import LIVE_PHASES, ClusterState, cluster_dir, read_state, state_path
+from sioplay.common.tls import served_files
 from sioplay.errors import ClusterError
+from sioplay.settings import Settings
 
 _POLL_S = 0.05
 # `cluster status` exits with this when the supervisor is dead but processes it started still run.
@@ -28,10 +33,13 @@ ORPHANS_EXIT_CODE = 3
 __all__ = [
     "ORPHANS_EXIT_CODE",
     "Orphan",
+    "adoption_conflicts",
+    "adoption_refused",
     "current_state",
     "StateFileStamp",
     "lock_holder",
     "lock_path",
+    "orphaned_state",
     "orphans",
     "orphans_message",
     "read_state_or_none",
@@ -98,6 +106,52 @@ def orphans(state: ClusterState) -> list[Orphan]:
     return [orphan for orphan in found if alive(orphan.ref)]
 
 
+def adoption_conflicts(state: ClusterState, settings: Settings) -> list[str]:
+    """How running `settings` would differ from what the orphans of `state` run with; empty: they can be adopted.
+
+    A node is adopted as it runs (its environment is its own), so a start that asks for another port, cluster,
+    Redis, database, name or certificate must not pretend to have applied it.
+    """
+    # Here, not at the top: sioplay.db imports SQLAlchemy, which every CLI command would pay for.
+    from sioplay.db.url import hide_password
+
+    asked_redis = RedisEndpoint.from_url(settings.redis_url).url() if settings.redis_url else None
+    differences: list[tuple[str, object, object]] = [
+        ("cluster", state.cluster, settings.cluster),
+        ("public port", state.public_port, settings.public_port),
+        ("host", state.host, settings.host),
+        ("database", state.db_url, hide_password(settings.effective_db_url)),
+        ("Redis", _recorded_redis(state), asked_redis),
+        ("certificate", state.tls_cert, str(served[0].resolve()) if (served := served_files(settings)) else None),
+    ]
+    conflicts = [f"{what} {ran} (this start: {asked})" for what, ran, asked in differences if ran != asked]
+    named = {full_node_id(settings.name, index + 1) for index in range(len(state.nodes))}
+    if {node.id for node in state.nodes} != named:
+        ids = ", ".join(node.id for node in state.nodes)
+        conflicts.append(f"nodes {ids} (this start names them {', '.join(sorted(named))})")
+    return conflicts
+
+
+def _recorded_redis(state: ClusterState) -> str | None:
+    """The external Redis URL the orphans use, None for the embedded one (adopted or started again on its port)."""
+    return None if state.redis_binary is not None else state.redis_url
+
+
+def adoption_refused(home: Path, state: ClusterState, left: list[Orphan], conflicts: list[str]) -> str:
+    listed = ", ".join(f"{orphan.role} (pid {orphan.ref.pid})" for orphan in left)
+    return (
+        f"the supervisor of {home} (pid {state.supervisor.pid}) is dead and {listed} still run, with "
+        f"{'; '.join(conflicts)}. Start with the settings they run with to adopt them, "
+        "or stop them first with 'sioplay cluster stop'"
+    )
+
+
+def orphaned_state(home: Path) -> ClusterState | None:
+    """The last state of the dead supervisor of `home` while processes of it still run; None if none do."""
+    state, _ = read_state_or_none(home)
+    return state if state is not None and orphans(state) else None
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class StateFileStamp:
     """What the supervisor last wrote to `state.json`: any other stamp means someone else changed or removed it."""
@@ -133,5 +187,5 @@ def orphans_message(home: Path, state: ClusterState, left: list[Orphan]) -> str:
     listed = ", ".join(f"{orphan.role} (pid {orphan.ref.pid})" for orphan in left)
     return (
         f"the supervisor of {home} (pid {state.supervisor.pid}) is dead; still running unsupervised: {listed}. "
-        "'sioplay cluster stop' stops them"
+        "'sioplay cluster start' with the settings they run with adopts them; 'sioplay cluster stop' stops them"
     )

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from sioplay.cluster import progress
-from sioplay.cluster.launcher import run_attached, running_state, start_detached, stop_cluster
+from sioplay.cluster.launcher import adoptable_nodes, run_attached, running_state, start_detached, stop_cluster
 from sioplay.cluster.logs import (
     SUPERVISOR,
     LogLine,
@@ -123,7 +123,6 @@ def start(
     if node is not None:
         _node_request(ctx, "start", node)
         return
-    nodes = nodes or state_of(ctx).nodes or _DEFAULT_NODES
     settings = state_of(ctx).settings.replace(
         public_port=port,
         host=host,
@@ -140,6 +139,7 @@ def start(
         tls_key=tls_key,
     )
     settings.validate()
+    nodes = nodes or state_of(ctx).nodes or adoptable_nodes(settings.home) or _DEFAULT_NODES
     prepare_server_tls(settings, console)
     warning = exposure_warning(settings.host, settings.auth)
     if warning is not None:
@@ -149,6 +149,13 @@ def start(
         return
     with progress.shown(settings.home, console, f"starting {count_of(nodes, 'node')}"):
         started = start_detached(settings, nodes)
+    if started.adopted:
+        listed = ", ".join(f"{orphan.role} (pid {orphan.ref.pid})" for orphan in started.adopted)
+        console.print(
+            Text(f"adopted what the dead supervisor left running, without a restart: {listed}"),
+            highlight=False,
+            soft_wrap=True,
+        )
     _print_status(started.state)
     logs, stop_ = (command_hint(settings.home, f"sioplay cluster {word}") for word in ("logs -f", "stop"))
     console.print(Text(f"logs: {logs} · stop: {stop_}"), highlight=False, soft_wrap=True)
