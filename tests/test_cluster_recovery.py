@@ -91,6 +91,44 @@ def test_stop_and_status_work_without_a_readable_state_file(clusters: Clusters, 
     assert lock_holder(cluster.home) is None
 
 
+@pytest.mark.parametrize("damage", ["corrupt", "deleted"])
+def test_a_dead_supervisors_processes_are_found_and_stopped_without_a_state_file(
+    clusters: Clusters, damage: str
+) -> None:
+    cluster = clusters.start(nodes=2)
+    state = cluster.state()
+    _kill_supervisor(cluster)
+    path = state_path(cluster.home)
+    if damage == "corrupt":
+        path.write_text('{"garbage":')
+    else:
+        path.unlink()
+
+    # The lock file holds a second copy of the pids, written by the supervisor alone.
+    result = sioplay(cluster.settings, "cluster", "status")
+    assert result.returncode == ORPHANS_EXIT_CODE, result.stderr + result.stdout
+    for node in state.nodes:
+        assert f"{node.id} (pid {node.pid})" in result.stderr, result.stderr
+    assert state.redis is not None and f"redis (pid {state.redis.pid})" in result.stderr, result.stderr
+    result = sioplay(cluster.settings, "cluster", "status", "--json")
+    assert result.returncode == ORPHANS_EXIT_CODE, result.stderr
+    listed = {item["role"]: item["pid"] for item in json.loads(result.stdout)["orphans"]}
+    assert listed == {**{node.id: node.pid for node in state.nodes}, "redis": state.redis.pid}
+
+    result = sioplay(cluster.settings, "cluster", "start", "--nodes", "1")
+    assert result.returncode == 1 and "cannot be adopted" in result.stderr, result.stderr + result.stdout
+    result = sioplay(cluster.settings, "cluster", "stop")
+    assert result.returncode == 0, result.stderr
+    assert "stopped 3 process(es) left by a dead supervisor" in result.stdout, result.stdout
+    assert alive_refs(set(state.processes())) == []
+    assert sioplay(cluster.settings, "cluster", "stop").stdout.startswith("no cluster is running")
+    if damage == "corrupt":
+        # Nothing of it runs now (the lock file says so): the next start sets the unreadable file aside.
+        result = sioplay(cluster.settings, "cluster", "start", "--nodes", "1")
+        assert result.returncode == 0, result.stderr + result.stdout
+        assert path.with_name("state.json.unreadable").read_text() == '{"garbage":'
+
+
 def _readable(cluster: RunningCluster) -> bool:
     try:
         return read_state(cluster.home) is not None

@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING
 import psutil
 
 from sioplay.cluster.preflight import check_can_start, clean_up_after
-from sioplay.cluster.recovery import Orphan, lock_holder, orphaned_state, read_state_or_none
+from sioplay.cluster.recovery import (
+    Orphan,
+    lock_holder,
+    lock_orphans,
+    lock_path,
+    orphaned_state,
+    read_state_or_none,
+    stop_orphans,
+)
 from sioplay.common.hints import command_hint
 from sioplay.common.pids import ProcessRef, find
 from sioplay.common.state import LIVE_PHASES, ClusterState, cluster_dir, is_running, private_home, read_state
@@ -151,7 +159,10 @@ def stop_cluster(settings: Settings) -> Stopped:
     state, unreadable = read_state_or_none(home)
     holder = lock_holder(home)
     if state is None and holder is None:
-        if unreadable:
+        if (recorded := lock_orphans(home)) is not None:
+            return Stopped(None, False, stop_orphans(recorded[1], settings.stop_timeout_s))
+        # The lock file of a supervisor that ran here names nothing alive: nothing runs, whatever state.json says.
+        if unreadable and not lock_path(home).exists():
             raise ClusterError(unreadable)
         return Stopped(None, False, [])
     # With state.json corrupt or removed, the lock still names the supervisor; it stops what it holds in memory.

@@ -2,9 +2,11 @@
 
 `state.json` is a copy of the supervisor's memory; the lock file is the truth about
 whether a supervisor lives: the kernel holds its flock for exactly the supervisor's
-life, and the supervisor writes its own pid and create time into it. So `stop` and
-`status` can always find a live supervisor, even with `state.json` corrupt or deleted,
-and a dead supervisor's processes are found from the last state it wrote (the orphans).
+life, and the supervisor writes its own pid and create time into it, with those of
+every process it runs (a second copy of the pids, in a file nobody else writes). So
+`stop` and `status` can always find a live supervisor, even with `state.json` corrupt
+or deleted, and a dead supervisor's processes are found from the last state it wrote,
+or from the lock file when that state is gone too (the orphans).
 The next `cluster start` adopts them when it would run them as they run (`adoption_conflicts`).
 """
 
@@ -15,11 +17,12 @@ import fcntl
 import os
 import time
 from pathlib import Path
+from typing import IO
 
 import orjson
 
 from sioplay.common.node_names import full_node_id
-from sioplay.common.pids import ProcessRef, alive
+from sioplay.common.pids import ProcessRef, alive, terminate
 from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.common.state import LIVE_PHASES, ClusterState, cluster_dir, read_state, state_path
 from sioplay.common.tls import served_files
@@ -27,23 +30,31 @@ from sioplay.errors import ClusterError
 from sioplay.settings import Settings
 
 _POLL_S = 0.05
+_LOCK_BLOCK = 4096
+# The role of the embedded Redis among a supervisor's processes; every other role names a node.
+REDIS_ROLE = "redis"
 # `cluster status` exits with this when the supervisor is dead but processes it started still run.
 ORPHANS_EXIT_CODE = 3
 
 __all__ = [
     "ORPHANS_EXIT_CODE",
+    "REDIS_ROLE",
     "Orphan",
     "adoption_conflicts",
     "adoption_refused",
     "current_state",
     "StateFileStamp",
+    "left_running",
     "lock_holder",
+    "lock_orphans",
     "lock_path",
     "orphaned_state",
     "orphans",
     "orphans_message",
     "read_state_or_none",
+    "recorded_processes",
     "record_lock_holder",
+    "stop_orphans",
 ]
 
 
@@ -51,32 +62,69 @@ def lock_path(home: Path) -> Path:
     return cluster_dir(home) / "supervisor.lock"
 
 
-def record_lock_holder(file_descriptor: int) -> None:
-    """Write this process's reference into the lock file it holds, for `lock_holder` to read."""
-    os.ftruncate(file_descriptor, 0)
-    os.pwrite(file_descriptor, orjson.dumps(ProcessRef.of(os.getpid()).as_json()), 0)
+def record_lock_holder(file_descriptor: int, processes: list[Orphan] | None = None) -> None:
+    """Write this process's reference and those of `processes` it runs into the lock file it holds.
+
+    One write at offset 0 of whole 4 KiB blocks, padded with spaces (JSON allows them) and never
+    shorter than the last: a reader sees the old record or the new one, not an empty or cut one.
+    """
+    record = orjson.dumps(
+        {
+            **ProcessRef.of(os.getpid()).as_json(),
+            "processes": [{"role": orphan.role, **orphan.ref.as_json()} for orphan in processes or []],
+        }
+    )
+    size = max(os.fstat(file_descriptor).st_size, -(-len(record) // _LOCK_BLOCK) * _LOCK_BLOCK)
+    os.pwrite(file_descriptor, record.ljust(size), 0)
 
 
-def lock_holder(home: Path) -> ProcessRef | None:
-    """The live supervisor holding the lock of `home`, or None when nobody holds it."""
+def _read_lock_record(file: IO[bytes]) -> tuple[ProcessRef, list[Orphan]] | None:
+    try:
+        value = orjson.loads(file.read())
+        processes = [
+            Orphan(item["role"], ProcessRef(item["pid"], item["create_time"])) for item in value.get("processes", [])
+        ]
+        return ProcessRef(value["pid"], value["create_time"]), processes
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        return None
+
+
+def _lock_record(home: Path) -> tuple[bool, tuple[ProcessRef, list[Orphan]] | None]:
+    """Whether a supervisor holds the lock of `home`, and what the lock file records (None: nothing readable)."""
     try:
         file = lock_path(home).open("rb")
     except FileNotFoundError:
-        return None
+        return False, None
     with file:
         try:
             # A shared lock is refused exactly while a supervisor holds its exclusive one.
             fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            pass
+            held = True
         else:
             fcntl.flock(file, fcntl.LOCK_UN)
-            return None
-        try:
-            ref = ProcessRef(**orjson.loads(file.read()))
-        except (orjson.JSONDecodeError, TypeError):
-            return None
-    return ref if alive(ref) else None
+            held = False
+        return held, _read_lock_record(file)
+
+
+def lock_holder(home: Path) -> ProcessRef | None:
+    """The live supervisor holding the lock of `home`, or None when nobody holds it."""
+    held, record = _lock_record(home)
+    if not held or record is None:
+        return None
+    return record[0] if alive(record[0]) else None
+
+
+def lock_orphans(home: Path) -> tuple[ProcessRef, list[Orphan]] | None:
+    """The dead supervisor of `home` and what it ran that still lives, as its lock file records them: what `stop`
+    and `status` act on when `state.json` is gone or unreadable too. None while a supervisor holds the lock, or
+    when nothing it recorded lives."""
+    held, record = _lock_record(home)
+    if held or record is None:
+        return None
+    supervisor, processes = record
+    left = [orphan for orphan in processes if alive(orphan.ref)]
+    return (supervisor, left) if left else None
 
 
 def read_state_or_none(home: Path) -> tuple[ClusterState | None, str | None]:
@@ -95,15 +143,20 @@ class Orphan:
     ref: ProcessRef
 
 
+def recorded_processes(state: ClusterState) -> list[Orphan]:
+    """Every process `state` names, with its role: the nodes, the transient ones, Redis last."""
+    found = [Orphan(node.id, ref) for node in state.nodes if (ref := node.process) is not None]
+    found += [Orphan(f"{process.id} ({process.role})", process.process) for process in state.transient]
+    if state.redis is not None:
+        found.append(Orphan(REDIS_ROLE, state.redis))
+    return found
+
+
 def orphans(state: ClusterState) -> list[Orphan]:
     """The processes of `state` still alive after its supervisor died (empty while it lives)."""
     if state.phase not in LIVE_PHASES or alive(state.supervisor):
         return []
-    found = [Orphan(node.id, ref) for node in state.nodes if (ref := node.process) is not None]
-    found += [Orphan(f"{process.id} ({process.role})", process.process) for process in state.transient]
-    if state.redis is not None:
-        found.append(Orphan("redis", state.redis))
-    return [orphan for orphan in found if alive(orphan.ref)]
+    return [orphan for orphan in recorded_processes(state) if alive(orphan.ref)]
 
 
 def adoption_conflicts(state: ClusterState, settings: Settings) -> list[str]:
@@ -183,9 +236,24 @@ def current_state(home: Path, wait_s: float) -> ClusterState | None:
         time.sleep(_POLL_S)
 
 
-def orphans_message(home: Path, state: ClusterState, left: list[Orphan]) -> str:
+def left_running(home: Path, state: ClusterState | None) -> tuple[ProcessRef, list[Orphan]] | None:
+    """The dead supervisor of `home` and what it left running, from `state`, or from the lock file without one."""
+    if state is None:
+        return lock_orphans(home)
+    left = orphans(state)
+    return (state.supervisor, left) if left else None
+
+
+def stop_orphans(left: list[Orphan], timeout: float) -> list[ProcessRef]:
+    """Stop `left` by pid and create time, Redis last (the nodes say goodbye on the bus as they drain)."""
+    nodes = [orphan.ref for orphan in left if orphan.role != REDIS_ROLE]
+    redis = [orphan.ref for orphan in left if orphan.role == REDIS_ROLE]
+    return terminate(nodes, timeout) + terminate(redis, timeout)
+
+
+def orphans_message(home: Path, supervisor: ProcessRef, left: list[Orphan]) -> str:
     listed = ", ".join(f"{orphan.role} (pid {orphan.ref.pid})" for orphan in left)
     return (
-        f"the supervisor of {home} (pid {state.supervisor.pid}) is dead; still running unsupervised: {listed}. "
+        f"the supervisor of {home} (pid {supervisor.pid}) is dead; still running unsupervised: {listed}. "
         "'sioplay cluster start' with the settings they run with adopts them; 'sioplay cluster stop' stops them"
     )

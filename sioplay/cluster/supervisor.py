@@ -28,7 +28,7 @@ from sioplay.cluster.policy import Crash, RestartPolicy
 from sioplay.cluster.preflight import supervisor_lock
 from sioplay.cluster.process import LineSink, NodeProcess, describe_exit
 from sioplay.cluster.progress import ProgressLog
-from sioplay.cluster.recovery import StateFileStamp, orphaned_state
+from sioplay.cluster.recovery import Orphan, StateFileStamp, orphaned_state, record_lock_holder, recorded_processes
 from sioplay.cluster.redis_server import NODE_USER, EmbeddedRedis, RedisBinary
 from sioplay.cluster.redis_supervision import RedisWatch
 from sioplay.common.hints import command_hint
@@ -117,6 +117,8 @@ class Supervisor:
         self._written: dict[str, object] | None = None
         self._written_at = 0.0
         self._written_stamp: StateFileStamp | None = None
+        self._lock_fd: int | None = None
+        self._in_lock_file: list[Orphan] = []
 
     # Lifecycle ---------------------------------------------------------------------------
 
@@ -126,7 +128,7 @@ class Supervisor:
         `preflight.check_can_start` has passed before this runs (see `launcher`); the lock
         still refuses a second supervisor that raced past it.
         """
-        with supervisor_lock(self.home):
+        with supervisor_lock(self.home) as self._lock_fd:
             # Read before this supervisor's first save replaces it: what a dead supervisor left running is adopted.
             previous = orphaned_state(self.home)
             control.clear_requests(self.home)
@@ -687,4 +689,8 @@ class Supervisor:
             write_state(self.home, state)
             self._written, self._written_at = value, time.monotonic()
             self._written_stamp = StateFileStamp.of(self.home)
+        processes = recorded_processes(state)
+        if self._lock_fd is not None and processes != self._in_lock_file:
+            record_lock_holder(self._lock_fd, processes)
+            self._in_lock_file = processes
         return state
