@@ -3,10 +3,12 @@
 This supervisor knows its own nodes in full (state file, psutil, /healthz); the nodes of
 other supervisors are known only from their heartbeats, which one of our nodes relays
 through its ``/cluster`` route: host, node, pid (on its own host), sockets, last heartbeat.
+Before a start, with no node of ours to ask, `hear_nodes` listens to the heartbeats itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.request
 from typing import Any
@@ -15,10 +17,59 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from sioplay.common.cluster_secret import existing_secret, parse_secret
+from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.common.state import ClusterState
 from sioplay.common.urls import local_url
+from sioplay.errors import BusError
+from sioplay.settings import Settings
 
-__all__ = ["collect_bus_view", "render_bus_view"]
+__all__ = ["HeardNode", "collect_bus_view", "hear_nodes", "render_bus_view"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HeardNode:
+    node: str
+    instance: str
+    pid: int | None
+    host: str | None  # the machine's hostname, as the node announced it
+
+
+def hear_nodes(settings: Settings, duration_s: float) -> list[HeardNode]:
+    """The nodes whose heartbeat (or hello) on this cluster's bus is heard within `duration_s`, by node id.
+
+    Only messages signed with the cluster's secret count: a process that cannot sign is no member anyway.
+    """
+    # The node's message format, imported here: `cluster status` and `--help` do without it.
+    from sioplay.node.bus_message import decode
+    from sioplay.node.signing import MessageSigner
+
+    assert settings.redis_url is not None
+    # Never made here: a home without a secret yet has no node that signs with it to hear.
+    if settings.cluster_secret:
+        secret: bytes | None = parse_secret(settings.cluster_secret, "SIOPLAY_CLUSTER_SECRET")
+    else:
+        secret, _ = existing_secret(settings.home)
+    if secret is None:
+        return []
+    channel = f"{settings.cluster}:bus"
+    signer = MessageSigner(secret)
+    heard: dict[str, HeardNode] = {}
+    for data in RedisEndpoint.from_url(settings.redis_url).listen(channel, duration_s):
+        payload = signer.verify(channel.encode(), data)
+        if payload is None:
+            continue
+        try:
+            message = decode(payload, settings.bus_max_message_bytes)
+        except BusError:
+            continue
+        if message.kind in ("hello", "heartbeat"):
+            heard[message.instance] = HeardNode(
+                message.origin, message.instance, message.body.get("pid"), message.body.get("host")
+            )
+        elif message.kind == "goodbye":
+            heard.pop(message.instance, None)
+    return sorted(heard.values(), key=lambda node: (node.node, node.instance))
 
 
 def collect_bus_view(state: ClusterState, timeout_s: float) -> dict[str, Any]:
