@@ -240,7 +240,7 @@ class _Session:
                 await self.connect(again=True)
                 return True
             except ClientError as exc:
-                if self.client is not None and self.client.refusal is not None:
+                if self.client is not None and self.client.final_refusal is not None:
                     raise
                 delay = min(delay * 2, RETRY_MAX_S)
                 self.printer.retrying(time.time(), attempt, str(exc), delay)

@@ -139,9 +139,21 @@ class SimClient:
         self._record(DISCONNECT, reason)
         if self.reconnection and not self._closing and (self._failover is None or self._failover.done()):
             self._failover = asyncio.create_task(self._reconnect(), name=f"reconnect {self.id_user} in {self.room}")
+            self._failover.add_done_callback(self._failover_ended)
+
+    def _failover_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or (error := task.exception()) is None:
+            return
+        log.error("%s died: %r", task.get_name(), error, exc_info=error)
+        self._record(RECONNECT_FAILED, {"error": f"{type(error).__name__}: {error}"})
 
     async def _record_refusal(self, data: Any = None) -> None:
         self.refusal = data.get("message") if isinstance(data, dict) else str(data)
+
+    @property
+    def final_refusal(self) -> str | None:
+        """The server's "no" to the last attempt, unless it is one another node may not say (not ready)."""
+        return self.refusal if self.refusal is not None and not self.refusal.startswith(_PASSING_REFUSAL) else None
 
     @property
     def url(self) -> str:
@@ -167,9 +179,7 @@ class SimClient:
             try:
                 handshake = await self._connect_once(self.urls[index], timeout_s)
             except ClientError as exc:
-                if self.refusal is not None and not self.refusal.startswith(_PASSING_REFUSAL):
-                    raise
-                if len(self.urls) == 1:
+                if self.final_refusal is not None or len(self.urls) == 1:
                     raise
                 failures.append(f"{self.urls[index]}: {exc}")
                 continue
@@ -212,7 +222,7 @@ class SimClient:
             try:
                 handshake = await self._connect_round(self._at + 1, self._timeout_s)
             except ClientError as exc:
-                if self.refusal is not None and not self.refusal.startswith(_PASSING_REFUSAL):
+                if self.final_refusal is not None:
                     self._record(RECONNECT_FAILED, {"error": str(exc)})
                     return
                 error, delay = str(exc), min(delay * 2, RETRY_MAX_S)
