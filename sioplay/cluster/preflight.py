@@ -1,22 +1,37 @@
 """What must hold before a cluster starts: no cluster running from this home, the ports free, a Redis that answers,
-and on a shared Redis no live nodes under this supervisor's name."""
+and on a shared Redis no live nodes under this supervisor's name.
+
+A dead supervisor's processes still running from this home are adopted by the start (see `cluster/adopted.py`)
+when they run with the settings it asks for; otherwise the start is refused and they keep serving.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import logging
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from sioplay.cluster.bus_view import hear_nodes
-from sioplay.cluster.recovery import lock_path, record_lock_holder
+from sioplay.cluster.recovery import (
+    Orphan,
+    adoption_conflicts,
+    adoption_refused,
+    lock_holder,
+    lock_orphans,
+    lock_path,
+    orphans,
+    read_state_or_none,
+    record_lock_holder,
+)
 from sioplay.common.hints import command_hint
 from sioplay.common.pids import ProcessRef, terminate
 from sioplay.common.ports import port_is_free, port_owner
 from sioplay.common.redis_endpoint import RedisEndpoint
-from sioplay.common.state import LIVE_PHASES, ClusterState, is_running, read_state, write_state
+from sioplay.common.state import LIVE_PHASES, ClusterState, is_running, state_path, write_state
 from sioplay.errors import ClusterError, PortInUseError, RedisError
 from sioplay.settings import Settings
 
@@ -39,23 +54,62 @@ _REDIS_CHECK_TIMEOUT_S = 3.0
 _HEARD_WITHIN_INTERVALS = 1.5
 
 
-def check_can_start(settings: Settings, nodes: int) -> None:
-    """Refuse if a cluster runs from `settings.home` or a port is taken; clean up after a dead supervisor."""
-    state = read_state(settings.home)
+def check_can_start(settings: Settings, nodes: int) -> list[Orphan]:
+    """Refuse if a cluster runs from `settings.home` or a port is taken; return the processes of a dead supervisor
+    that the start will adopt (the ports they hold are theirs), or none."""
+    state = _readable_state(settings.home)
+    adopted: list[Orphan] = []
     if state is not None:
         if is_running(state):
             raise ClusterError(
                 f"a cluster is already running from {settings.home} (supervisor pid {state.supervisor.pid}); "
                 f"'{command_hint(settings.home, 'sioplay cluster stop')}' stops it"
             )
-        clean_up_after(settings.home, state, settings.stop_timeout_s)
-    _check_port(settings.public_port, settings.host, "public port", "choose another with --port")
+        adopted = orphans(state)
+        if adopted and (conflicts := adoption_conflicts(state, settings)):
+            raise ClusterError(adoption_refused(settings.home, state, adopted, conflicts))
+        if not adopted:
+            clean_up_after(settings.home, state, settings.stop_timeout_s)
     if settings.redis_url is not None:
         check_redis(settings.redis_url)
+    if adopted:
+        return adopted
+    if settings.redis_url is not None:
+        # This home's own nodes were adopted (above) or stopped: the nodes heard now are another supervisor's.
         check_name_is_free(settings)
+    _check_port(settings.public_port, settings.host, "public port", "choose another with --port")
     if settings.node_port_base is not None:
         for port in range(settings.node_port_base, settings.node_port_base + nodes):
             _check_port(port, settings.host, "node port", "choose other node ports with --node-port-base")
+    return []
+
+
+def _readable_state(home: Path) -> ClusterState | None:
+    """The state of `home`. Without one (unreadable or removed), the lock file says whether anything of the last
+    supervisor runs: then the start is refused; else an unreadable state.json is set aside."""
+    state, unreadable = read_state_or_none(home)
+    if state is not None:
+        return state
+    if (holder := lock_holder(home)) is not None:
+        raise ClusterError(
+            f"a cluster is already running from {home} (supervisor pid {holder.pid}); "
+            f"'{command_hint(home, 'sioplay cluster stop')}' stops it"
+        )
+    if (recorded := lock_orphans(home)) is not None:
+        listed = ", ".join(f"{orphan.role} (pid {orphan.ref.pid})" for orphan in recorded[1])
+        raise ClusterError(
+            f"the state file of {home} is {'unreadable' if unreadable else 'gone'} and its dead supervisor's "
+            f"{listed} still run: without their state they cannot be adopted; "
+            f"'{command_hint(home, 'sioplay cluster stop')}' stops them"
+        )
+    if unreadable is None:
+        return None
+    if not lock_path(home).exists():
+        raise ClusterError(unreadable)
+    aside = state_path(home).with_name("state.json.unreadable")
+    state_path(home).replace(aside)
+    log.warning("%s; nothing of it runs (the lock file says so): moved it to %s", unreadable, aside)
+    return None
 
 
 def check_redis(url: str, timeout_s: float = _REDIS_CHECK_TIMEOUT_S) -> str | None:
@@ -145,14 +199,18 @@ def clean_up_after(home: Path, state: ClusterState, timeout: float) -> list[Proc
 
 
 @contextlib.contextmanager
-def supervisor_lock(home: Path) -> Iterator[None]:
-    """Held for a supervisor's whole life, so that two can never run from one home; the kernel drops it on death."""
+def supervisor_lock(home: Path) -> Iterator[int]:
+    """Held for a supervisor's whole life, so that two can never run from one home; the kernel drops it on death.
+
+    Yields the lock file's descriptor, for the supervisor to record its processes in (`record_lock_holder`).
+    """
     path = lock_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as file:
+    # Not O_APPEND: Linux appends every pwrite on such a descriptor, whatever its offset.
+    with os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b") as file:
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ClusterError(f"another supervisor is running from {home}") from None
         record_lock_holder(file.fileno())
-        yield
+        yield file.fileno()
