@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from sioplay.cli import app
 from sioplay.client.sim import SimClient
+from sioplay.cluster.bus_view import hear_nodes
 from sioplay.cluster.redis_server import EmbeddedRedis
 from sioplay.cluster.status import StatusCollector
 from sioplay.common.ports import free_port
@@ -123,6 +124,32 @@ def test_a_second_supervisor_under_a_name_live_on_the_bus_is_refused_before_it_s
         (node.id, node.pid, "online") for node in nodes
     ]
     assert [node.id for node in clusters.start(nodes=1, name="web2", **shared).state().nodes] == ["web2/node-1"]
+
+
+async def test_the_start_check_listens_as_an_observer_that_rosters_do_not_wait_for(
+    clusters: Clusters, redis_server: EmbeddedRedis, cluster_name: str, tmp_path: Path
+) -> None:
+    shared = _shared(redis_server, cluster_name, tmp_path)
+    web1 = await asyncio.to_thread(lambda: clusters.start(nodes=2, name="web1", **shared))
+    nodes = (await asyncio.to_thread(web1.state)).nodes
+    url = web1.node_url(nodes[0])
+    listening = asyncio.ensure_future(asyncio.to_thread(hear_nodes, clusters.settings(name="web2", **shared), 8.0))
+    try:
+        await async_wait_until(lambda: _observers(url), 5, "web1/node-1 to know that the start check listens")
+        # One more subscriber than nodes: counted, known not to answer, not waited for.
+        _, body, _ = await async_http_json(url + "/rooms/Maths?timeout_ms=60000", timeout_s=5)
+        assert body["complete"] is True and body["nodes"]["expected"] == 2, body["nodes"]
+        assert not listening.done(), "the answer came while the check was still listening"
+    finally:
+        heard = await listening
+    host = socket.gethostname()
+    assert [(node.node, node.pid, node.host) for node in heard] == [(node.id, node.pid, host) for node in nodes]
+    await async_wait_until(lambda: _observers(url, 0), 5, "the observer gone after its goodbye")
+
+
+async def _observers(url: str, count: int = 1) -> bool:
+    """Whether the node at `url` counts `count` observers on the bus."""
+    return (await async_http_json(url + "/cluster"))[1]["observers"] == count
 
 
 async def test_a_node_id_held_twice_is_reported_and_rosters_answer_at_once_naming_it(

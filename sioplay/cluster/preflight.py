@@ -146,11 +146,10 @@ def check_name_is_free(settings: Settings) -> None:
     """Refuse if nodes under this supervisor's name (`NAME/...`, or plain `node-N`) are live on the shared bus.
 
     Their heartbeats say so: every node beats once a heartbeat interval, so listening a little longer hears
-    each. Not longer: while it listens, the running nodes count one subscriber that never answers, and a
-    roster asked meanwhile waits its deadline. The ids would be refused on the bus anyway; this says it
-    before anything is spawned.
+    each. The ids would be refused on the bus anyway; this says it before anything is spawned.
     """
-    listen_s = settings.heartbeat_interval_s * _HEARD_WITHIN_INTERVALS
+    # Within the silence, after which the nodes forget an observer and would wait for it again.
+    listen_s = settings.heartbeat_interval_s * min(_HEARD_WITHIN_INTERVALS, settings.heartbeat_misses)
     mine = [node for node in hear_nodes(settings, listen_s) if _is_ours(node.node, settings.name)]
     if not mine:
         return

@@ -16,7 +16,9 @@ The subscriber count is a hint; heartbeats decide. A node declared down after
 missing its heartbeats may still be counted by Redis (a frozen process keeps
 its connection): as long as it is not heard again, the subscribers nobody can
 account for are taken to be such nodes, not waited for, and named as missing.
-So is a live process refused for an id another instance holds (`id_conflicts`):
+So is an observer (a process that announced it only listens, as another
+supervisor's start-up check), until it says goodbye or the silence passes, and
+a live process refused for an id another instance holds (`id_conflicts`):
 it does not answer this node, or its answer is refused, so the query does not
 wait for it and names it `NODE (duplicate id)`.
 """
@@ -56,6 +58,8 @@ __all__ = ["ClusterBus", "PeerReply", "QueryOutcome", "RequestHandler", "new_ins
 
 log = logging.getLogger(__name__)
 
+# Observers remembered at most; past this the oldest are forgotten (and waited for, as unannounced).
+MAX_OBSERVERS = 16
 # A request's body in, this node's reply body out.
 RequestHandler = Callable[[BusMessage], dict[str, Any]]
 
@@ -102,6 +106,8 @@ class _Pending:
     conflicting: dict[str, str] = dataclasses.field(default_factory=dict)
     # Members that say they refuse this node (its id is held twice and they heard the other instance first).
     refusing_us: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Subscribers that announced they only listen.
+    observers: int = 0
     subscribers: int = 0
 
     def _unheard(self) -> int:
@@ -114,7 +120,7 @@ class _Pending:
         return [node for instance, node in self.conflicting.items() if instance not in self.refused]
 
     def settle(self) -> None:
-        accounted = len(self.presumed_down) + len(self._silent_conflicts())
+        accounted = self.observers + len(self.presumed_down) + len(self._silent_conflicts())
         if all(instance in self.replies for instance in self.expected) and self._unheard() <= accounted:
             self.done.set()
 
@@ -127,7 +133,7 @@ class _Pending:
             for instance, node in self.refusing_us.items()
             if instance not in self.replies
         ]
-        unheard = self._unheard()
+        unheard = self._unheard() - self.observers
         conflicts = self._silent_conflicts()[: max(unheard, 0)]
         names += [f"{node} (duplicate id)" for node in conflicts]
         unheard -= len(conflicts)
@@ -177,6 +183,8 @@ class ClusterBus:
         self._heard_self_at: float | None = None
         self._unheard_since: float | None = None
         self._pending: dict[str, _Pending] = {}
+        # Observers (instance -> when announced), forgotten at their goodbye or after the silence.
+        self._observers: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._beating: asyncio.Task[None] | None = None
         self._leaving = False
@@ -264,6 +272,7 @@ class ClusterBus:
             presumed_down=self.membership.down(),
             conflicting=conflicting,
             refusing_us=refusing_us,
+            observers=self.observers(),
         )
         self._pending[request_id] = pending
         try:
@@ -282,10 +291,17 @@ class ClusterBus:
             del self._pending[request_id]
         return QueryOutcome(
             replies=list(pending.replies.values()),
-            expected=max(len(peers), pending.subscribers),
+            expected=max(len(peers), pending.subscribers - pending.observers),
             missing=pending.missing(),
             took_ms=self._ms_since(started),
         )
+
+    def observers(self) -> int:
+        """How many subscribers announced that they only listen, within the silence."""
+        now = self.clock()
+        for instance in [i for i, at in self._observers.items() if now - at > self.silence_s]:
+            del self._observers[instance]
+        return len(self._observers)
 
     def _outcome_without_bus(self, peers: dict[str, str], started: float, error: str) -> QueryOutcome:
         return QueryOutcome(
@@ -313,7 +329,13 @@ class ClusterBus:
             self._heard_self_at = now
             self._unheard_since = None
             return
+        if message.kind == "observer":
+            if len(self._observers) >= MAX_OBSERVERS:
+                self._observers.pop(next(iter(self._observers)))
+            self._observers[message.instance] = now
+            return
         if message.kind == "goodbye":
+            self._observers.pop(message.instance, None)
             self.conflicts.forget(message.instance)
             self.membership.gone(message.instance, "goodbye")
             return

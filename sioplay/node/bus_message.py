@@ -7,7 +7,7 @@ or refused with a BusError that says why (the listener counts and drops it).
     {"v": 2, "kind": "roster-request", "origin": "node-2", "instance": "3f…",
      "request_id": "9a…", "body": {"room": "Maths", "have": {"7c…": 41}}}
 
-Presence (hello, heartbeat, goodbye) is checked here; the request and reply
+Presence (hello, heartbeat, goodbye, observer) is checked here; the request and reply
 bodies of the roster protocol in `roster_protocol`.
 """
 
@@ -46,7 +46,10 @@ MAX_REFUSING = 64
 HOSTNAME_MAX = 253
 HOSTNAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{HOSTNAME_MAX - 1}}}")
 
-Kind = Literal["hello", "heartbeat", "goodbye", "roster-request", "roster-reply", "rooms-request", "rooms-reply"]
+# "observer": a process that listens to the bus and never answers (the start-up check of another supervisor).
+Kind = Literal[
+    "hello", "heartbeat", "goodbye", "observer", "roster-request", "roster-reply", "rooms-request", "rooms-reply"
+]
 KINDS: frozenset[str] = frozenset(get_args(Kind))
 REQUEST_KINDS = frozenset(REPLY_KIND)
 REPLY_KINDS = frozenset(REPLY_KIND.values())
@@ -138,5 +141,6 @@ _BODY_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "hello": _check_presence,
     "heartbeat": _check_presence,
     "goodbye": _nothing,
+    "observer": _nothing,
     **BODY_CHECKS,
 }
