@@ -1,4 +1,5 @@
-"""What must hold before a cluster starts: no cluster running from this home, the ports free, a Redis that answers.
+"""What must hold before a cluster starts: no cluster running from this home, the ports free, a Redis that answers,
+and on a shared Redis no live nodes under this supervisor's name.
 
 A dead supervisor's processes still running from this home are adopted by the start (see `cluster/adopted.py`)
 when they run with the settings it asks for; otherwise the start is refused and they keep serving.
@@ -14,6 +15,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from sioplay.cluster.bus_view import hear_nodes
 from sioplay.cluster.recovery import (
     Orphan,
     adoption_conflicts,
@@ -33,7 +35,14 @@ from sioplay.common.state import LIVE_PHASES, ClusterState, is_running, state_pa
 from sioplay.errors import ClusterError, PortInUseError, RedisError
 from sioplay.settings import Settings
 
-__all__ = ["MIN_REDIS_VERSION", "check_can_start", "check_redis", "clean_up_after", "supervisor_lock"]
+__all__ = [
+    "MIN_REDIS_VERSION",
+    "check_can_start",
+    "check_name_is_free",
+    "check_redis",
+    "clean_up_after",
+    "supervisor_lock",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +50,8 @@ log = logging.getLogger(__name__)
 MIN_REDIS_VERSION = (5, 0)
 # Per command: a Redis that accepts the connection and never answers is an error within seconds, not a hang.
 _REDIS_CHECK_TIMEOUT_S = 3.0
+# How long the name check listens to the bus, in heartbeat intervals: one, and room for a late beat.
+_HEARD_WITHIN_INTERVALS = 1.5
 
 
 def check_can_start(settings: Settings, nodes: int) -> list[Orphan]:
@@ -63,6 +74,9 @@ def check_can_start(settings: Settings, nodes: int) -> list[Orphan]:
         check_redis(settings.redis_url)
     if adopted:
         return adopted
+    if settings.redis_url is not None:
+        # This home's own nodes were adopted (above) or stopped: the nodes heard now are another supervisor's.
+        check_name_is_free(settings)
     _check_port(settings.public_port, settings.host, "public port", "choose another with --port")
     if settings.node_port_base is not None:
         for port in range(settings.node_port_base, settings.node_port_base + nodes):
@@ -126,6 +140,29 @@ def check_redis(url: str, timeout_s: float = _REDIS_CHECK_TIMEOUT_S) -> str | No
         wanted = ".".join(map(str, MIN_REDIS_VERSION))
         raise RedisError(f"Redis at {endpoint.where} is {version[0]}.{version[1]}; sioplay needs {wanted} or newer")
     return f"{version[0]}.{version[1]}"
+
+
+def check_name_is_free(settings: Settings) -> None:
+    """Refuse if nodes under this supervisor's name (`NAME/...`, or plain `node-N`) are live on the shared bus.
+
+    Their heartbeats say so: every node beats once a heartbeat interval, so listening a little longer hears
+    each. The ids would be refused on the bus anyway; this says it before anything is spawned.
+    """
+    # Within the silence, after which the nodes forget an observer and would wait for it again.
+    listen_s = settings.heartbeat_interval_s * min(_HEARD_WITHIN_INTERVALS, settings.heartbeat_misses)
+    mine = [node for node in hear_nodes(settings, listen_s) if _is_ours(node.node, settings.name)]
+    if not mine:
+        return
+    where = ", ".join(f"{node.node} (pid {node.pid or '?'} on host {node.host or 'unknown'})" for node in mine)
+    who = f"{settings.name} is" if settings.name is not None else "node ids without a --name are"
+    raise ClusterError(
+        f"{who} already in cluster {settings.cluster} on this Redis: nodes {where}; give this supervisor its own --name"
+    )
+
+
+def _is_ours(node_id: str, name: str | None) -> bool:
+    """Whether `node_id` is one this supervisor's nodes could take: NAME/anything, or a plain id without a name."""
+    return node_id.startswith(f"{name}/") if name is not None else "/" not in node_id
 
 
 def _check_port(port: int, host: str, what: str, hint: str) -> None:
