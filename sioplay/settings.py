@@ -77,6 +77,10 @@ class Settings:
     # What one client may take of a node: its CONNECT within this, its request headers within this, at most
     # this many connections from one address, and identity-change events at this rate (a token bucket).
     connect_timeout_s: float = 45.0
+    # Engine.IO's heartbeat, which the server sends to every client (socket.io's pingInterval and pingTimeout):
+    # a client whose node went silent (a host cut off, no RST) knows after the sum, and can go elsewhere.
+    ping_interval_s: float = 25.0
+    ping_timeout_s: float = 20.0
     header_timeout_s: float = 20.0
     max_connections_per_address: int = 4096
     identity_change_rate_per_s: float = 2.0
@@ -203,6 +207,8 @@ class Settings:
         for name in (
             "heartbeat_interval_s",
             "roster_timeout_s",
+            "ping_interval_s",
+            "ping_timeout_s",
             "stop_timeout_s",
             "start_timeout_s",
             "health_interval_s",

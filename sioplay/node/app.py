@@ -105,6 +105,8 @@ class Node:
             client_manager=self.manager,
             async_mode="aiohttp",
             transports=["websocket"],
+            ping_interval=settings.ping_interval_s,
+            ping_timeout=settings.ping_timeout_s,
             max_http_buffer_size=settings.max_http_body_bytes,
             logger=False,
             engineio_logger=False,

@@ -181,9 +181,13 @@ class RosterService:
         if bus.counted_at <= self.replicas.relinked_at:
             # Who is subscribed is known only from a heartbeat counted since the subscription came back.
             return None
+        peers = bus.live_nodes()
+        if any(bus.instance in peer.refusing for peer in peers):
+            # A member that refuses this node (a duplicate id) answers nothing; an asked query names it.
+            return None
         current: list[tuple[Peer, RemotePart]] = []
         stale: list[Peer] = []
-        for peer in bus.live_nodes():
+        for peer in peers:
             # Each part not current is fetched in the background by `part()`, for the next queries.
             part = self.replicas.part(peer.instance, room)
             if part is None:

@@ -107,6 +107,8 @@ def ops_routes(node: Node) -> list[web.RouteDef]:
                 "linked": node.bus.linked,
                 "nodes": nodes,
                 "id_conflicts": id_conflicts(node),
+                # Processes that listen to the bus and never answer (another supervisor's start-up check).
+                "observers": node.bus.observers(),
             }
         )
 
