@@ -13,7 +13,7 @@ import pytest
 from sioplay.client.sim import SimClient
 from sioplay.errors import ConfigError
 from sioplay.settings import Settings
-from tests.helpers import NodeHandle, async_http_json, async_wait_until, http_json, wait_until
+from tests.helpers import NodeHandle, async_http, async_http_json, async_wait_until, http_json, wait_until
 
 USERS = [str(n) for n in range(1, 11)]
 
@@ -128,6 +128,9 @@ async def test_replica_answers_are_exact_under_churn_and_include_every_join_at_o
         assert await answered_from_replicas(node), f"{node.node_id} asked the other nodes"
         body = await health(node)
         assert body["roster"]["mode"] == "replica" and body["roster"]["replica_gaps"] == 0
+        metrics_text = (await async_http(node.url + "/metrics"))[1].decode()
+        answers = body["metrics"]["roster_replica_answers"]
+        assert f'sioplay_roster_replica_answers_total{{node="{node.node_id}"}} {answers}' in metrics_text
 
 
 @pytest.mark.parametrize("mode", ["ask", "replica"])
