@@ -120,7 +120,8 @@ async def test_replica_answers_are_exact_under_churn_and_include_every_join_at_o
         for node in three_replicas:
             complete, found, answered = await members_and_nodes(node)
             assert complete, answered
-            assert set(churn.here) <= found, f"{node.node_id} misses joined sockets"
+            missed = {sid: churn.here[sid].handshake for sid in set(churn.here) - found}
+            assert not missed, f"{node.node_id} misses joined sockets {missed}: {answered} {await health(node)}"
             assert found <= churn.ever, f"{node.node_id} names sockets that never were"
     expected = set(churn.here)
     await async_wait_until(lambda: exact_everywhere(three_replicas, expected), 10, "every node to drop the leavers")

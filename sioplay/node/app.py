@@ -76,7 +76,15 @@ class Node:
         instance = new_instance_id()
         self.local_answers = LocalAnswers(self.sockets, RoomCaches(), node_id, instance)
         replica = settings.roster_mode == "replica"
-        sockets = self.sockets
+        # The `replica` mode: every join and leave goes to the other nodes as a delta of this node's part.
+        self.part_feed = (
+            PartFeed(
+                lambda body: self.bus.publish_event("part-delta", body), self.metrics, settings.test_skip_part_deltas
+            )
+            if replica
+            else None
+        )
+        feed = self.part_feed
         self.bus = ClusterBus(
             self.publisher,
             self.subscription,
@@ -85,14 +93,12 @@ class Node:
             instance,
             self.metrics,
             handlers=self.local_answers.handlers(),
-            presence=sockets.__len__,
-            part_seq=(lambda: sockets.changes) if replica else None,
+            presence=self.sockets.__len__,
+            part_seq=(lambda: feed.sent) if feed is not None else None,
         )
         self.roster = RosterService(self.bus, self.local_answers, self.metrics, replica=replica)
-        # The `replica` mode: every join and leave goes to the other nodes as a delta of this node's part.
-        self.part_feed = PartFeed(self.bus, self.metrics, skip=settings.test_skip_part_deltas) if replica else None
-        if self.part_feed is not None:
-            self.sockets.on_change = self.part_feed.changed
+        if feed is not None:
+            self.sockets.on_change = feed.changed
         self.manager = ClusterRedisManager(
             self.publisher,
             self.subscription,

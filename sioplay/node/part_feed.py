@@ -2,8 +2,9 @@
 
 Published in the order the socket table changed: each goes out on the one
 publishing connection in the order it was handed over, so the other nodes
-apply them in that order, and a heartbeat (on the same connection) always
-comes after the deltas it counts.
+apply them in that order. `sent` is the version of the last delta written
+(or, with `skip`, that would have been): what heartbeats announce, so that a
+heartbeat never names a version whose delta is still waiting to be written.
 
 `published()` lets a join wait until Redis took the delta before the client
 gets its handshake: any query that reaches another node after the client's
@@ -14,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sioplay.node.bus import ClusterBus
 from sioplay.node.metrics import Metrics
 from sioplay.node.roster_protocol import part_delta
 from sioplay.node.sockets import LocalSocket
@@ -29,19 +30,28 @@ log = logging.getLogger(__name__)
 class PartFeed:
     """`changed` is the socket table's listener; `skip` (tests only) publishes nothing, as if every delta were lost."""
 
-    def __init__(self, bus: ClusterBus, metrics: Metrics, skip: bool = False) -> None:
-        self.bus = bus
+    def __init__(
+        self, publish: Callable[[dict[str, Any]], Awaitable[int]], metrics: Metrics, skip: bool = False
+    ) -> None:
+        self.publish = publish
         self.metrics = metrics
         self.skip = skip
+        self.sent = 0
         self._last: asyncio.Future[Any] | None = None
 
     def changed(self, seq: int, entry: LocalSocket, joined: bool) -> None:
         if self.skip:
+            self.sent = seq
             return
         body = part_delta(seq, entry.room, entry.id_socket, entry.id_user, joined)
-        task = asyncio.ensure_future(self.bus.publish_event("part-delta", body))
+        task = asyncio.ensure_future(self._write(seq, body))
         task.add_done_callback(self._sent)
         self._last = task
+
+    async def _write(self, seq: int, body: dict[str, Any]) -> int:
+        # Handed to the publishing connection now, in this order: a heartbeat built from here on comes after it.
+        self.sent = seq
+        return await self.publish(body)
 
     def _sent(self, task: asyncio.Future[Any]) -> None:
         if task.cancelled():
