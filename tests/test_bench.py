@@ -79,8 +79,18 @@ def test_roster_bench_plots_its_growth(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     chart = tmp_path / "growth.svg"
     results = bench(
-        tmp_path, "roster", "--nodes", "1", "--clients", "5,10", "--duration", "0.5", "--requests", "10",
-        "--plot", str(chart),
+        tmp_path,
+        "roster",
+        "--nodes",
+        "1",
+        "--clients",
+        "5,10",
+        "--duration",
+        "0.5",
+        "--requests",
+        "10",
+        "--plot",
+        str(chart),
     )
     # --plot leaves the JSON as it was: a list of figures.
     assert [(figures["nodes"], figures["clients"]) for figures in results] == [(1, 5), (1, 10)]

@@ -244,7 +244,8 @@ class Supervisor:
             self._note(process, f"adopted by supervisor pid {self._ref.pid}")
         stopped = await asyncio.to_thread(terminate, unwanted, self.settings.stop_timeout_s)
         if stopped:
-            log.info("stopped %s left by the dead supervisor: %s", count_of(len(stopped), "process"), stopped)
+            pids = ", ".join(str(ref.pid) for ref in stopped)
+            log.info("stopped %s left by the dead supervisor: pid %s", count_of(len(stopped), "process"), pids)
 
     def _settled(self, slots: list[Slot], deadline: float) -> bool:
         """True when every slot is online and ready (start and scale return a usable cluster); raises if one is

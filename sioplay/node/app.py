@@ -106,6 +106,7 @@ class Node:
             max_backlog=settings.max_socket_backlog,
             max_message_bytes=settings.bus_max_message_bytes,
             on_dropped=self.metrics.dropped,
+            deliveries=self.metrics.room_deliveries,
         )
         self.sio = socketio.AsyncServer(
             client_manager=self.manager,

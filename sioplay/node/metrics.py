@@ -27,6 +27,8 @@ class Metrics:
     handler_errors: Counter[str] = dataclasses.field(default_factory=Counter)
     # What clients sent or failed to send that was refused, by reason (connections closed, events dropped).
     client_refused: Counter[str] = dataclasses.field(default_factory=Counter)
+    # Room frames delivered, by path: "direct" (written at once) or "queued" (the socket's writer sends it).
+    room_deliveries: Counter[str] = dataclasses.field(default_factory=Counter)
 
     def dropped(self, reason: str) -> None:
         self.bus_dropped[reason] += 1
@@ -53,6 +55,7 @@ class Metrics:
             "handler_errors_by_channel": dict(self.handler_errors),
             "client_refused": sum(self.client_refused.values()),
             "client_refused_by_reason": dict(self.client_refused),
+            "room_deliveries": dict(self.room_deliveries),
             "last_query_ms": self.last_query_ms,
         }
 
@@ -91,6 +94,11 @@ class Metrics:
         lines += [
             f'sioplay_client_refused_total{{{label},reason="{reason}"}} {count}'
             for reason, count in sorted(self.client_refused.items())
+        ]
+        lines.append("# TYPE sioplay_room_deliveries_total counter")
+        lines += [
+            f'sioplay_room_deliveries_total{{{label},path="{path}"}} {count}'
+            for path, count in sorted(self.room_deliveries.items())
         ]
         lines += [
             "# TYPE sioplay_last_query_ms gauge",

@@ -71,6 +71,7 @@ a connected socket (`connected_session`) and aborting a connection
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import inspect
 import logging
@@ -398,6 +399,9 @@ class RoomBroadcaster(AsyncManager):  # type: ignore[misc]
     enabled: bool = False
     # With `direct-writes`: a recipient whose writer is idle gets the frame written at once (`QueueSocket.write_now`).
     direct: bool = False
+    # Frames delivered, by path ("direct", "queued"): the share queued shows clients reading slower than rooms talk.
+    # The subclass's __init__ gives it its own (the node's metrics).
+    deliveries: collections.Counter[str]
 
     async def emit(
         self,
@@ -423,6 +427,7 @@ class RoomBroadcaster(AsyncManager):  # type: ignore[misc]
         # One frame for every recipient: a server's frames are unmasked, and these uncompressed.
         frame = text_frame(frames[0].encode().encode()) if self.direct and len(frames) == 1 else None
         sockets = self.server.eio.sockets
+        direct = queued = 0
         for sid, eio_sid in self.get_participants(namespace, to or room):
             if sid in skipped:
                 continue
@@ -430,12 +435,16 @@ class RoomBroadcaster(AsyncManager):  # type: ignore[misc]
             if eio_socket is None or eio_socket.closed:
                 continue
             if frame is not None and eio_socket.write_now(frame):
+                direct += 1
                 continue
             if eio_socket.queue.qsize() >= self.max_backlog:
                 self._drop_slow_reader(sid, eio_sid, eio_socket)
                 continue
-            for frame in frames:
-                eio_socket.queue.put_nowait(frame)
+            for packet in frames:
+                eio_socket.queue.put_nowait(packet)
+            queued += 1
+        self.deliveries["direct"] += direct
+        self.deliveries["queued"] += queued
 
     def _drop_slow_reader(self, sid: str, eio_sid: str, eio_socket: Any) -> None:
         log.warning(
