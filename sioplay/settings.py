@@ -60,6 +60,13 @@ class Settings:
     heartbeat_interval_s: float = 1.0
     heartbeat_misses: int = 3
     roster_timeout_s: float = 2.0
+    # How a node answers "who is in room X": "ask" asks every other node per query; "replica" keeps the other
+    # nodes' parts from their join/leave deltas and answers from memory while every part is known current
+    # (node/roster_replicas.py). Every node of a cluster should run the same mode.
+    roster_mode: str = "ask"
+    # Tests only: a replica-mode node that skips publishing its part deltas (its heartbeats still tell its
+    # part's version), to prove that the other nodes notice within a heartbeat and fetch its part.
+    test_skip_part_deltas: bool = False
     bus_max_message_bytes: int = 4 * 1024 * 1024
     max_http_body_bytes: int = 64 * 1024
     # Packets queued for one socket that is not reading; past this it is disconnected.
@@ -70,6 +77,10 @@ class Settings:
     # What one client may take of a node: its CONNECT within this, its request headers within this, at most
     # this many connections from one address, and identity-change events at this rate (a token bucket).
     connect_timeout_s: float = 45.0
+    # Engine.IO's heartbeat, which the server sends to every client (socket.io's pingInterval and pingTimeout):
+    # a client whose node went silent (a host cut off, no RST) knows after the sum, and can go elsewhere.
+    ping_interval_s: float = 25.0
+    ping_timeout_s: float = 20.0
     header_timeout_s: float = 20.0
     max_connections_per_address: int = 4096
     identity_change_rate_per_s: float = 2.0
@@ -196,6 +207,8 @@ class Settings:
         for name in (
             "heartbeat_interval_s",
             "roster_timeout_s",
+            "ping_interval_s",
+            "ping_timeout_s",
             "stop_timeout_s",
             "start_timeout_s",
             "health_interval_s",
@@ -217,6 +230,8 @@ class Settings:
             raise ConfigError(f"SIOPLAY_AUTH must be 'none' or 'token', not {self.auth!r}")
         if self.auth_max_ttl_s <= 0 or not 0 <= self.auth_leeway_s <= 60:
             raise ConfigError("SIOPLAY_AUTH_MAX_TTL_S must be positive and SIOPLAY_AUTH_LEEWAY_S 0-60 s")
+        if self.roster_mode not in ("ask", "replica"):
+            raise ConfigError(f"SIOPLAY_ROSTER_MODE (--roster) must be 'ask' or 'replica', not {self.roster_mode!r}")
         if self.heartbeat_misses < 1:
             raise ConfigError(f"SIOPLAY_HEARTBEAT_MISSES must be at least 1, not {self.heartbeat_misses}")
         if self.tls not in ("off", "dev"):

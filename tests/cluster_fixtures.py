@@ -14,6 +14,7 @@ import pytest
 
 from sioplay.client.sim import SimClient
 from sioplay.cluster.launcher import start_detached, stop_cluster
+from sioplay.cluster.recovery import read_state_or_none
 from sioplay.common.pids import ProcessRef, find
 from sioplay.common.ports import free_port, port_is_free
 from sioplay.common.state import ClusterState, NodeRecord, read_state
@@ -105,7 +106,8 @@ class Clusters:
 
     def stop_all(self) -> None:
         for cluster in self.clusters:
-            state = read_state(cluster.home)
+            # A test may have left state.json corrupt: what the cluster ran is then in `seen` and the lock file.
+            state, _ = read_state_or_none(cluster.home)
             if state is not None:
                 cluster.seen.update(state.processes())
                 cluster.seen.add(state.supervisor)

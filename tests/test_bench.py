@@ -62,12 +62,35 @@ def test_roster_bench_is_exact(tmp_path: Path) -> None:
     assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
 
 
+def test_roster_bench_measures_both_modes_and_read_your_join(tmp_path: Path) -> None:
+    results = bench(
+        tmp_path, "roster", "--nodes", "2", "--clients", "4", "--duration", "0.3", "--requests", "10",
+        "--mode", "ask,replica", "--freshness-trials", "3",
+    )  # fmt: skip
+    assert [figures["mode"] for figures in results] == ["ask", "replica"]
+    for figures in results:
+        assert figures["exact"] is True and figures["requests_per_s"] > 0
+        fresh = figures["freshness"]
+        assert fresh["trials"] == 3 and 0 < fresh["p50_ms"] <= fresh["max_ms"]
+        assert fresh["first_query"] == 3, "both modes include a join in the first answer after its handshake"
+
+
 def test_roster_bench_plots_its_growth(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     chart = tmp_path / "growth.svg"
     results = bench(
-        tmp_path, "roster", "--nodes", "1", "--clients", "5,10", "--duration", "0.5", "--requests", "10",
-        "--plot", str(chart),
+        tmp_path,
+        "roster",
+        "--nodes",
+        "1",
+        "--clients",
+        "5,10",
+        "--duration",
+        "0.5",
+        "--requests",
+        "10",
+        "--plot",
+        str(chart),
     )
     # --plot leaves the JSON as it was: a list of figures.
     assert [(figures["nodes"], figures["clients"]) for figures in results] == [(1, 5), (1, 10)]

@@ -69,7 +69,7 @@ def test_growth_of_one_measurement_neither_grows_nor_has_ratios() -> None:
 def test_growth_table_follows_the_main_table(monkeypatch: pytest.MonkeyPatch) -> None:
     out = io.StringIO()
     monkeypatch.setattr(bench_commands, "console", Console(file=out, width=120, color_system=None))
-    bench_commands._print_roster(MEASURED, growth(MEASURED), concurrency=8, profile=None)
+    bench_commands._print_roster(MEASURED, {"ask": growth(MEASURED)}, concurrency=8, profile=None)
     text = out.getvalue()
     assert text.index("roster query") < text.index("how the roster cost grows")
     assert "0.50 / 0.80" in text and "6.00 / 4.00" in text

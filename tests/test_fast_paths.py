@@ -156,3 +156,22 @@ async def test_a_client_that_stops_reading_is_disconnected(
     finally:
         stalled.close()
         await asyncio.gather(observer.disconnect(), flooder.disconnect(), return_exceptions=True)
+
+
+async def test_room_frames_are_written_at_once_to_idle_sockets(
+    start_node: Callable[..., NodeHandle], wire_settings: Settings
+) -> None:
+    node = start_node("node-a", wire_settings)
+    clients = [SimClient(node.url, user, "Direct", ssl_context=node.ssl_context) for user in ("1", "2", "3")]
+    try:
+        for client in clients:
+            await client.connect()
+        await clients[0].wait_event("socket-connected", id_socket=clients[2].sid)
+        status, health, _ = http_json(node.url + "/healthz", context=node.ssl_context)
+        assert status == 200
+        # Three handshakes, each behind Socket.IO's CONNECT answer in its socket's queue, so queued to keep the
+        # order; then 0 + 1 + 2 joins told to those already there, whose writers wait with nothing queued.
+        assert health["metrics"]["room_deliveries"] == {"direct": 3, "queued": 3}
+        assert [event.name for event in clients[0].events] == ["handshake", "socket-connected", "socket-connected"]
+    finally:
+        await asyncio.gather(*(client.disconnect() for client in clients), return_exceptions=True)

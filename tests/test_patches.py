@@ -17,13 +17,13 @@ from sioplay.settings import Settings
 async def test_every_patch_is_active_on_the_pinned_versions(settings: Settings) -> None:
     node = Node(settings, "node-p", port=1)
     assert node.patches.active == patches.APPLICABLE
-    assert node.patches.inactive == patches.NOT_APPLICABLE
+    assert node.patches.inactive == {}
     websocket_driver = node.sio.eio._async["websocket"]
     assert issubclass(websocket_driver, patches.engineio_aiohttp.WebSocket) and websocket_driver.corked
-    assert node.manager.enabled, "room emits take the queue path"
+    assert node.manager.enabled and node.manager.direct, "room emits write to idle sockets, else queue"
     socket_class = async_server.async_socket.AsyncSocket
+    assert issubclass(socket_class, patches.QueueSocket)
     assert issubclass(socket_class, patches.LeanSocket), "a timer for the next ping, frames read in the handler"
-    assert issubclass(socket_class, patches.QueueSocket) == patches.QUEUE_SOCKET_PAYS
     assert node.sio.eio.create_queue is patches.SendQueue
     assert web_server.RequestHandler is patches.JsonErrorRequestHandler, "aiohttp's own errors answer JSON"
 

@@ -24,7 +24,10 @@ def test_merge_of_sorted_parts_is_sorted() -> None:
     remote = RemotePart(7, sorted_entries([("s3", "2"), ("s4", "12")], "node-b"))
     merged = merge(local, [remote])
     assert [(id_user, node) for _, _, id_user, node in merged] == [
-        ("1", "node-a"), ("2", "node-b"), ("3", "node-a"), ("12", "node-b")
+        ("1", "node-a"),
+        ("2", "node-b"),
+        ("3", "node-a"),
+        ("12", "node-b"),
     ]
 
 

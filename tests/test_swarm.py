@@ -45,8 +45,18 @@ def test_swarm_ramp_paces_the_connects(cluster: Cluster) -> None:
     # At 5 per second the 6th client starts 1 s after the 1st: however fast the nodes, not all are in before.
     clients, per_second = 6, 5
     result = cli(
-        cluster.settings.home, "swarm", "Maths", "--clients", str(clients), "--ramp", str(per_second),
-        "--for", "0", "--json", "--url", cluster.url,
+        cluster.settings.home,
+        "swarm",
+        "Maths",
+        "--clients",
+        str(clients),
+        "--ramp",
+        str(per_second),
+        "--for",
+        "0",
+        "--json",
+        "--url",
+        cluster.url,
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)

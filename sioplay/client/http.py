@@ -41,6 +41,10 @@ class Api:
         # What the session verifies https with; raw websockets (swarm members) take it too.
         self.ssl_context = ssl_context
 
+    def at(self, url: str) -> Api:
+        """The same client (session, timeout, credentials, TLS) aimed at another base URL."""
+        return Api(url, self.session, self.timeout_s, self.credentials, self.ssl_context)
+
     async def token_for(self, id_user: str) -> str | None:
         """The token to act as `id_user` (`--auth token` clusters), or None."""
         return None if self.credentials is None else await self.credentials.for_user(self, id_user)

@@ -1,10 +1,12 @@
 """`sioplay join`: one simulated client that shows the room's roster, then its events as they arrive.
 
 When the server closes the connection (its node stopping in a rolling restart),
-the client says so and connects again through the same address with a capped,
-doubling back-off, as the browser page does; the public port hands it to a node
-that is up, and the new handshake says which. Only a refusal (the server's own
-"no") or the end of `duration` ends it.
+the client says so and connects again with a capped, doubling back-off, as the
+browser page does; the public port hands it to a node that is up, and the new
+handshake says which. Given the addresses of several hosts, it connects through
+the first that answers and, when the connection drops, tries the next one first
+(the host that dropped it may be cut off), then each in turn. Only a refusal (the
+server's own "no") or the end of `duration` ends it.
 """
 
 from __future__ import annotations
@@ -23,22 +25,25 @@ from sioplay.client.http import Api
 from sioplay.client.ids import typed_ids
 from sioplay.client.names import NameCache
 from sioplay.client.roster_view import completeness_line, fetch_roster
-from sioplay.client.sim import DISCONNECT, RoomEvent, SimClient
+from sioplay.client.sim import DISCONNECT, RETRY_INITIAL_S, RETRY_MAX_S, RoomEvent, SimClient, rotated
 from sioplay.errors import ClientError
 
 __all__ = ["EventPrinter", "JsonEventPrinter", "TextEventPrinter", "announce_rename", "join"]
 
-# socket.io-client's own reconnection defaults: 1 s doubling up to 5 s; the first retry sooner, as a
-# rolling restart's replacement is usually up already.
-RETRY_INITIAL_S = 0.25
-RETRY_MAX_S = 5.0
 # The widths of the event, node and user columns: the longest event name, a node id, "id (name)".
 _EVENT_W, _NODE_W, _WHO_W = 19, 10, 22
 
 
 class EventPrinter(Protocol):
     def joined(
-        self, at: float, room: str, id_user: str, name: str | None, handshake: dict[str, Any], again: bool
+        self,
+        at: float,
+        room: str,
+        id_user: str,
+        name: str | None,
+        handshake: dict[str, Any],
+        again: bool,
+        via: str | None,
     ) -> None: ...
     def roster(self, at: float, room: str, roster_body: dict[str, Any]) -> None: ...
     def no_roster(self, at: float, room: str, error: str) -> None: ...
@@ -69,12 +74,20 @@ class TextEventPrinter:
         self._line(at, f"{kind:<{_EVENT_W}}  {node_text:<{_NODE_W}}  {who:<{_WHO_W}}  socket {socket}", style)
 
     def joined(
-        self, at: float, room: str, id_user: str, name: str | None, handshake: dict[str, Any], again: bool
+        self,
+        at: float,
+        room: str,
+        id_user: str,
+        name: str | None,
+        handshake: dict[str, Any],
+        again: bool,
+        via: str | None,
     ) -> None:
         verb = "rejoined" if again else "joined"
+        through = f" via {via}" if via is not None else ""
         self._line(
             at,
-            f"{verb} {room} as {_who(id_user, name)} on {handshake.get('node')}, "
+            f"{verb} {room} as {_who(id_user, name)} on {handshake.get('node')}{through}, "
             f"socket {handshake.get('id_socket')} (pid {handshake.get('procid')})",
             "bold",
         )
@@ -118,9 +131,17 @@ class JsonEventPrinter:
         sys.stdout.flush()
 
     def joined(
-        self, at: float, room: str, id_user: str, name: str | None, handshake: dict[str, Any], again: bool
+        self,
+        at: float,
+        room: str,
+        id_user: str,
+        name: str | None,
+        handshake: dict[str, Any],
+        again: bool,
+        via: str | None,
     ) -> None:
-        self._write(at, "handshake", data=handshake, room=room, id_user=id_user, name=name, reconnected=again)
+        fields = {"room": room, "id_user": id_user, "name": name, "reconnected": again}
+        self._write(at, "handshake", data=handshake, **fields, **({"via": via} if via is not None else {}))
 
     def roster(self, at: float, room: str, roster_body: dict[str, Any]) -> None:
         self._write(at, "roster", room=room, data=roster_body)
@@ -152,10 +173,18 @@ async def announce_rename(api: Api, client: SimClient, name: str) -> None:
 
 
 class _Session:
-    """The current connection, replaced by a new one each time the server closes it."""
+    """The current connection, replaced by a new one each time the server closes it.
 
-    def __init__(self, api: Api, room: str, id_user: str, names: NameCache, printer: EventPrinter) -> None:
+    `api` is aimed at the host of the current connection: the roster and the names come from a host
+    that answers.
+    """
+
+    def __init__(
+        self, api: Api, urls: list[str], room: str, id_user: str, names: NameCache, printer: EventPrinter
+    ) -> None:
         self.api = api
+        self.urls = urls
+        self.at = 0
         self.room = room
         self.id_user = id_user
         self.names = names
@@ -166,23 +195,30 @@ class _Session:
         self.has_joined = False
 
     async def connect(self, again: bool) -> None:
-        """Connect, print the handshake and the room's roster; ClientError if it fails."""
+        """Connect (after a drop: through the next URL first), print the handshake and the room's roster.
+
+        ClientError if no URL takes it.
+        """
         self.queue = asyncio.Queue()
+        urls = rotated(self.urls, self.at + 1 if again else self.at)
         client = SimClient(
-            self.api.url,
+            urls,
             self.id_user,
             self.room,
             http_session=self.api.session,
             on_event=self.queue.put_nowait,
-            token=await self.api.token_for(self.id_user),
+            token=self._token_at,
         )
         self.client = client
         handshake = await client.connect(timeout_s=self.api.timeout_s)
+        self.at = self.urls.index(client.url)
+        self.api = self.names.api = self.api.at(client.url)
         self.node = handshake.get("node")
         self.has_joined = True
-        self.printer.joined(
-            time.time(), self.room, self.id_user, await _name(self.names, self.id_user), handshake, again
-        )
+        # Which host it is on, when there is a choice of hosts.
+        via = client.url if len(self.urls) > 1 else None
+        name = await _name(self.names, self.id_user)
+        self.printer.joined(time.time(), self.room, self.id_user, name, handshake, again, via)
         try:
             self.printer.roster(time.time(), self.room, await fetch_roster(self.api, self.names, self.room))
         except ClientError as exc:
@@ -204,10 +240,16 @@ class _Session:
                 await self.connect(again=True)
                 return True
             except ClientError as exc:
-                if self.client is not None and self.client.refusal is not None:
+                if self.client is not None and self.client.final_refusal is not None:
                     raise
                 delay = min(delay * 2, RETRY_MAX_S)
                 self.printer.retrying(time.time(), attempt, str(exc), delay)
+
+    async def _token_at(self, url: str) -> str | None:
+        """Checked before each connect: the host answers (a clear error if none does), and the token it wants."""
+        api = self.api.at(url)
+        await api.health()
+        return await api.token_for(self.id_user)
 
     async def close(self) -> None:
         if self.client is not None:
@@ -222,18 +264,21 @@ async def join(
     *,
     rename_to: str | None = None,
     duration: float | None = None,
+    also: list[str] | None = None,
 ) -> None:
-    """Join `room` as `id_user` and print its events until `duration` s have passed (or forever)."""
-    await api.health()
+    """Join `room` as `id_user` and print its events until `duration` s have passed (or forever).
+
+    `also`: the addresses of other hosts of the cluster, to connect through when `api.url` does not answer.
+    """
     loop = asyncio.get_running_loop()
     until = None if duration is None else loop.time() + duration
     names = NameCache(api)
-    session = _Session(api, room, id_user, names, printer)
+    session = _Session(api, [api.url, *(also or [])], room, id_user, names, printer)
     try:
         await session.connect(again=False)
         if rename_to is not None:
             assert session.client is not None
-            await announce_rename(api, session.client, rename_to)
+            await announce_rename(session.api, session.client, rename_to)
             names.forget(id_user)
             printer.renamed(time.time(), id_user, rename_to)
         while (reason := await _relay(session.queue, names, printer, until)) is not None:

@@ -3,22 +3,96 @@
 This supervisor knows its own nodes in full (state file, psutil, /healthz); the nodes of
 other supervisors are known only from their heartbeats, which one of our nodes relays
 through its ``/cluster`` route: host, node, pid (on its own host), sockets, last heartbeat.
+Before a start, with no node of ours to ask, `hear_nodes` listens to the heartbeats itself.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import urllib.request
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from sioplay.common.cluster_secret import existing_secret, parse_secret
+from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.common.state import ClusterState
 from sioplay.common.urls import local_url
+from sioplay.errors import BusError, RedisError
+from sioplay.settings import Settings
 
-__all__ = ["collect_bus_view", "render_bus_view"]
+__all__ = ["OBSERVER_ORIGIN", "HeardNode", "collect_bus_view", "hear_nodes", "render_bus_view"]
+
+# What `hear_nodes` calls itself on the bus: a node reads an observer's kind and instance, never its origin.
+OBSERVER_ORIGIN = "start-check"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HeardNode:
+    node: str
+    instance: str
+    pid: int | None
+    host: str | None  # the machine's hostname, as the node announced it
+
+
+def hear_nodes(settings: Settings, duration_s: float) -> list[HeardNode]:
+    """The nodes whose heartbeat (or hello) on this cluster's bus is heard within `duration_s`, by node id.
+
+    Only messages signed with the cluster's secret count: a process that cannot sign is no member anyway.
+    While it listens, it is an observer to the nodes: one more subscriber, which they know never answers.
+    """
+    # The node's message format, imported here: `cluster status` and `--help` do without it.
+    from sioplay.node.bus import new_instance_id
+    from sioplay.node.bus_message import BusMessage, decode, encode
+    from sioplay.node.signing import MessageSigner
+
+    assert settings.redis_url is not None
+    # Never made here: a home without a secret yet has no node that signs with it to hear.
+    if settings.cluster_secret:
+        secret: bytes | None = parse_secret(settings.cluster_secret, "SIOPLAY_CLUSTER_SECRET")
+    else:
+        secret, _ = existing_secret(settings.home)
+    if secret is None:
+        return []
+    endpoint = RedisEndpoint.from_url(settings.redis_url)
+    channel = f"{settings.cluster}:bus"
+    signer = MessageSigner(secret)
+    instance = new_instance_id()
+
+    announced: list[bool] = []
+
+    def say(kind: Literal["observer", "goodbye"]) -> None:
+        message = encode(BusMessage(kind=kind, origin=OBSERVER_ORIGIN, instance=instance, body={}))
+        endpoint.command("PUBLISH", channel, signer.sign(channel.encode(), message))
+        announced.append(True)
+
+    heard: dict[str, HeardNode] = {}
+    try:
+        for data in endpoint.listen(channel, duration_s, on_subscribed=lambda: say("observer")):
+            payload = signer.verify(channel.encode(), data)
+            if payload is None:
+                continue
+            try:
+                message = decode(payload, settings.bus_max_message_bytes)
+            except BusError:
+                continue
+            if message.kind in ("hello", "heartbeat"):
+                heard[message.instance] = HeardNode(
+                    message.origin, message.instance, message.body.get("pid"), message.body.get("host")
+                )
+            elif message.kind == "goodbye":
+                heard.pop(message.instance, None)
+    finally:
+        # After the listening connection is closed, so the nodes do not wait for it again; else they forget the
+        # observer after the silence.
+        if announced:
+            with contextlib.suppress(RedisError):
+                say("goodbye")
+    return sorted(heard.values(), key=lambda node: (node.node, node.instance))
 
 
 def collect_bus_view(state: ClusterState, timeout_s: float) -> dict[str, Any]:

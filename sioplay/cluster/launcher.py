@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING
 import psutil
 
 from sioplay.cluster.preflight import check_can_start, clean_up_after
-from sioplay.cluster.recovery import lock_holder, read_state_or_none
+from sioplay.cluster.recovery import (
+    Orphan,
+    lock_holder,
+    lock_orphans,
+    lock_path,
+    orphaned_state,
+    read_state_or_none,
+    stop_orphans,
+)
 from sioplay.common.hints import command_hint
 from sioplay.common.pids import ProcessRef, find
 from sioplay.common.state import LIVE_PHASES, ClusterState, cluster_dir, is_running, private_home, read_state
@@ -31,7 +39,16 @@ if TYPE_CHECKING:
     # Only its type: the CLI starts a supervisor detached without importing it (aiohttp, SQLAlchemy).
     from sioplay.cluster.supervisor import Supervisor
 
-__all__ = ["Started", "Stopped", "run_attached", "running_state", "start_detached", "stop_cluster", "supervisor_output"]
+__all__ = [
+    "Started",
+    "Stopped",
+    "adoptable_nodes",
+    "run_attached",
+    "running_state",
+    "start_detached",
+    "stop_cluster",
+    "supervisor_output",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +63,7 @@ _STOP_MARGIN_S = 10.0
 class Started:
     state: ClusterState
     supervisor: subprocess.Popen[bytes]
+    adopted: list[Orphan]  # what a dead supervisor had left running, supervised again by this one
 
 
 def supervisor_output(home: Path) -> Path:
@@ -54,7 +72,7 @@ def supervisor_output(home: Path) -> Path:
 
 def start_detached(settings: Settings, nodes: int) -> Started:
     """Spawn `sioplay cluster supervise` in its own session; return once every node is online."""
-    check_can_start(settings, nodes)
+    adopted = check_can_start(settings, nodes)
     private_home(settings.home)
     output = supervisor_output(settings.home)
     output.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -71,10 +89,17 @@ def start_detached(settings: Settings, nodes: int) -> Started:
             start_new_session=True,
         )
     try:
-        return Started(_wait_running(settings, supervisor), supervisor)
+        return Started(_wait_running(settings, supervisor), supervisor, adopted)
     except KeyboardInterrupt:
         supervisor.send_signal(signal.SIGTERM)
         raise
+
+
+def adoptable_nodes(home: Path) -> int | None:
+    """How many nodes the dead supervisor of `home` ran, while processes of it still run: a start without
+    `--nodes` adopts that many; None when there is nothing to adopt."""
+    state = orphaned_state(home)
+    return len(state.nodes) if state is not None else None
 
 
 def run_attached(supervisor: Supervisor) -> int:
@@ -134,7 +159,10 @@ def stop_cluster(settings: Settings) -> Stopped:
     state, unreadable = read_state_or_none(home)
     holder = lock_holder(home)
     if state is None and holder is None:
-        if unreadable:
+        if (recorded := lock_orphans(home)) is not None:
+            return Stopped(None, False, stop_orphans(recorded[1], settings.stop_timeout_s))
+        # The lock file of a supervisor that ran here names nothing alive: nothing runs, whatever state.json says.
+        if unreadable and not lock_path(home).exists():
             raise ClusterError(unreadable)
         return Stopped(None, False, [])
     # With state.json corrupt or removed, the lock still names the supervisor; it stops what it holds in memory.

@@ -16,6 +16,7 @@ from typing import Literal
 import aiohttp
 import psutil
 
+from sioplay.cluster.adopted import UNKNOWN_EXIT_CODE, AdoptedProcess
 from sioplay.cluster.logs import FileTail, tail_lines
 from sioplay.cluster.spawn import spawn_node
 from sioplay.common.health import answered_by, is_alive, is_healthy, read_healthz
@@ -39,6 +40,8 @@ _TAIL_LINES = 8
 def describe_exit(returncode: int | None) -> str:
     if returncode is None:
         return "running"
+    if returncode == UNKNOWN_EXIT_CODE:
+        return "an unknown code (adopted)"
     if returncode < 0:
         try:
             return f"signal {signal.Signals(-returncode).name}"
@@ -61,6 +64,7 @@ class NodeProcess:
     not alive gave (a task of its own died). It is started by `spawn_node`, as the
     benches and the tests start theirs; a thread of its own waits for its exit, as
     asyncio's ThreadedChildWatcher does, and hands the exit code to the event loop.
+    A node a dead supervisor left running is `adopt`ed instead (see `cluster/adopted.py`).
     """
 
     def __init__(
@@ -74,6 +78,8 @@ class NodeProcess:
         self.ref: ProcessRef | None = None
         self.started_at = 0.0  # monotonic
         self.started_wall = 0.0
+        # Since when this supervisor watches it (its start, or its adoption): its start timeout counts from there.
+        self.watched_at = 0.0
         self.last_ok = 0.0
         self.answered = False
         self.ready = False
@@ -85,7 +91,7 @@ class NodeProcess:
         # Told "subscribed" once the node hears itself on the cluster bus, and "healthy" once it is online.
         self.on_step: Callable[[NodeProcess, ProbeStep], None] | None = None
         self.subscribed = False
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: subprocess.Popen[bytes] | AdoptedProcess | None = None
         self._returncode: int | None = None
         self._exited = asyncio.Event()
         self._online = asyncio.Event()
@@ -122,6 +128,20 @@ class NodeProcess:
             self.ref = ProcessRef.of(process.pid)
         except psutil.Error:
             self.ref = ProcessRef(process.pid, self.started_wall)
+        self._watch(session, follower)
+
+    def adopt(self, ref: ProcessRef, started_wall: float | None, session: aiohttp.ClientSession) -> None:
+        """Supervise the node `ref` that a dead supervisor started: its log goes on in `log_path`, where it writes."""
+        follower = FileTail(self.node_id, self.log_path, from_end=True) if self.on_line is not None else None
+        self._process = AdoptedProcess(ref)
+        self.ref = ref
+        self.started_wall = started_wall or ref.create_time
+        # Its uptime is what the restart policy judges a later crash by: it counts from its own start.
+        self.started_at = time.monotonic() - max(0.0, time.time() - self.started_wall)
+        self._watch(session, follower)
+
+    def _watch(self, session: aiohttp.ClientSession, follower: FileTail | None) -> None:
+        self.watched_at = time.monotonic()
         loop = asyncio.get_running_loop()
         threading.Thread(target=self._wait_exit, args=(loop,), name=f"{self.node_id}-exit", daemon=True).start()
         self._tasks = [asyncio.create_task(self._probe(session), name=f"{self.node_id}-health")]

@@ -29,11 +29,13 @@ from sioplay.common.state import cluster_dir
 
 __all__ = ["LAUNCH_STEPS", "ProgressLog", "Step", "StepEvent", "progress_path", "read_steps", "shown"]
 
-Step = Literal["spawned", "subscribed", "healthy", "draining", "stopped", "failed"]
+# "adopted": a node a dead supervisor left running, supervised again instead of spawned.
+Step = Literal["spawned", "adopted", "subscribed", "healthy", "draining", "stopped", "failed"]
 # A node process on its way up, in order; on its way down it is draining, then stopped.
 LAUNCH_STEPS: tuple[Step, ...] = ("spawned", "subscribed", "healthy")
 _STYLES: dict[str, str] = {
     "spawned": "yellow",
+    "adopted": "yellow",
     "subscribed": "cyan",
     "healthy": "green",
     "draining": "yellow",

@@ -21,6 +21,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from sioplay.cluster.adopted import AdoptedProcess
+from sioplay.common.pids import ProcessRef
 from sioplay.common.ports import free_port
 from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.common.secret_file import read_or_create_secret
@@ -121,7 +123,7 @@ class EmbeddedRedis:
         self.port = port or free_port(host)
         self.channels = channels
         self.binary = binary
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: subprocess.Popen[bytes] | AdoptedProcess | None = None
 
     @property
     def url(self) -> str:
@@ -173,6 +175,16 @@ class EmbeddedRedis:
             [self.binary.path, str(self.conf_path)], stdin=subprocess.DEVNULL, start_new_session=True
         )
         self._wait_ready(timeout)
+
+    def adopt(self, ref: ProcessRef) -> None:
+        """Take over the redis-server `ref` that a dead supervisor started from this work directory on `port`.
+
+        Its users and passwords are this work directory's, so the nodes' URL stays valid; a restart after
+        it dies writes the same conf again.
+        """
+        self.process = AdoptedProcess(ref)
+        if self.binary is None:
+            self.binary = find_redis_server()
 
     def _conf(self) -> str:
         def hashed(user: str) -> str:

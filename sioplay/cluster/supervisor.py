@@ -28,12 +28,12 @@ from sioplay.cluster.policy import Crash, RestartPolicy
 from sioplay.cluster.preflight import supervisor_lock
 from sioplay.cluster.process import LineSink, NodeProcess, describe_exit
 from sioplay.cluster.progress import ProgressLog
-from sioplay.cluster.recovery import StateFileStamp
-from sioplay.cluster.redis_server import NODE_USER, EmbeddedRedis
+from sioplay.cluster.recovery import Orphan, StateFileStamp, orphaned_state, record_lock_holder, recorded_processes
+from sioplay.cluster.redis_server import NODE_USER, EmbeddedRedis, RedisBinary
 from sioplay.cluster.redis_supervision import RedisWatch
 from sioplay.common.hints import command_hint
 from sioplay.common.node_names import full_node_id, matches_node, short_node_id
-from sioplay.common.pids import ProcessRef
+from sioplay.common.pids import ProcessRef, alive, terminate
 from sioplay.common.ports import free_port, port_is_free
 from sioplay.common.redis_endpoint import RedisEndpoint
 from sioplay.common.state import (
@@ -117,6 +117,8 @@ class Supervisor:
         self._written: dict[str, object] | None = None
         self._written_at = 0.0
         self._written_stamp: StateFileStamp | None = None
+        self._lock_fd: int | None = None
+        self._in_lock_file: list[Orphan] = []
 
     # Lifecycle ---------------------------------------------------------------------------
 
@@ -126,13 +128,15 @@ class Supervisor:
         `preflight.check_can_start` has passed before this runs (see `launcher`); the lock
         still refuses a second supervisor that raced past it.
         """
-        with supervisor_lock(self.home):
+        with supervisor_lock(self.home) as self._lock_fd:
+            # Read before this supervisor's first save replaces it: what a dead supervisor left running is adopted.
+            previous = orphaned_state(self.home)
             control.clear_requests(self.home)
             self.progress.clear()
             self._install_signal_handlers()
             self._save()
             try:
-                if await self._boot():
+                if await self._boot(previous):
                     await self._serve()
             except SioplayError as exc:
                 self.error = str(exc)
@@ -150,16 +154,14 @@ class Supervisor:
         for signum in _HANDLED_SIGNALS:
             loop.add_signal_handler(signum, self._signals.append, signum)
 
-    async def _boot(self) -> bool:
-        """Redis, database, nodes; True once every node is online, False if told to stop first."""
+    async def _boot(self, previous: ClusterState | None) -> bool:
+        """Redis, database, nodes; True once every node is online, False if told to stop first.
+
+        `previous` is the state of a dead supervisor whose processes still run: they are adopted, not
+        replaced, so that no client of theirs is dropped and the public port is served throughout.
+        """
         if self.settings.redis_url is None:
-            self.redis = EmbeddedRedis(self.home / "redis", channels=f"{self.settings.cluster}:*")
-            await asyncio.to_thread(self.redis.start)
-            self.redis_watch = RedisWatch(self.redis, self.policy)
-            self._redis_ref = self.redis_watch.ref
-            # The nodes' credential, which reaches them through their environment only.
-            self.settings = self.settings.replace(redis_url=self.redis.url)
-            log.info("embedded redis-server pid %d on %s", self.redis.pid, self.redis.public_url)
+            await self._embedded_redis(previous)
         else:
             # A wrong password or certificate is one clear error here, not N nodes failing their health checks.
             await asyncio.to_thread(RedisEndpoint.from_url(self.settings.redis_url).command, "PING")
@@ -172,8 +174,11 @@ class Supervisor:
             timeout=aiohttp.ClientTimeout(total=1.0),
             connector=aiohttp.TCPConnector(ssl=health_check_ssl(self.settings)),
         )
+        if previous is not None:
+            await self._adopt(previous)
         for slot in self.slots:
-            await self._launch(slot)
+            if slot.process is None:
+                await self._launch(slot)
         deadline = time.monotonic() + self.settings.start_timeout_s
         while not self._settled(self.slots, deadline):
             await self._tick()
@@ -190,6 +195,57 @@ class Supervisor:
         if self.on_running is not None:
             self.on_running(state)
         return True
+
+    async def _embedded_redis(self, previous: ClusterState | None) -> None:
+        """Start the embedded Redis, or adopt the one a dead supervisor left; either way on its port and users."""
+        port = RedisEndpoint.from_url(previous.redis_url).port if previous and previous.redis_url else None
+        binary = RedisBinary.of(previous.redis_binary) if previous and previous.redis_binary else None
+        self.redis = EmbeddedRedis(self.home / "redis", port=port, channels=f"{self.settings.cluster}:*", binary=binary)
+        if previous is not None and previous.redis is not None and alive(previous.redis):
+            self.redis.adopt(previous.redis)
+            log.info("adopted the embedded redis-server pid %d on %s", self.redis.pid, self.redis.public_url)
+        else:
+            await asyncio.to_thread(self.redis.start)
+            log.info("embedded redis-server pid %d on %s", self.redis.pid, self.redis.public_url)
+        self.redis_watch = RedisWatch(self.redis, self.policy)
+        if previous is not None and previous.redis_process is not None:
+            self.redis_watch.restarts = int(previous.redis_process.get("restarts", 0))
+        self._redis_ref = self.redis_watch.ref
+        # The nodes' credential, which reaches them through their environment only.
+        self.settings = self.settings.replace(redis_url=self.redis.url)
+
+    async def _adopt(self, previous: ClusterState) -> None:
+        """Supervise the nodes of `previous` still running; stop those this start has no slot for, and the
+        replacements and draining processes of an operation the dead supervisor left unfinished."""
+        assert self._session is not None
+        unwanted = [process.process for process in previous.transient]
+        for record in previous.nodes:
+            ref = record.process
+            if ref is None or not alive(ref):
+                continue
+            slot = next((slot for slot in self.slots if slot.node_id == record.id), None)
+            if slot is None or record.port is None:
+                unwanted.append(ref)
+                continue
+            process = self._node_process(slot, record.port)
+            try:
+                process.adopt(ref, record.started_at, self._session)
+            except ProcessLookupError:
+                continue  # it died just now: launched as any node without a process
+            slot.process, slot.port, slot.status, slot.restarts = process, record.port, "launching", record.restarts
+            self.progress.note(slot.node_id, "adopted", ref.pid, f"port {record.port}")
+            log.info(
+                "%s adopted: pid %d, port %d (left by supervisor pid %d)",
+                slot.node_id,
+                ref.pid,
+                record.port,
+                previous.supervisor.pid,
+            )
+            self._note(process, f"adopted by supervisor pid {self._ref.pid}")
+        stopped = await asyncio.to_thread(terminate, unwanted, self.settings.stop_timeout_s)
+        if stopped:
+            pids = ", ".join(str(ref.pid) for ref in stopped)
+            log.info("stopped %s left by the dead supervisor: pid %s", count_of(len(stopped), "process"), pids)
 
     def _settled(self, slots: list[Slot], deadline: float) -> bool:
         """True when every slot is online and ready (start and scale return a usable cluster); raises if one is
@@ -350,7 +406,7 @@ class Supervisor:
             if process.answered:
                 slot.status = "online"
                 log.info("%s online: pid %s, port %d", slot.node_id, process.pid, process.port)
-            elif now - process.started_at > self.settings.start_timeout_s:
+            elif now - process.watched_at > self.settings.start_timeout_s:
                 process.kill(f"no /healthz answer within {self.settings.start_timeout_s:g} s")
 
     def _check_health(self) -> None:
@@ -539,15 +595,19 @@ class Supervisor:
             port = slot.port
         else:
             port = base + slot.index if base is not None else free_port(host)
-        process = NodeProcess(
-            self.settings, slot.node_id, port, node_log_path(self.home, short_node_id(slot.node_id)), self.on_line
-        )
-        process.on_step = lambda process, step: self.progress.note(process.node_id, step, process.pid)
+        process = self._node_process(slot, port)
         assert self._session is not None
         await process.start(self._session)
         self.progress.note(slot.node_id, "spawned", process.pid, f"port {port}")
         log.info("%s starting: pid %s, port %d", slot.node_id, process.pid, port)
         self._note(process, f"started on port {port} and public port {self.settings.public_port}")
+        return process
+
+    def _node_process(self, slot: Slot, port: int) -> NodeProcess:
+        process = NodeProcess(
+            self.settings, slot.node_id, port, node_log_path(self.home, short_node_id(slot.node_id)), self.on_line
+        )
+        process.on_step = lambda process, step: self.progress.note(process.node_id, step, process.pid)
         return process
 
     def _note(self, process: NodeProcess, event: str) -> None:
@@ -630,4 +690,8 @@ class Supervisor:
             write_state(self.home, state)
             self._written, self._written_at = value, time.monotonic()
             self._written_stamp = StateFileStamp.of(self.home)
+        processes = recorded_processes(state)
+        if self._lock_fd is not None and processes != self._in_lock_file:
+            record_lock_holder(self._lock_fd, processes)
+            self._in_lock_file = processes
         return state

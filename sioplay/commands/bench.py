@@ -45,6 +45,16 @@ def roster(
         str,
         typer.Option(help="Clients in the room (M), comma-separated; 10000 takes long (each join reaches the room)."),
     ] = "40,400,2000",
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            help="Roster modes to measure, comma-separated: ask, replica; default: the configured one (ask).",
+        ),
+    ] = "",
+    freshness_trials: Annotated[
+        int, typer.Option(min=0, help="Read-your-join trials (join on node 1, ask node 2) for the freshness figures.")
+    ] = 20,
     requests: Annotated[int, typer.Option(help="Sequential requests for the latency figures.")] = 500,
     concurrency: Annotated[int, typer.Option(help="Concurrent requesters for the throughput figure.")] = 8,
     duration: Annotated[float, typer.Option(help="Seconds of the throughput phase.")] = 10.0,
@@ -68,6 +78,7 @@ def roster(
 
         check_chart_path(plot)
     settings = state_of(ctx).settings
+    modes = _modes(mode) or [settings.roster_mode]
     results = run_roster_bench(
         settings,
         _counts(nodes, "--nodes"),
@@ -76,8 +87,11 @@ def roster(
         concurrency,
         duration,
         profile_dir=profile,
+        modes=modes,
+        freshness_trials=freshness_trials,
     )
-    grown = growth(results)
+    # How the cost grows with M is a question within one mode: the pivot is each mode's.
+    grown = {each: growth([figures for figures in results if figures.mode == each]) for each in modes}
     if json_output:
         # The pivot stays out: scripts read this list of figures as it was, and can derive the pivot from it.
         print_json([dataclasses.asdict(figures) for figures in results])
@@ -86,16 +100,45 @@ def roster(
     if plot is not None:
         from sioplay.bench.chart import write_chart
 
-        write_chart(grown, plot)
+        write_chart(grown[modes[0]], plot)
         err_console.print(f"growth chart written to {escape(str(plot))}", highlight=False)
 
 
-def _print_roster(results: list[RosterFigures], grown: Growth, concurrency: int, profile: Path | None) -> None:
+def _modes(raw: str) -> list[str]:
+    modes = [part.strip() for part in raw.split(",") if part.strip()]
+    unknown = [each for each in modes if each not in ("ask", "replica")]
+    if unknown:
+        raise ConfigError(f"--mode must list ask or replica, not {', '.join(unknown)!r}")
+    return list(dict.fromkeys(modes))
+
+
+def _freshness(figures: RosterFigures) -> str:
+    fresh = figures.freshness
+    if fresh is None:
+        return "-"
+    return f"{fresh.p50_ms:.2f} / {fresh.max_ms:.2f} ({fresh.first_query}/{fresh.trials} at once)"
+
+
+def _print_roster(
+    results: list[RosterFigures], grown: dict[str, Growth], concurrency: int, profile: Path | None
+) -> None:
     _print_table(
         f"roster query, {concurrency} concurrent requesters for req/s",
-        ("nodes", "clients (M)", "p50 ms", "p95 ms", "p99 ms", "req/s", "server CPU ms/query", "exact"),
+        (
+            "mode",
+            "nodes",
+            "clients (M)",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "req/s",
+            "server CPU ms/query",
+            "read-your-join p50 / max ms",
+            "exact",
+        ),
         [
             (
+                figures.mode,
                 str(figures.nodes),
                 str(figures.clients),
                 f"{figures.p50_ms:.2f}",
@@ -103,20 +146,23 @@ def _print_roster(results: list[RosterFigures], grown: Growth, concurrency: int,
                 f"{figures.p99_ms:.2f}",
                 f"{figures.requests_per_s:.0f}",
                 f"{figures.cpu_ms_per_query:.3f}",
+                _freshness(figures),
                 _yes(figures.exact),
             )
             for figures in results
         ],
+        text_columns={"mode", "read-your-join p50 / max ms"},
     )
-    if grown.grows:
-        _print_growth(grown)
+    for mode, each in grown.items():
+        if each.grows:
+            _print_growth(each, mode if len(grown) > 1 else None)
     if profile is not None:
         _print_hot_spots(profile)
 
 
-def _print_growth(grown: Growth) -> None:
+def _print_growth(grown: Growth, mode: str | None = None) -> None:
     _print_table(
-        "how the roster cost grows",
+        "how the roster cost grows" + (f" ({mode} mode)" if mode else ""),
         ["clients (M)", *(count_of(nodes, "node") for nodes in grown.nodes)],
         [[f"{clients:,}", *(_cost(grown.cell(clients, nodes)) for nodes in grown.nodes)] for clients in grown.clients],
         caption="server CPU ms/query / p50 ms",
@@ -140,7 +186,7 @@ def _times(ratio: float | None) -> str:
 def _print_hot_spots(profile_dir: Path) -> None:
     from sioplay.bench.profile import hot_spots
 
-    for recorded in sorted(profile_dir.glob("*/node-1.txt")):
+    for recorded in sorted(profile_dir.rglob("node-1.txt")):
         _print_table(
             f"node-1 at {recorded.parent.name}: where the req/s phase spent its samples",
             ("function", "self %", "total %"),

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.text import Text
 
-from sioplay.client.target import DEFAULT_TIMEOUT_S, Target, resolve_target
+from sioplay.client.target import DEFAULT_TIMEOUT_S, Target, normalize_url, resolve_target
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
 from sioplay.commands._tls import CaOption
 from sioplay.errors import ClientError
@@ -34,6 +34,16 @@ UrlOption = Annotated[
     typer.Option(
         "--url",
         help="A node or the cluster's public port; default: the running cluster's, else http://localhost:5009.",
+        show_default=False,
+    ),
+]
+UrlsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--url",
+        help="A node or a host's public port; repeat it, or give a comma-separated list, for the hosts of a cluster: "
+        "join connects through the first that answers and, when its connection drops, through the next. "
+        "Default: the running cluster's, else http://localhost:5009.",
         show_default=False,
     ),
 ]
@@ -78,7 +88,7 @@ def join(
     ] = None,
     duration: ForOption = None,
     as_json: JsonOption = False,
-    url: UrlOption = None,
+    url: UrlsOption = None,
     node: NodeOption = None,
     timeout: TimeoutOption = DEFAULT_TIMEOUT_S,
     token: TokenOption = None,
@@ -89,13 +99,16 @@ def join(
     from sioplay.client.credentials import Credentials
     from sioplay.client.http import open_api
 
-    home = state_of(ctx).settings.home
-    target = _target(ctx, url, node, ca)
+    settings = state_of(ctx).settings
+    urls = [entry.strip() for given in url or [] for entry in given.split(",") if entry.strip()]
+    target = _target(ctx, urls[0] if urls else None, node, ca)
+    also = [normalize_url(entry, settings.tls_enabled) for entry in urls[1:]]
     printer = join_room.JsonEventPrinter() if as_json else join_room.TextEventPrinter(console)
 
     async def run() -> None:
-        async with open_api(target.url, timeout, credentials=Credentials(home, token), ssl_context=target.ssl) as api:
-            await join_room.join(api, room, user, printer, rename_to=name, duration=duration)
+        credentials = Credentials(settings.home, token)
+        async with open_api(target.url, timeout, credentials=credentials, ssl_context=target.ssl) as api:
+            await join_room.join(api, room, user, printer, rename_to=name, duration=duration, also=also)
 
     _run(run())
 

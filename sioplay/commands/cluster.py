@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from sioplay.cluster import progress
-from sioplay.cluster.launcher import run_attached, running_state, start_detached, stop_cluster
+from sioplay.cluster.launcher import adoptable_nodes, run_attached, running_state, start_detached, stop_cluster
 from sioplay.cluster.logs import (
     SUPERVISOR,
     LogLine,
@@ -25,15 +25,24 @@ from sioplay.cluster.logs import (
     stamp,
 )
 from sioplay.cluster.node_count import MAX_NODES, scale_target
-from sioplay.cluster.recovery import ORPHANS_EXIT_CODE, Orphan, current_state, orphans, orphans_message
+from sioplay.cluster.recovery import (
+    ORPHANS_EXIT_CODE,
+    Orphan,
+    current_state,
+    left_running,
+    lock_orphans,
+    orphans_message,
+)
 from sioplay.cluster.status import StatusCollector, not_running, render_status
 from sioplay.commands import monit
 from sioplay.commands._auth import AuthOption, AuthPublicKeyOption
 from sioplay.commands._common import console, err_console, handles_errors, print_json, state_of
+from sioplay.commands._roster import RosterOption
 from sioplay.commands._tls import TlsCertOption, TlsKeyOption, TlsOption, prepare_server_tls
 from sioplay.commands.logs_view import LogsRequest, show_logs
 from sioplay.common.exposure import exposure_warning
 from sioplay.common.hints import command_hint
+from sioplay.common.pids import ProcessRef
 from sioplay.common.state import ClusterState, is_running, private_home, read_state
 from sioplay.common.units import count_of, parse_bytes
 from sioplay.errors import ClusterError
@@ -115,6 +124,7 @@ def start(
     node: Annotated[
         str | None, typer.Option("--node", help="Start only this node of the running cluster, stopped with --node.")
     ] = None,
+    roster: RosterOption = None,
     tls: TlsOption = None,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
@@ -123,7 +133,6 @@ def start(
     if node is not None:
         _node_request(ctx, "start", node)
         return
-    nodes = nodes or state_of(ctx).nodes or _DEFAULT_NODES
     settings = state_of(ctx).settings.replace(
         public_port=port,
         host=host,
@@ -135,11 +144,13 @@ def start(
         node_port_base=node_port_base,
         auth=auth,
         auth_public_key=auth_public_key.resolve() if auth_public_key else None,
+        roster_mode=roster,
         tls=tls,
         tls_cert=tls_cert,
         tls_key=tls_key,
     )
     settings.validate()
+    nodes = nodes or state_of(ctx).nodes or adoptable_nodes(settings.home) or _DEFAULT_NODES
     prepare_server_tls(settings, console)
     warning = exposure_warning(settings.host, settings.auth)
     if warning is not None:
@@ -149,6 +160,13 @@ def start(
         return
     with progress.shown(settings.home, console, f"starting {count_of(nodes, 'node')}"):
         started = start_detached(settings, nodes)
+    if started.adopted:
+        listed = ", ".join(f"{orphan.role} (pid {orphan.ref.pid})" for orphan in started.adopted)
+        console.print(
+            Text(f"adopted what the dead supervisor left running, without a restart: {listed}"),
+            highlight=False,
+            soft_wrap=True,
+        )
     _print_status(started.state)
     logs, stop_ = (command_hint(settings.home, f"sioplay cluster {word}") for word in ("logs -f", "stop"))
     console.print(Text(f"logs: {logs} · stop: {stop_}"), highlight=False, soft_wrap=True)
@@ -243,25 +261,39 @@ def status(
     if watch:
         _watch(home, collector)
         return
-    state = current_state(home, wait_s=_STATE_REWRITE_WAIT_S)
+    try:
+        state = current_state(home, wait_s=_STATE_REWRITE_WAIT_S)
+    except ClusterError:
+        if lock_orphans(home) is None:
+            raise
+        state = None  # unreadable, and its supervisor dead: the lock file names what it left running
     if state is None or not is_running(state):
-        left = orphans(state) if state is not None else []
-        _report_not_running(home, state, as_json, left)
-        raise typer.Exit(ORPHANS_EXIT_CODE if left else 1)
+        left = left_running(home, state)
+        if left is not None:
+            _report_orphans(home, state, as_json, *left)
+            raise typer.Exit(ORPHANS_EXIT_CODE)
+        _report_not_running(home, state, as_json)
+        raise typer.Exit(1)
     if as_json:
         print_json(collector.collect(state, cpu_sample_s=_CPU_SAMPLE_S))
     else:
         console.print(render_status(collector.collect(state, cpu_sample_s=_CPU_SAMPLE_S)))
 
 
-def _report_not_running(home: Path, state: ClusterState | None, as_json: bool, left: list[Orphan]) -> None:
+def _report_orphans(
+    home: Path, state: ClusterState | None, as_json: bool, supervisor: ProcessRef, left: list[Orphan]
+) -> None:
     if as_json:
         print_json(
             {**not_running(home, state), "orphans": [{"role": item.role, **item.ref.as_json()} for item in left]}
         )
-        return
-    if state is not None and left:
-        err_console.print(orphans_message(home, state, left), highlight=False, soft_wrap=True)
+    else:
+        err_console.print(orphans_message(home, supervisor, left), highlight=False, soft_wrap=True)
+
+
+def _report_not_running(home: Path, state: ClusterState | None, as_json: bool) -> None:
+    if as_json:
+        print_json({**not_running(home, state), "orphans": []})
         return
     err_console.print(f"no cluster is running from {home}", highlight=False)
     if state is not None and state.error:

@@ -12,6 +12,7 @@ import typer
 
 from sioplay.commands._auth import AuthOption, AuthPublicKeyOption
 from sioplay.commands._common import handles_errors, state_of
+from sioplay.commands._roster import RosterOption
 from sioplay.commands._tls import TlsCertOption, TlsKeyOption, TlsOption, prepare_server_tls
 from sioplay.common.exposure import exposure_warning
 from sioplay.common.state import private_home
@@ -55,6 +56,7 @@ def run(
         Path | None,
         typer.Option("--log-file", help="Log here (rotated by log_max_bytes, log_backups) instead of stderr."),
     ] = None,
+    roster: RosterOption = None,
     tls: TlsOption = None,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
@@ -69,6 +71,7 @@ def run(
         host=host,
         auth=auth,
         auth_public_key=auth_public_key,
+        roster_mode=roster,
         tls=tls,
         tls_cert=tls_cert,
         tls_key=tls_key,

@@ -15,6 +15,7 @@ import dataclasses
 import socket
 import ssl
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
@@ -136,7 +137,7 @@ class RedisEndpoint:
     def handshake_replies(self) -> int:
         return (self.password is not None) + (self.db != 0)
 
-    def command(self, *parts: str, timeout_s: float = 2.0) -> Any:
+    def command(self, *parts: str | bytes, timeout_s: float = 2.0) -> Any:
         """One command on a connection of its own, blocking; RedisError if it fails or Redis refuses it."""
         deadline = time.monotonic() + timeout_s
         try:
@@ -158,6 +159,38 @@ class RedisEndpoint:
             if isinstance(reply, hiredis.ReplyError):
                 raise RedisError(f"Redis at {self.where} refused: {reply}")
         return replies[-1]
+
+    def listen(
+        self, channel: str, duration_s: float, on_subscribed: Callable[[], None] | None = None
+    ) -> Iterator[bytes]:
+        """What is published on `channel` during the next `duration_s` seconds, on a connection of its own, blocking.
+
+        `on_subscribed` runs once Redis has confirmed the subscription. RedisError if Redis cannot be reached or
+        refuses the subscription.
+        """
+        deadline = time.monotonic() + duration_s
+        try:
+            with self._open_blocking(duration_s) as conn:
+                conn.sendall(self.handshake() + encode_command("SUBSCRIBE", channel))
+                reader = hiredis.Reader()
+                while (left := deadline - time.monotonic()) > 0:
+                    conn.settimeout(left)
+                    try:
+                        chunk = conn.recv(65536)
+                    except TimeoutError:
+                        return
+                    if not chunk:
+                        raise RedisError(f"Redis at {self.where} closed the connection")
+                    reader.feed(chunk)
+                    while (reply := reader.gets()) is not False:
+                        if isinstance(reply, hiredis.ReplyError):
+                            raise RedisError(f"Redis at {self.where} refused: {reply}")
+                        if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                            yield reply[2]
+                        elif isinstance(reply, list) and reply[:1] == [b"subscribe"] and on_subscribed is not None:
+                            on_subscribed()
+        except (OSError, ssl.SSLError) as exc:
+            raise RedisError(f"cannot reach Redis at {self.where}: {exc}") from exc
 
     def _open_blocking(self, timeout_s: float) -> socket.socket:
         """A connected socket (TLS for rediss://); nothing is left open when connecting fails."""

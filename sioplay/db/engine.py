@@ -46,9 +46,7 @@ def create_engine(url: str, *, search_path: str | None = None) -> AsyncEngine:
 
 
 @contextlib.contextmanager
-def database_errors(
-    url: str | URL, doing: str, *, also: tuple[type[BaseException], ...] = ()
-) -> Iterator[None]:
+def database_errors(url: str | URL, doing: str, *, also: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """Driver and SQLAlchemy errors (and ``also``) raised inside, as one-line DatabaseErrors naming ``url``.
 
     ``doing`` completes "cannot ... <url>", e.g. ``"migrate"`` or ``"read users from"``.

@@ -12,6 +12,8 @@
 - ``roster_protocol``: the roster's request and reply kinds, their bodies and their checks
 - ``cluster_roster``: this node's answers (`LocalAnswers`) and the cluster-wide query (`RosterService`)
 - ``roster_parts``: each node's part of a room, kept sorted and serialized until the room changes
+- ``roster_replicas``: the `replica` roster mode's copies of the other nodes' parts, and when one is current
+- ``part_feed``: this node's part deltas on the bus (the `replica` mode), one per join or leave
 - ``routes``: every HTTP route (users, rosters, health and metrics, the page)
 - ``metrics``: the counters behind /healthz and /metrics
 - ``readiness``: alive vs ready: Redis, the database and the bus checked, new clients refused while one is down

@@ -26,6 +26,7 @@ from sioplay.node.listeners import listen
 from sioplay.node.manager import ClusterRedisManager
 from sioplay.node.metrics import Metrics
 from sioplay.node.origins import same_origin
+from sioplay.node.part_feed import PartFeed
 from sioplay.node.readiness import Readiness
 from sioplay.node.redis_wire import RedisPublisher, Subscription
 from sioplay.node.room_events import RoomEvents
@@ -74,6 +75,16 @@ class Node:
         )
         instance = new_instance_id()
         self.local_answers = LocalAnswers(self.sockets, RoomCaches(), node_id, instance)
+        replica = settings.roster_mode == "replica"
+        # The `replica` mode: every join and leave goes to the other nodes as a delta of this node's part.
+        self.part_feed = (
+            PartFeed(
+                lambda body: self.bus.publish_event("part-delta", body), self.metrics, settings.test_skip_part_deltas
+            )
+            if replica
+            else None
+        )
+        feed = self.part_feed
         self.bus = ClusterBus(
             self.publisher,
             self.subscription,
@@ -83,8 +94,11 @@ class Node:
             self.metrics,
             handlers=self.local_answers.handlers(),
             presence=self.sockets.__len__,
+            part_seq=(lambda: feed.sent) if feed is not None else None,
         )
-        self.roster = RosterService(self.bus, self.local_answers, self.metrics)
+        self.roster = RosterService(self.bus, self.local_answers, self.metrics, replica=replica)
+        if feed is not None:
+            self.sockets.on_change = feed.changed
         self.manager = ClusterRedisManager(
             self.publisher,
             self.subscription,
@@ -92,11 +106,14 @@ class Node:
             max_backlog=settings.max_socket_backlog,
             max_message_bytes=settings.bus_max_message_bytes,
             on_dropped=self.metrics.dropped,
+            deliveries=self.metrics.room_deliveries,
         )
         self.sio = socketio.AsyncServer(
             client_manager=self.manager,
             async_mode="aiohttp",
             transports=["websocket"],
+            ping_interval=settings.ping_interval_s,
+            ping_timeout=settings.ping_timeout_s,
             max_http_buffer_size=settings.max_http_body_bytes,
             logger=False,
             engineio_logger=False,
@@ -114,6 +131,7 @@ class Node:
             self.metrics.refused,
             self.readiness.refusal,
             tokens=self.tokens,
+            part_feed=self.part_feed,
         )
         self.manager.on_connected = self.events.handle_connected
         self.events.register()

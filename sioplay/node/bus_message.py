@@ -7,8 +7,8 @@ or refused with a BusError that says why (the listener counts and drops it).
     {"v": 2, "kind": "roster-request", "origin": "node-2", "instance": "3f…",
      "request_id": "9a…", "body": {"room": "Maths", "have": {"7c…": 41}}}
 
-Presence (hello, heartbeat, goodbye) is checked here; the request and reply
-bodies of the roster protocol in `roster_protocol`.
+Presence (hello, heartbeat, goodbye, observer) is checked here; the request and reply
+bodies of the roster protocol, and part deltas, in `roster_protocol`.
 """
 
 from __future__ import annotations
@@ -23,15 +23,43 @@ import orjson
 from sioplay.errors import BusError, ConfigError
 from sioplay.node.roster_protocol import BODY_CHECKS, INSTANCE, REPLY_KIND, matching
 
-__all__ = ["NODE_ID", "PROTOCOL_VERSION", "BusMessage", "Kind", "decode", "encode", "validate_node_id"]
+__all__ = [
+    "HOSTNAME_MAX",
+    "MAX_REFUSING",
+    "NODE_ID",
+    "PROTOCOL_VERSION",
+    "BusMessage",
+    "Kind",
+    "decode",
+    "encode",
+    "validate_node_id",
+]
 
 # 2: roster replies carry their part's version and may say it is unchanged.
 PROTOCOL_VERSION = 2
 # What a node id, an instance and a request id may be: they reach log lines, headers and rosters.
 NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}(?:/[A-Za-z0-9][A-Za-z0-9_.-]{0,62})?")
 REQUEST_ID = re.compile(r"[0-9a-f]{32}")
+# A presence message lists at most this many refused instances (as `id_conflicts` remembers).
+MAX_REFUSING = 64
+# A presence message's machine name (hostname), as named in a refusal to start.
+HOSTNAME_MAX = 253
+HOSTNAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{HOSTNAME_MAX - 1}}}")
 
-Kind = Literal["hello", "heartbeat", "goodbye", "roster-request", "roster-reply", "rooms-request", "rooms-reply"]
+# "observer": a process that listens to the bus and never answers (the start-up check of another supervisor).
+Kind = Literal[
+    "hello",
+    "heartbeat",
+    "goodbye",
+    "observer",
+    "roster-request",
+    "roster-reply",
+    "rooms-request",
+    "rooms-reply",
+    "part-request",
+    "part-reply",
+    "part-delta",
+]
 KINDS: frozenset[str] = frozenset(get_args(Kind))
 REQUEST_KINDS = frozenset(REPLY_KIND)
 REPLY_KINDS = frozenset(REPLY_KIND.values())
@@ -105,6 +133,18 @@ def _check_presence(body: dict[str, Any]) -> None:
     pid = body.get("pid", 1)
     if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**32:
         raise BusError("pid must be a positive integer")
+    refusing = body.get("refusing", [])
+    if not isinstance(refusing, list) or len(refusing) > MAX_REFUSING:
+        raise BusError(f"refusing must be a list of at most {MAX_REFUSING} instances")
+    for instance in refusing:
+        matching(instance, "refusing", INSTANCE)
+    host = body.get("host")
+    if host is not None and (not isinstance(host, str) or HOSTNAME.fullmatch(host) is None):
+        raise BusError("host must be a host name")
+    # The version of the sender's part, from a node that publishes its part deltas (the `replica` roster mode).
+    seq = body.get("seq", 0)
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise BusError("seq must be a non-negative integer")
 
 
 def _nothing(body: dict[str, Any]) -> None:
@@ -115,5 +155,6 @@ _BODY_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "hello": _check_presence,
     "heartbeat": _check_presence,
     "goodbye": _nothing,
+    "observer": _nothing,
     **BODY_CHECKS,
 }

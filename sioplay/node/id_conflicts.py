@@ -5,7 +5,9 @@ process announces an id that this node or a live peer already holds (two supervi
 with the same ``--name`` on one Redis), its messages are refused: it is not made a
 member, not answered, and its replies count as missing. Both sides see the other as the
 intruder, so both supervisors' ``status`` show the conflict. A conflict is forgotten once
-the intruder is silent for the silence period or says goodbye.
+the intruder is silent for the silence period or says goodbye. Neither side's queries wait
+for the other: each node lists in its heartbeats the instances it refuses (``refusing``),
+so a refused node knows which members will not answer it (see `bus`).
 """
 
 from __future__ import annotations

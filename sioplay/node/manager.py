@@ -22,6 +22,7 @@ Like python-socketio's own AsyncRedisManager, this backend only implements
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -59,11 +60,13 @@ class ClusterRedisManager(AsyncPubSubManager, RoomBroadcaster):  # type: ignore[
         max_backlog: int = 1000,
         max_message_bytes: int = 4 * 1024 * 1024,
         on_dropped: DroppedCallback | None = None,
+        deliveries: collections.Counter[str] | None = None,
     ) -> None:
         super().__init__(channel=channel, logger=logging.getLogger(__name__))
         self.publisher = publisher
         self.subscription = subscription
         self.max_backlog = max_backlog
+        self.deliveries = deliveries if deliveries is not None else collections.Counter()
         self.max_message_bytes = max_message_bytes
         self.on_dropped = on_dropped
         self.on_connected: ConnectedCallback | None = None

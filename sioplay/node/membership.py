@@ -26,6 +26,8 @@ class Peer:
     last_seen: float
     sockets: int = 0
     pid: int | None = None  # as the peer announced it; on another host it names a process there
+    # The instances this peer refuses for an id another instance holds: it will not answer them.
+    refusing: frozenset[str] = frozenset()
 
 
 class Membership:
@@ -35,8 +37,16 @@ class Membership:
         self._peers: dict[str, Peer] = {}
         self._down: OrderedDict[str, str] = OrderedDict()
 
-    def seen(self, node_id: str, instance: str, now: float, sockets: int | None = None, pid: int | None = None) -> bool:
-        """Record a sign of life; True when this peer is new."""
+    def seen(
+        self,
+        node_id: str,
+        instance: str,
+        now: float,
+        sockets: int | None = None,
+        pid: int | None = None,
+        refusing: frozenset[str] | None = None,
+    ) -> bool:
+        """Record a sign of life (with what a heartbeat says: sockets, pid, whom it refuses); True when new."""
         self._down.pop(instance, None)
         peer = self._peers.get(instance)
         is_new = peer is None
@@ -47,6 +57,8 @@ class Membership:
             peer.sockets = sockets
         if pid is not None:
             peer.pid = pid
+        if refusing is not None:
+            peer.refusing = refusing
         return is_new
 
     def gone(self, instance: str, reason: str) -> Peer | None:

@@ -14,6 +14,9 @@ class Metrics:
     roster_queries: int = 0
     # Bus requests made for roster queries: fewer than the queries when concurrent ones shared one.
     roster_bus_requests: int = 0
+    # The `replica` mode: queries answered from the replicas without asking, and whole parts fetched.
+    roster_replica_answers: int = 0
+    roster_replica_fetches: int = 0
     rooms_queries: int = 0
     partial_answers: int = 0
     timeouts: int = 0
@@ -24,6 +27,8 @@ class Metrics:
     handler_errors: Counter[str] = dataclasses.field(default_factory=Counter)
     # What clients sent or failed to send that was refused, by reason (connections closed, events dropped).
     client_refused: Counter[str] = dataclasses.field(default_factory=Counter)
+    # Room frames delivered, by path: "direct" (written at once) or "queued" (the socket's writer sends it).
+    room_deliveries: Counter[str] = dataclasses.field(default_factory=Counter)
 
     def dropped(self, reason: str) -> None:
         self.bus_dropped[reason] += 1
@@ -38,6 +43,8 @@ class Metrics:
         return {
             "roster_queries": self.roster_queries,
             "roster_bus_requests": self.roster_bus_requests,
+            "roster_replica_answers": self.roster_replica_answers,
+            "roster_replica_fetches": self.roster_replica_fetches,
             "rooms_queries": self.rooms_queries,
             "partial_answers": self.partial_answers,
             "timeouts": self.timeouts,
@@ -48,6 +55,7 @@ class Metrics:
             "handler_errors_by_channel": dict(self.handler_errors),
             "client_refused": sum(self.client_refused.values()),
             "client_refused_by_reason": dict(self.client_refused),
+            "room_deliveries": dict(self.room_deliveries),
             "last_query_ms": self.last_query_ms,
         }
 
@@ -59,6 +67,10 @@ class Metrics:
             f"sioplay_roster_queries_total{{{label}}} {self.roster_queries}",
             "# TYPE sioplay_roster_bus_requests_total counter",
             f"sioplay_roster_bus_requests_total{{{label}}} {self.roster_bus_requests}",
+            "# TYPE sioplay_roster_replica_answers_total counter",
+            f"sioplay_roster_replica_answers_total{{{label}}} {self.roster_replica_answers}",
+            "# TYPE sioplay_roster_replica_fetches_total counter",
+            f"sioplay_roster_replica_fetches_total{{{label}}} {self.roster_replica_fetches}",
             "# TYPE sioplay_rooms_queries_total counter",
             f"sioplay_rooms_queries_total{{{label}}} {self.rooms_queries}",
             "# TYPE sioplay_partial_answers_total counter",
@@ -82,6 +94,11 @@ class Metrics:
         lines += [
             f'sioplay_client_refused_total{{{label},reason="{reason}"}} {count}'
             for reason, count in sorted(self.client_refused.items())
+        ]
+        lines.append("# TYPE sioplay_room_deliveries_total counter")
+        lines += [
+            f'sioplay_room_deliveries_total{{{label},path="{path}"}} {count}'
+            for path, count in sorted(self.room_deliveries.items())
         ]
         lines += [
             "# TYPE sioplay_last_query_ms gauge",

@@ -18,13 +18,22 @@ The patches, and why each exists:
 - ``corked-writes``: the frames of one event-loop tick leave in one write
   (`CorkedTransport`), set on aiohttp's private frame writer.
 - ``queue-socket``: a cheaper writer wait (`QueueSocket`) put in place of
-  engine.io's ``AsyncSocket``; only on Python 3.11, where ``wait_for`` starts
-  a task per wait (``python -m sioplay.bench.writer_wait`` on this 2-core
-  machine: 29-33 vs 22-25 µs per wait on 3.11; 19.5-19.9 vs 19.9-20.4 on
-  3.12, whose ``wait_for`` is the same timeout-around-await).
+  engine.io's ``AsyncSocket``: on Python 3.11 ``wait_for`` starts a task per
+  wait (``python -m sioplay.bench.writer_wait`` on this 2-core machine: 29-33
+  vs 22-25 µs per wait on 3.11; 19.5-19.9 vs 19.9-20.4 on 3.12, whose
+  ``wait_for`` is the same timeout-around-await). It also knows when its
+  websocket writer waits with nothing queued, which ``direct-writes`` needs.
 - ``room-broadcast``: a room emit queues its frames on each recipient's
   engine.io queue without a task each (`RoomBroadcaster`); it relies on
   ``AsyncManager.get_participants`` and ``AsyncSocket.queue``.
+- ``direct-writes``: a room emit builds its websocket frame once and writes it
+  straight to each recipient whose writer is idle with nothing queued, over an
+  uncompressed connection whose transport holds less than
+  `DIRECT_WRITE_BUFFER_BYTES` unsent (`QueueSocket.write_now`); the others get
+  it queued as above. In a join storm each delivery otherwise wakes the
+  recipient's writer task to encode and send one frame. It relies on aiohttp's
+  ``WebSocketWriter`` (``transport``, ``compress``, ``_closing``) and on
+  engine.io's writer polling ``self.poll()``.
 - ``client-guard``: what one client may send. The contract has no binary
   events, so a binary frame, or a packet announcing binary attachments (whose
   total python-socketio does not bound), closes the connection; so does the
@@ -72,12 +81,12 @@ only, not engine.io's copy of every header and the aiohttp request.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import inspect
 import logging
 import re
 import socket
-import sys
 import time
 from asyncio import sslproto
 from collections.abc import Callable
@@ -86,6 +95,7 @@ from typing import Any
 import socketio
 from aiohttp import WSMsgType, hdrs, web, web_protocol, web_server
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_websocket import WebSocketWriter
 from engineio import async_server, async_socket, base_socket, exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as engineio_aiohttp
@@ -116,17 +126,18 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# engine.io's writer waits with `wait_for`, which starts a task per wait before Python 3.12.
-QUEUE_SOCKET_PAYS = sys.version_info < (3, 12)
-# What `install` applies on this Python when every target is intact, in its order, and what it leaves off.
+# Unsent bytes a connection may hold from direct writes; about what `max_socket_backlog` queued packets would hold.
+DIRECT_WRITE_BUFFER_BYTES = 256 * 1024
+# What `install` applies when every target is intact, in its order.
 APPLICABLE: tuple[str, ...] = (
     "websocket-driver",
     "corked-writes",
     "client-guard",
-    *(("queue-socket",) if QUEUE_SOCKET_PAYS else ()),
+    "queue-socket",
     "lean-socket",
     "send-queue",
     "room-broadcast",
+    "direct-writes",
     "early-manager",
     "json-parse-errors",
     "tls-read-buffer",
@@ -141,7 +152,6 @@ RefusedSink = Callable[[str], None]
 _CONNECTION = "sioplay.connection"
 # What of a websocket's environ stays after its upgrade: what python-socketio's connect handlers read.
 _KEPT_ENVIRON = ("QUERY_STRING",)
-NOT_APPLICABLE: dict[str, str] = {} if QUEUE_SOCKET_PAYS else {"queue-socket": "not needed on Python 3.12+"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -196,6 +206,10 @@ class CorkedTransport:
     def is_closing(self) -> bool:
         return self._transport.is_closing()
 
+    def get_write_buffer_size(self) -> int:
+        # Asked for every recipient of a direct write: not through `__getattr__`.
+        return self._transport.get_write_buffer_size()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
@@ -246,6 +260,10 @@ def _websocket_driver(
             if WebSocket.corked and not _cork(self._sock):
                 WebSocket.corked = False
                 log.warning("patch corked-writes is off: aiohttp's WebSocketResponse._writer.transport is gone")
+            # The engine.io socket this websocket serves: its handler is that socket's bound method.
+            owner = getattr(self.handler, "__self__", None)
+            if isinstance(owner, QueueSocket):
+                owner.frame_writer = getattr(self._sock, "_writer", None)
             raw_socket = request.transport.get_extra_info("socket") if request.transport else None
             if send_buffer_bytes is not None and raw_socket is not None:
                 raw_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
@@ -290,20 +308,59 @@ class QueueSocket(_ENGINEIO_SOCKET):  # type: ignore[misc,valid-type]
     the same queue, the same order and the same timeout, taken with
     `asyncio.timeout` around the queue's own wait, and none when a packet is
     already queued.
+
+    While its websocket writer waits here with nothing queued, a frame written
+    straight to the connection (`write_now`) leaves in the socket's order: nothing
+    of this socket is queued or being sent.
     """
+
+    # aiohttp's frame writer of this socket's websocket, once the driver has prepared it.
+    frame_writer: Any = None
+    # True exactly while the websocket writer waits in `poll` on an empty queue.
+    writer_idle: bool = False
 
     async def poll(self) -> list[Any]:
         """The queued packets, waiting for the first; QueueEmpty after the ping timeout or on cancel."""
+        return await self.next_packets(self.server.ping_interval + self.server.ping_timeout)
+
+    async def packets_to_send(self) -> list[Any]:
+        """`LeanSocket`'s writer wait: no timeout of its own, idle as `poll` is."""
+        return await self.next_packets(None)
+
+    async def next_packets(self, timeout_s: float | None) -> list[Any]:
         queue: asyncio.Queue[Any] = self.queue
         if queue.empty():
+            # Before the upgrade a long-poll GET waits here, not the websocket writer.
+            self.writer_idle = self.upgraded and not self.upgrading and self.frame_writer is not None
             try:
-                async with asyncio.timeout(self.server.ping_interval + self.server.ping_timeout):
+                if timeout_s is None:
                     first = await queue.get()
+                else:
+                    async with asyncio.timeout(timeout_s):
+                        first = await queue.get()
             except (TimeoutError, asyncio.CancelledError):
                 raise exceptions.QueueEmpty() from None
+            finally:
+                self.writer_idle = False
         else:
             first = queue.get_nowait()
         return _with_queued(queue, first)
+
+    def write_now(self, frame: bytes) -> bool:
+        """Write `frame`, a whole websocket frame, to the connection at once if that keeps this socket's frame order
+        and flow control; False when it must be queued instead."""
+        writer = self.frame_writer
+        if not self.writer_idle or not self.queue.empty() or self.closed:
+            return False
+        transport = writer.transport
+        if writer.compress or writer._closing or transport.is_closing():
+            return False
+        # A client that reads slower than the room talks: past this, its frames queue, its writer waits for the
+        # transport to drain, and its queue's backlog limit ends it (see `RoomBroadcaster`).
+        if transport.get_write_buffer_size() >= DIRECT_WRITE_BUFFER_BYTES:
+            return False
+        transport.write(frame)
+        return True
 
 
 def _with_queued(queue: Any, first: Any) -> list[Any]:
@@ -394,11 +451,18 @@ class LeanSocket(_ENGINEIO_SOCKET):  # type: ignore[misc,valid-type]
             # would otherwise start all its handlers before any socket's writer could send.
             await asyncio.sleep(0)
 
+    async def packets_to_send(self) -> list[Any]:
+        """The queued packets, waiting for the first without a timeout (`QueueSocket` tracks the idle wait)."""
+        return _with_queued(self.queue, await self.queue.get())
+
     async def _write_packets(self, ws: Any) -> None:
         while True:
             # No timeout on this wait (engine.io's poll has one): the reader's ends the session, and queues the
             # end-of-stream marker this wait ends on.
-            packets = _with_queued(self.queue, await self.queue.get())
+            try:
+                packets = await self.packets_to_send()
+            except exceptions.QueueEmpty:
+                break
             if not packets or not await _sent(ws, packets):
                 break
             # Not kept while waiting for the next: a quiet socket would hold its last frames.
@@ -435,6 +499,16 @@ def _socket_module_target() -> str | None:
     return None
 
 
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, uncompressed websocket text frame of `payload`: what a server sends (RFC 6455 5.2)."""
+    length = len(payload)
+    if length < 126:
+        return bytes((0x81, length)) + payload
+    if length < 65536:
+        return bytes((0x81, 126)) + length.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + length.to_bytes(8, "big") + payload
+
+
 def _queue_socket_target() -> str | None:
     if "self.queue.get()" not in inspect.getsource(_ENGINEIO_SOCKET.poll):
         return "engineio AsyncSocket.poll on self.queue"
@@ -461,6 +535,16 @@ def _send_queue_target(sio: socketio.AsyncServer) -> str | None:
     return None
 
 
+def _direct_writes_target() -> str | None:
+    handler = inspect.getsource(_ENGINEIO_SOCKET._websocket_handler)
+    if "await self.poll()" not in handler or "self.upgraded = True" not in handler:
+        return "engineio AsyncSocket._websocket_handler polling self.poll() once upgraded"
+    writer = inspect.getsource(WebSocketWriter.__init__)
+    if not all(f"self.{name} =" in writer for name in ("transport", "compress", "_closing")):
+        return "aiohttp WebSocketWriter(transport, compress, _closing)"
+    return None
+
+
 # Room broadcasts -------------------------------------------------------------------------
 
 
@@ -482,6 +566,11 @@ class RoomBroadcaster(AsyncManager):  # type: ignore[misc]
 
     max_backlog: int = 1000
     enabled: bool = False
+    # With `direct-writes`: a recipient whose writer is idle gets the frame written at once (`QueueSocket.write_now`).
+    direct: bool = False
+    # Frames delivered, by path ("direct", "queued"): the share queued shows clients reading slower than rooms talk.
+    # The subclass's __init__ gives it its own (the node's metrics).
+    deliveries: collections.Counter[str]
 
     async def emit(
         self,
@@ -504,18 +593,27 @@ class RoomBroadcaster(AsyncManager):  # type: ignore[misc]
             for part in (encoded if isinstance(encoded, list) else [encoded])
         ]
         skipped = set(skip_sid) if isinstance(skip_sid, list) else {skip_sid}
+        # One frame for every recipient: a server's frames are unmasked, and these uncompressed.
+        frame = text_frame(frames[0].encode().encode()) if self.direct and len(frames) == 1 else None
         sockets = self.server.eio.sockets
+        direct = queued = 0
         for sid, eio_sid in self.get_participants(namespace, to or room):
             if sid in skipped:
                 continue
             eio_socket = sockets.get(eio_sid)
             if eio_socket is None or eio_socket.closed:
                 continue
+            if frame is not None and eio_socket.write_now(frame):
+                direct += 1
+                continue
             if eio_socket.queue.qsize() >= self.max_backlog:
                 self._drop_slow_reader(sid, eio_sid, eio_socket)
                 continue
-            for frame in frames:
-                eio_socket.queue.put_nowait(frame)
+            for packet in frames:
+                eio_socket.queue.put_nowait(packet)
+            queued += 1
+        self.deliveries["direct"] += direct
+        self.deliveries["queued"] += queued
 
     def _drop_slow_reader(self, sid: str, eio_sid: str, eio_socket: Any) -> None:
         log.warning(
@@ -812,9 +910,9 @@ def install(
             settings.ws_compression, settings.ws_send_buffer_bytes, cork, guard.refuse if guarded else None
         )
         sio.eio._async = {**sio.eio._async, "websocket": driver}
-    inactive.update(NOT_APPLICABLE)
+    queue_socket = check("queue-socket", _queue_socket_target())
     mixins = (
-        *((QueueSocket,) if QUEUE_SOCKET_PAYS and check("queue-socket", _queue_socket_target()) else ()),
+        *((QueueSocket,) if queue_socket else ()),
         *((LeanSocket,) if check("lean-socket", _lean_socket_target()) else ()),
     )
     if mixins:
@@ -822,6 +920,10 @@ def install(
     if check("send-queue", _send_queue_target(sio)):
         sio.eio.create_queue = SendQueue
     manager.enabled = check("room-broadcast", _broadcast_target())
+    if manager.enabled and driver_ok and queue_socket:
+        manager.direct = check("direct-writes", _direct_writes_target())
+    else:
+        inactive["direct-writes"] = "needs websocket-driver, queue-socket and room-broadcast"
     check("early-manager", _early_manager_target(sio))
     if check("json-parse-errors", _request_handler_target()):
         web_server.RequestHandler = JsonErrorRequestHandler

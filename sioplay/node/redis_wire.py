@@ -228,6 +228,7 @@ class _SubscribeConnection(_Connection):
         self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._confirmed: set[bytes] = set()
         self._unsubscribing: dict[bytes, asyncio.Future[None]] = {}
+        self._pongs: collections.deque[asyncio.Future[None]] = collections.deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -241,8 +242,23 @@ class _SubscribeConnection(_Connection):
             self.transport.write(encode_command("UNSUBSCRIBE", *channels))
         return waits
 
+    def ping(self) -> asyncio.Future[None]:
+        """Done once Redis answered a PING sent now: every message it sent this connection before is handled."""
+        if self.transport is None or self.closed.done():
+            raise ConnectionError("the Redis subscription is closed")
+        waiter = asyncio.get_running_loop().create_future()
+        self._pongs.append(waiter)
+        self.transport.write(encode_command("PING"))
+        return waiter
+
     def on_reply(self, reply: Any) -> None:
-        if isinstance(reply, list) and len(reply) == 3:
+        if isinstance(reply, list) and len(reply) == 2 and reply[0] == b"pong":
+            # A subscribed connection answers PING in its stream of messages, in order.
+            if self._pongs:
+                waiter = self._pongs.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+        elif isinstance(reply, list) and len(reply) == 3:
             kind, channel = reply[0], reply[1]
             if kind == b"message":
                 self.dispatch(channel, reply[2])
@@ -267,6 +283,11 @@ class _SubscribeConnection(_Connection):
             if not waiter.done():
                 # A lost connection has unsubscribed everything.
                 waiter.set_result(None)
+        while self._pongs:
+            pong = self._pongs.popleft()
+            if not pong.done():
+                pong.set_exception(error)
+                pong.exception()
         super().fail(error)
 
 
@@ -320,6 +341,17 @@ class Subscription:
 
     def _failed(self, reason: str) -> None:
         self.failure = self.failure or reason
+
+    async def barrier(self) -> None:
+        """Return once every message Redis published to this node before now has been handled.
+
+        A PING on the subscribed connection: Redis answers it after whatever it
+        already sent here. ConnectionError while not subscribed.
+        """
+        connection = self._connection
+        if connection is None or not self.subscribed.is_set():
+            raise ConnectionError("not subscribed to Redis")
+        await connection.ping()
 
     async def remove(self, channels: Sequence[str], timeout_s: float) -> None:
         """Stop receiving `channels`, also after a reconnect; returns once Redis confirmed it or `timeout_s` passed."""

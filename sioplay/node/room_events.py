@@ -12,6 +12,7 @@ import socketio
 
 from sioplay.db.store import UserStore
 from sioplay.errors import DatabaseError, TokenError, UnknownUserError, ValidationError
+from sioplay.node.part_feed import PartFeed
 from sioplay.node.patches import connected_session
 from sioplay.node.rate_limit import TokenBuckets
 from sioplay.node.sockets import LocalSocket, LocalSockets
@@ -43,6 +44,7 @@ class RoomEvents:
         on_refused: Callable[[str], None],
         not_ready: Callable[[], str | None] = lambda: None,
         tokens: TokenSessions | None = None,
+        part_feed: PartFeed | None = None,
     ) -> None:
         self.sio = sio
         # Why the node takes no new client now (a dependency is down: see node/readiness.py); None when it does.
@@ -53,6 +55,9 @@ class RoomEvents:
         self.on_refused = on_refused
         # None: `--auth none`, the client's own id_user is trusted.
         self.tokens = tokens
+        # The `replica` roster mode's deltas: a join's is taken by Redis before the client hears its handshake.
+        self.part_feed = part_feed
+        self.part_wait_s = settings.roster_timeout_s
         # One bucket per socket: a client's burst of identity-change would otherwise make every page in the
         # room fetch that user and the roster again, once per event.
         self._identity_changes = TokenBuckets(settings.identity_change_rate_per_s, settings.identity_change_burst)
@@ -146,6 +151,9 @@ class RoomEvents:
             if self.tokens is not None:
                 self.tokens.started(sid, session["expires_at"])
             log.info("socket %s connected as id_user %s in room %r", sid, entry.id_user, entry.room)
+            if self.part_feed is not None:
+                # Read-your-join: a query on any node after the handshake finds this socket in its replica.
+                await self.part_feed.published(self.part_wait_s)
             await self.sio.emit(
                 "handshake",
                 {"node": self.node_id, "procid": os.getpid(), "id_socket": sid},

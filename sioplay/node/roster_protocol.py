@@ -6,6 +6,16 @@
     rooms-request   {}
     rooms-reply     {"rooms": {"Maths": ["<id_user>", …], …}}
 
+The `replica` roster mode adds a node's whole part, and each change to it:
+
+    part-request    {}                       (on the node's own channel: only it answers)
+    part-reply      {"seq": 57, "rooms": {"Maths": {"version": 41, "members": [["<id_socket>", "<id_user>"], …]}, …}}
+    part-delta      {"seq": 58, "room": "Maths", "socket": ["<id_socket>", "<id_user>"], "joined": true}
+
+`seq` is the version of the node's whole part (`LocalSockets.changes`): one
+more at each join or leave, so a replica that sees a number skipped knows it
+missed a delta; heartbeats carry it too (see `bus_message`).
+
 A roster request says which version of each node's part of the room the
 requester already holds (`have`, by instance); a node whose part is still that
 version answers "unchanged" instead of its members, so a large room crosses
@@ -28,6 +38,8 @@ __all__ = [
     "BODY_CHECKS",
     "INSTANCE",
     "MAX_HAVE_ENTRIES",
+    "part_delta",
+    "part_reply",
     "REPLY_KIND",
     "ReplyKind",
     "RequestKind",
@@ -38,9 +50,13 @@ __all__ = [
     "unchanged_reply",
 ]
 
-RequestKind = Literal["roster-request", "rooms-request"]
-ReplyKind = Literal["roster-reply", "rooms-reply"]
-REPLY_KIND: dict[str, ReplyKind] = {"roster-request": "roster-reply", "rooms-request": "rooms-reply"}
+RequestKind = Literal["roster-request", "rooms-request", "part-request"]
+ReplyKind = Literal["roster-reply", "rooms-reply", "part-reply"]
+REPLY_KIND: dict[str, ReplyKind] = {
+    "roster-request": "roster-reply",
+    "rooms-request": "rooms-reply",
+    "part-request": "part-reply",
+}
 
 # What ids from other nodes may be: they reach rosters, headers and log lines.
 INSTANCE = re.compile(r"[0-9a-f]{16}")
@@ -64,6 +80,18 @@ def unchanged_reply(room: str, version: int) -> dict[str, Any]:
 
 def rooms_reply(rooms: dict[str, list[str]]) -> dict[str, Any]:
     return {"rooms": rooms}
+
+
+def part_reply(seq: int, rooms: dict[str, tuple[int, list[list[str]]]]) -> dict[str, Any]:
+    """`rooms`: room -> (its version, its members as [[id_socket, id_user], …])."""
+    return {
+        "seq": seq,
+        "rooms": {room: {"version": version, "members": members} for room, (version, members) in rooms.items()},
+    }
+
+
+def part_delta(seq: int, room: str, id_socket: str, id_user: str, joined: bool) -> dict[str, Any]:
+    return {"seq": seq, "room": room, "socket": [id_socket, id_user], "joined": joined}
 
 
 def matching(value: object, what: str, pattern: re.Pattern[str]) -> str:
@@ -103,19 +131,47 @@ def _check_roster_request(body: dict[str, Any]) -> None:
         _check_version(version)
 
 
+def _check_member(member: object) -> None:
+    if not isinstance(member, list) or len(member) != 2:
+        raise BusError("each member must be [id_socket, id_user]")
+    matching(member[0], "id_socket", SOCKET_ID)
+    _check_id_user(member[1])
+
+
+def _check_members(members: object) -> None:
+    if not isinstance(members, list):
+        raise BusError("members must be a list")
+    for member in members:
+        _check_member(member)
+
+
 def _check_roster_reply(body: dict[str, Any]) -> None:
     _check_room(body)
     _check_version(body.get("version"))
     if body.get("unchanged") is True:
         return
-    members = body.get("members")
-    if not isinstance(members, list):
-        raise BusError("members must be a list")
-    for member in members:
-        if not isinstance(member, list) or len(member) != 2:
-            raise BusError("each member must be [id_socket, id_user]")
-        matching(member[0], "id_socket", SOCKET_ID)
-        _check_id_user(member[1])
+    _check_members(body.get("members"))
+
+
+def _check_part_reply(body: dict[str, Any]) -> None:
+    _check_version(body.get("seq"))
+    rooms = body.get("rooms")
+    if not isinstance(rooms, dict):
+        raise BusError("rooms must be an object")
+    for room, part in rooms.items():
+        _check_room({"room": room})
+        if not isinstance(part, dict):
+            raise BusError("each room's part must be an object")
+        _check_version(part.get("version"))
+        _check_members(part.get("members"))
+
+
+def _check_part_delta(body: dict[str, Any]) -> None:
+    _check_version(body.get("seq"))
+    _check_room(body)
+    _check_member(body.get("socket"))
+    if not isinstance(body.get("joined"), bool):
+        raise BusError("joined must be true or false")
 
 
 def _check_rooms_reply(body: dict[str, Any]) -> None:
@@ -139,4 +195,7 @@ BODY_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "roster-reply": _check_roster_reply,
     "rooms-request": _nothing,
     "rooms-reply": _check_rooms_reply,
+    "part-request": _nothing,
+    "part-reply": _check_part_reply,
+    "part-delta": _check_part_delta,
 }

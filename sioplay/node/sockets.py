@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import defaultdict
+from collections.abc import Callable
 
-__all__ = ["LocalSocket", "LocalSockets"]
+__all__ = ["ChangeListener", "LocalSocket", "LocalSockets"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -19,6 +20,10 @@ class LocalSocket:
         return {"id_socket": self.id_socket, "id_user": self.id_user}
 
 
+# (change number, the socket, True if it joined): called as each change is made, in order.
+ChangeListener = Callable[[int, "LocalSocket", bool], None]
+
+
 class LocalSockets:
     """Fully connected sockets of this node, indexed by id and by room.
 
@@ -28,10 +33,13 @@ class LocalSockets:
     Each room has a version that changes whenever a socket joins or leaves it,
     so that what was computed from a room's members can be kept until then.
     Versions come from one counter, so a version never names two different
-    member lists; an empty room is version 0.
+    member lists; an empty room is version 0. The counter itself (`changes`)
+    is the version of the node's whole part, which `on_change` listeners are
+    told of at each change (the deltas of the `replica` roster mode).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: ChangeListener | None = None) -> None:
+        self.on_change = on_change
         self._by_id: dict[str, LocalSocket] = {}
         self._by_room: dict[str, dict[str, LocalSocket]] = defaultdict(dict)
         self._versions: dict[str, int] = {}
@@ -39,18 +47,25 @@ class LocalSockets:
         self._emptied = asyncio.Event()
         self._emptied.set()
 
-    def _changed(self, room: str) -> None:
+    def _changed(self, entry: LocalSocket, joined: bool) -> None:
         self._changes += 1
-        if room in self._by_room:
-            self._versions[room] = self._changes
+        if entry.room in self._by_room:
+            self._versions[entry.room] = self._changes
         else:
-            self._versions.pop(room, None)
+            self._versions.pop(entry.room, None)
+        if self.on_change is not None:
+            self.on_change(self._changes, entry, joined)
+
+    @property
+    def changes(self) -> int:
+        """How many joins and leaves this node has seen: the version of its whole part."""
+        return self._changes
 
     def add(self, entry: LocalSocket) -> None:
         self._emptied.clear()
         self._by_id[entry.id_socket] = entry
         self._by_room[entry.room][entry.id_socket] = entry
-        self._changed(entry.room)
+        self._changed(entry, joined=True)
 
     def remove(self, id_socket: str) -> LocalSocket | None:
         entry = self._by_id.pop(id_socket, None)
@@ -60,7 +75,7 @@ class LocalSockets:
                 members.pop(id_socket, None)
                 if not members:
                     del self._by_room[entry.room]
-            self._changed(entry.room)
+            self._changed(entry, joined=False)
             if not self._by_id:
                 self._emptied.set()
         return entry

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -22,6 +22,19 @@ def id_conflicts(node: Node) -> list[dict[str, str]]:
         {"node": conflict.node_id, "instance": conflict.instance, "holder": conflict.holder}
         for conflict in node.bus.conflicts.active(node.bus.clock())
     ]
+
+
+def roster_json(node: Node) -> dict[str, Any]:
+    """The roster mode, and in the `replica` mode what this node holds of every other node's part."""
+    replicas = node.roster.replicas
+    if replicas is None:
+        return {"mode": node.roster.mode}
+    return {
+        "mode": node.roster.mode,
+        "replicas": replicas.as_json(),
+        "replica_fetches": replicas.fetches,
+        "replica_gaps": replicas.gaps,
+    }
 
 
 def ops_routes(node: Node) -> list[web.RouteDef]:
@@ -54,6 +67,7 @@ def ops_routes(node: Node) -> list[web.RouteDef]:
                     "failures": readiness.failures,
                     "id_conflicts": id_conflicts(node),
                 },
+                "roster": roster_json(node),
                 "patches": node.patches.as_json(),
                 "metrics": node.metrics.as_json(),
             },
@@ -93,6 +107,8 @@ def ops_routes(node: Node) -> list[web.RouteDef]:
                 "linked": node.bus.linked,
                 "nodes": nodes,
                 "id_conflicts": id_conflicts(node),
+                # Processes that listen to the bus and never answer (another supervisor's start-up check).
+                "observers": node.bus.observers(),
             }
         )
 
