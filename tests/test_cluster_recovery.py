@@ -144,6 +144,15 @@ async def test_start_adopts_what_a_dead_supervisor_left_running(clusters: Cluste
     sid = client.sid
     try:
         await asyncio.to_thread(_kill_supervisor, cluster)
+        # A start with settings they do not run with is refused, and they go on serving as they were.
+        other_port = cluster.settings.replace(public_port=cluster.settings.public_port + 1)
+        result = await asyncio.to_thread(sioplay, other_port, "cluster", "start", "--nodes", "2")
+        assert result.returncode == 1
+        line = result.stderr.strip()
+        assert f"public port {cluster.settings.public_port} (this start: {other_port.public_port})" in line, line
+        assert "sioplay cluster stop" in line, line
+        assert len(alive_refs(set(before.processes()))) == len(before.processes())
+
         # No --nodes: as many as the dead supervisor ran.
         result = await asyncio.to_thread(sioplay, cluster.settings, "cluster", "start")
         assert result.returncode == 0, result.stderr + result.stdout
@@ -173,23 +182,6 @@ async def test_start_adopts_what_a_dead_supervisor_left_running(clusters: Cluste
     assert final.phase == "stopped"
     left = {*before.processes(), *after.processes(), *(await asyncio.to_thread(cluster.state)).processes()}
     assert alive_refs(left) == []
-
-
-def test_start_refuses_to_adopt_with_other_settings(clusters: Clusters) -> None:
-    cluster = clusters.start(nodes=2)
-    before = cluster.state()
-    _kill_supervisor(cluster)
-
-    other_port = cluster.settings.replace(public_port=cluster.settings.public_port + 1)
-    result = sioplay(other_port, "cluster", "start", "--nodes", "2")
-    assert result.returncode == 1
-    line = result.stderr.strip()
-    assert f"public port {cluster.settings.public_port} (this start: {other_port.public_port})" in line, line
-    assert "sioplay cluster stop" in line, line
-    # Refused, they go on serving as they were.
-    assert len(alive_refs(set(before.processes()))) == len(before.processes())
-    assert sioplay(cluster.settings, "cluster", "stop").returncode == 0
-    assert alive_refs(set(before.processes())) == []
 
 
 def _kill(ref: ProcessRef | None) -> None:
