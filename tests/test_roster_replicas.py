@@ -8,6 +8,7 @@ from typing import Any
 from sioplay.node.bus_message import BusMessage
 from sioplay.node.roster_protocol import part_delta
 from sioplay.node.roster_replicas import RosterReplicas
+from tests.helpers import async_wait_until
 
 INSTANCE = "0123456789abcdef"
 
@@ -58,11 +59,6 @@ def users(replicas: RosterReplicas, room: str) -> list[str] | None:
     return None if part is None else [entry[2] for entry in part.entries]
 
 
-async def settled() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
-
-
 async def test_a_node_that_never_changed_is_current_at_once_and_deltas_follow() -> None:
     peer, clock = Peer(), Clock()
     replicas = RosterReplicas(peer.fetch, max_silence_s=0.4, clock=clock)
@@ -85,7 +81,7 @@ async def test_a_heartbeat_ahead_of_the_deltas_makes_the_part_fetched_before_it_
     assert users(replicas, "Maths") is None, "behind its heartbeat: not served"
     assert replicas.gaps == 1
     peer.answering.set()
-    await settled()
+    await async_wait_until(lambda: users(replicas, "Maths") is not None, 1, "the fetched part")
     assert users(replicas, "Maths") == ["1"] and peer.fetched == 1
 
 
@@ -97,12 +93,12 @@ async def test_a_skipped_number_is_a_gap_and_deltas_heard_during_the_fetch_are_a
     peer.answering.clear()
     replicas.delta(peer.change("Maths", "s2", "2", True), clock.now)
     assert users(replicas, "Maths") is None and replicas.gaps == 1
-    await settled()
+    await async_wait_until(lambda: peer.fetched, 1, "the gap's fetch")
     assert peer.fetched == 1, "the gap sent a fetch, answered at seq 2"
     # Heard before the fetch's answer, though made after it: applied on top of the part it brings.
     replicas.delta(peer.change("Maths", "s3", "3", True), clock.now)
     peer.answering.set()
-    await settled()
+    await async_wait_until(lambda: users(replicas, "Maths") is not None, 1, "the fetched part")
     assert users(replicas, "Maths") == ["1", "2", "3"] and peer.fetched == 1
 
 
@@ -116,7 +112,7 @@ async def test_a_relink_forgets_every_part_until_fetched_again() -> None:
     replicas.relinked()
     assert users(replicas, "Maths") is None
     peer.answering.set()
-    await settled()
+    await async_wait_until(lambda: users(replicas, "Maths") is not None, 1, "the fetched part")
     assert users(replicas, "Maths") == ["1", "2"] and peer.fetched == 1
 
 
