@@ -15,7 +15,7 @@ from sioplay.cli import app
 from sioplay.client.sim import DISCONNECT, SimClient
 from sioplay.cluster.recovery import ORPHANS_EXIT_CODE, lock_holder
 from sioplay.common.pids import ProcessRef, find
-from sioplay.common.state import NodeRecord, is_running, read_state, state_path
+from sioplay.common.state import ClusterState, NodeRecord, is_running, read_state, state_path
 from sioplay.settings import Settings
 from tests.cluster_fixtures import Clusters, RunningCluster, alive_refs, complete_maths_users
 from tests.helpers import async_wait_until, wait_until
@@ -44,16 +44,7 @@ def test_status_names_the_orphans_of_a_dead_supervisor(clusters: Clusters) -> No
     state = cluster.state()
     _kill_supervisor(cluster)
 
-    result = sioplay(cluster.settings, "cluster", "status")
-    assert result.returncode == ORPHANS_EXIT_CODE, result.stderr + result.stdout
-    for node in state.nodes:
-        assert f"{node.id} (pid {node.pid})" in result.stderr, result.stderr
-    assert state.redis is not None and f"redis (pid {state.redis.pid})" in result.stderr, result.stderr
-
-    result = sioplay(cluster.settings, "cluster", "status", "--json")
-    assert result.returncode == ORPHANS_EXIT_CODE, result.stderr
-    listed = {item["role"]: item["pid"] for item in json.loads(result.stdout)["orphans"]}
-    assert listed == {**{node.id: node.pid for node in state.nodes}, "redis": state.redis.pid}
+    _assert_status_names_the_orphans(cluster, state)
 
     result = sioplay(cluster.settings, "cluster", "stop")
     assert result.returncode == 0, result.stderr
@@ -105,15 +96,7 @@ def test_a_dead_supervisors_processes_are_found_and_stopped_without_a_state_file
         path.unlink()
 
     # The lock file holds a second copy of the pids, written by the supervisor alone.
-    result = sioplay(cluster.settings, "cluster", "status")
-    assert result.returncode == ORPHANS_EXIT_CODE, result.stderr + result.stdout
-    for node in state.nodes:
-        assert f"{node.id} (pid {node.pid})" in result.stderr, result.stderr
-    assert state.redis is not None and f"redis (pid {state.redis.pid})" in result.stderr, result.stderr
-    result = sioplay(cluster.settings, "cluster", "status", "--json")
-    assert result.returncode == ORPHANS_EXIT_CODE, result.stderr
-    listed = {item["role"]: item["pid"] for item in json.loads(result.stdout)["orphans"]}
-    assert listed == {**{node.id: node.pid for node in state.nodes}, "redis": state.redis.pid}
+    _assert_status_names_the_orphans(cluster, state)
 
     result = sioplay(cluster.settings, "cluster", "start", "--nodes", "1")
     assert result.returncode == 1 and "cannot be adopted" in result.stderr, result.stderr + result.stdout
@@ -182,6 +165,20 @@ async def test_start_adopts_what_a_dead_supervisor_left_running(clusters: Cluste
     assert final.phase == "stopped"
     left = {*before.processes(), *after.processes(), *(await asyncio.to_thread(cluster.state)).processes()}
     assert alive_refs(left) == []
+
+
+def _assert_status_names_the_orphans(cluster: RunningCluster, state: ClusterState) -> None:
+    """`status` and `status --json` exit 3 and name every node and Redis of `state`, by pid."""
+    result = sioplay(cluster.settings, "cluster", "status")
+    assert result.returncode == ORPHANS_EXIT_CODE, result.stderr + result.stdout
+    for node in state.nodes:
+        assert f"{node.id} (pid {node.pid})" in result.stderr, result.stderr
+    assert state.redis is not None and f"redis (pid {state.redis.pid})" in result.stderr, result.stderr
+
+    result = sioplay(cluster.settings, "cluster", "status", "--json")
+    assert result.returncode == ORPHANS_EXIT_CODE, result.stderr
+    listed = {item["role"]: item["pid"] for item in json.loads(result.stdout)["orphans"]}
+    assert listed == {**{node.id: node.pid for node in state.nodes}, "redis": state.redis.pid}
 
 
 def _kill(ref: ProcessRef | None) -> None:
