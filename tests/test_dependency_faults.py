@@ -104,7 +104,12 @@ async def test_redis_sigkilled_comes_back_on_its_port_and_rosters_heal_without_r
         healed_s = time.monotonic() - back
         print(f"rosters complete on every node {healed_s:.2f} s after Redis answered again")
 
-        after = await asyncio.to_thread(status_of, cluster)
+        # Redis answers before the supervisor's next tick has seen its start end and recorded it online.
+        def redis_online() -> dict[str, Any] | None:
+            status = status_of(cluster)
+            return status if status["redis"]["supervision"]["status"] == "online" else None
+
+        after = await async_wait_until(lambda: asyncio.to_thread(redis_online), 5.0, "status to show Redis online")
         assert {node["id"]: node["pid"] for node in after["nodes"]} == before, "no node was restarted"
         assert all(node["restarts"] == 0 and node["condition"] == "online" for node in after["nodes"]), after
         assert after["redis"]["supervision"]["status"] == "online" and after["redis"]["supervision"]["restarts"] == 1
